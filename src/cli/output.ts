@@ -1,0 +1,43 @@
+// How every command reports results and errors: human text on a TTY,
+// one JSON document with --json, the explanation for Smtp365Errors, a stack
+// trace only with --verbose, and secrets masked in all of them.
+import pc from 'picocolors';
+import { Smtp365Error, isSmtp365Error, formatSmtpReply } from '../errors/error.ts';
+import { formatExplanation } from '../errors/explain.ts';
+import { redact } from '../util/redact.ts';
+import { EXIT, exitCodeFor } from './exit-codes.ts';
+
+export interface OutputOptions {
+  json?: boolean;
+  verbose?: boolean;
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+}
+
+/** Prints an error the way people and scripts need it; returns the exit code. */
+export function reportError(err: unknown, opts: OutputOptions = {}): number {
+  const e: Smtp365Error = isSmtp365Error(err)
+    ? err
+    : new Smtp365Error('INTERNAL', err instanceof Error ? err.message : String(err), { cause: err });
+  const exit = exitCodeFor(e.code, e.transient);
+  if (opts.json) {
+    process.stdout.write(redact(JSON.stringify({ ok: false, error: e.toJSON() }, null, 2)) + '\n');
+  } else {
+    const lines = [`${pc.red('error')} ${pc.dim(`[${e.code}]`)} ${redact(e.message)}`];
+    if (e.smtp) lines.push(`  Server said: ${redact(formatSmtpReply(e.smtp))}`);
+    if (e.explanation) lines.push(redact(formatExplanation(e.explanation)).replace(/^/gm, '  '));
+    if (e.transient) lines.push(pc.dim('  This is temporary: retrying later may succeed.'));
+    if (opts.verbose) {
+      const stack = (e.cause instanceof Error ? e.cause.stack : undefined) ?? e.stack;
+      if (stack) lines.push(pc.dim(redact(stack)));
+    } else if (e.code === 'INTERNAL') {
+      lines.push(pc.dim('  Run with --verbose for details.'));
+    }
+    process.stderr.write(lines.join('\n') + '\n');
+  }
+  return exit;
+}
+
+export { EXIT };

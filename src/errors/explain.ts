@@ -1,0 +1,529 @@
+// The one place that turns Microsoft's replies (SMTP replies and AADSTS
+// identity errors) into "what happened, which step of the setup guide, how to
+// fix it". Everything that shows an error to a person goes through here, so
+// doctor, the CLI, the relay's bounces and the library all say the same thing.
+// Facts come from ../shared/reference/microsoft-365-smtp-oauth.md §5.
+
+import type { ErrorCode } from './codes.ts';
+import type { SmtpReply } from './error.ts';
+
+/** The user's own values, used to fill in ready-to-paste commands. */
+export interface ExplainContext {
+  /** The mailbox the token is used for (`user=`). */
+  mailbox?: string;
+  /** The From / envelope sender that was refused. */
+  from?: string;
+  tenantId?: string;
+  clientId?: string;
+  /** Enterprise application (service principal) object id, for app-only. */
+  servicePrincipalId?: string;
+  /** Whether the account is app-only (client credentials). */
+  appOnly?: boolean;
+}
+
+export interface Explanation {
+  code: ErrorCode;
+  transient: boolean;
+  /** One line: what went wrong. */
+  title: string;
+  /** Why it happens. */
+  cause: string;
+  /** The step of the setup guide that fixes it, e.g. "step 10: Allow public client flows". */
+  step?: string;
+  /** What to do, in order. */
+  fix: string[];
+  /** Where to click, when the portal can do it. */
+  portal?: string;
+  /** Ready-to-paste Exchange Online / Graph PowerShell, with the user's values. */
+  powershell?: string[];
+  /** Microsoft's page on it. */
+  docs?: string;
+  /** AADSTS code, when it came from the identity service. */
+  aadsts?: number;
+}
+
+const GUIDE = '../shared/seed/office365-smtp-oauth2-setup.md';
+export const SETUP_GUIDE = GUIDE;
+
+function v(value: string | undefined, placeholder: string): string {
+  return value && value.length > 0 ? value : placeholder;
+}
+
+function enableSmtpAuthFix(ctx: ExplainContext): Pick<Explanation, 'fix' | 'portal' | 'powershell' | 'step'> {
+  const mbx = v(ctx.mailbox, '<mailbox>');
+  return {
+    step: 'guide, last section: Enable SMTP AUTH for specific mailboxes',
+    portal: `Microsoft 365 admin center › Users › Active users › ${mbx} › Mail › Manage email apps › check "Authenticated SMTP" › Save changes`,
+    powershell: [`Set-CASMailbox -Identity ${mbx} -SmtpClientAuthenticationDisabled $false`],
+    fix: [
+      `Enable SMTP AUTH for ${mbx} (it can take up to an hour to apply).`,
+      'Alternatively enable it tenant-wide: Set-TransportConfig -SmtpClientAuthenticationDisabled $false (not recommended).',
+    ],
+  };
+}
+
+function relogin(ctx: ExplainContext): string {
+  return ctx.appOnly ? 'Check the client secret or certificate of the app.' : 'Sign in again: smtp365 login';
+}
+
+// ---------------------------------------------------------------- SMTP replies
+
+interface SmtpRule {
+  match: (r: SmtpReply) => boolean;
+  build: (r: SmtpReply, ctx: ExplainContext) => Omit<Explanation, 'transient'> & { transient?: boolean };
+}
+
+const has = (r: SmtpReply, s: string | RegExp) =>
+  typeof s === 'string' ? r.text.toLowerCase().includes(s.toLowerCase()) : s.test(r.text);
+const enh = (r: SmtpReply, e: string) => r.enhanced === e;
+
+const SMTP_RULES: SmtpRule[] = [
+  {
+    match: (r) => enh(r, '5.7.139') && has(r, 'disabled for the Tenant'),
+    build: (_r, ctx) => ({
+      code: 'SMTP_AUTH_DISABLED_TENANT',
+      title: 'SMTP AUTH is disabled for the whole tenant',
+      cause:
+        'The tenant-wide switch (Set-TransportConfig -SmtpClientAuthenticationDisabled) is on, the default for tenants created after January 2020. It blocks OAuth2 as well as passwords, unless the mailbox itself enables SMTP AUTH.',
+      docs: 'https://aka.ms/smtp_auth_disabled',
+      ...enableSmtpAuthFix(ctx),
+    }),
+  },
+  {
+    match: (r) => enh(r, '5.7.139') && has(r, 'disabled for the Mailbox'),
+    build: (_r, ctx) => ({
+      code: 'SMTP_AUTH_DISABLED_MAILBOX',
+      title: `SMTP AUTH is disabled for the mailbox ${v(ctx.mailbox, '')}`.trim(),
+      cause: 'The mailbox has "Authenticated SMTP" turned off (SmtpClientAuthenticationDisabled = $true). This blocks OAuth2 too.',
+      docs: 'https://aka.ms/smtp_auth_disabled',
+      ...enableSmtpAuthFix(ctx),
+    }),
+  },
+  {
+    match: (r) => enh(r, '5.7.139') && has(r, 'basic authentication is disabled'),
+    build: () => ({
+      code: 'SMTP_BASIC_AUTH_DISABLED',
+      title: 'A password was sent where Microsoft 365 requires OAuth2',
+      cause: 'Basic authentication (user name and password) for SMTP is off. From the end of December 2026 it is off by default.',
+      fix: [
+        'Send with OAuth2: smtp365 send, the smtp365 library, or point the device at the smtp365 relay (smtp365 relay).',
+      ],
+    }),
+  },
+  {
+    match: (r) => enh(r, '5.7.139') && has(r, 'security defaults'),
+    build: () => ({
+      code: 'SMTP_AUTH_BLOCKED_POLICY',
+      title: 'Blocked by the security defaults policy',
+      cause: 'Security Defaults block SMTP AUTH for this user.',
+      portal: 'Entra admin center › Identity › Overview › Properties › Manage security defaults',
+      fix: ['Ask an administrator to replace Security Defaults with Conditional Access policies that allow this sign-in.'],
+    }),
+  },
+  {
+    match: (r) => enh(r, '5.7.139') && has(r, 'did not meet the criteria'),
+    build: () => ({
+      code: 'SMTP_AUTH_BLOCKED_POLICY',
+      title: 'Blocked by a Conditional Access policy',
+      cause: 'A Conditional Access policy refused this sign-in for SMTP.',
+      portal: 'Entra admin center › Protection › Conditional Access › Sign-in logs (find the failed sign-in)',
+      fix: ['Ask an administrator which Conditional Access policy blocked the sign-in and exclude this use.'],
+    }),
+  },
+  {
+    match: (r) => enh(r, '5.7.3') || (r.code === 535 && !r.enhanced),
+    build: (_r, ctx) => {
+      const mbx = v(ctx.mailbox, '<mailbox>');
+      const fix = ctx.appOnly
+        ? [
+            'Check that the app has the application permission Office 365 Exchange Online › SMTP.SendAsApp with admin consent (guide steps 12–19).',
+            `Check that Exchange knows the app's service principal and that it has FullAccess on ${mbx} (PowerShell below; use the Enterprise Application's object id, not the App Registration's).`,
+            'Check that the token was requested for https://outlook.office365.com/.default.',
+            'Run smtp365 doctor to check each of these.',
+          ]
+        : [
+            'Check that the token is for SMTP: scope https://outlook.office.com/SMTP.Send (a Microsoft Graph token does not work).',
+            `Check that user= (${mbx}) is the signed-in user or a mailbox it has FullAccess/SendAs on.`,
+            'Check that the app has the delegated permission SMTP.Send (guide steps 12–19) and sign in again.',
+            'Run smtp365 doctor to check each of these.',
+          ];
+      const result: Omit<Explanation, 'transient'> = {
+        code: 'SMTP_AUTH_FAILED',
+        title: 'Microsoft 365 refused the OAuth2 token (535 5.7.3)',
+        cause:
+          'A generic OAuth2 failure: wrong audience or scope (e.g. a Graph token), an expired token, user= not the token\'s mailbox and no rights on it, or for app-only a missing service principal or FullAccess.',
+        step: 'steps 12–19: API permissions',
+        fix,
+      };
+      if (ctx.appOnly) {
+        const sp = v(ctx.servicePrincipalId, '<Enterprise application object id>');
+        result.powershell = [
+          `New-ServicePrincipal -AppId ${v(ctx.clientId, '<Application (client) id>')} -ObjectId ${sp}`,
+          `Add-MailboxPermission -Identity ${mbx} -User ${sp} -AccessRights FullAccess`,
+        ];
+      }
+      return result;
+    },
+  },
+  {
+    match: (r) => enh(r, '5.7.57'),
+    build: () => ({
+      code: 'SMTP_NOT_AUTHENTICATED',
+      title: 'The client tried to send before authenticating',
+      cause: 'MAIL FROM was sent without a successful AUTH.',
+      fix: ['Authenticate with AUTH XOAUTH2 after STARTTLS before sending.'],
+    }),
+  },
+  {
+    match: (r) => enh(r, '5.7.4') || r.code === 504,
+    build: () => ({
+      code: 'SMTP_AUTH_MECHANISM',
+      title: 'Authentication mechanism not supported',
+      cause: 'Microsoft 365 offers only AUTH LOGIN (Basic, being retired) and AUTH XOAUTH2; AUTH PLAIN is not accepted.',
+      fix: ['Use AUTH XOAUTH2 with an OAuth2 access token.'],
+    }),
+  },
+  {
+    match: (r) => enh(r, '5.7.60') || enh(r, '5.2.252') || has(r, 'SendAsDenied'),
+    build: (_r, ctx) => {
+      const mbx = v(ctx.mailbox, '<mailbox>');
+      const from = v(ctx.from, '<from address>');
+      return {
+        code: 'SMTP_SEND_AS_DENIED',
+        title: `${mbx} may not send as ${from}`,
+        cause: 'The From address differs from the authenticated mailbox and the mailbox has no SendAs right on it. Microsoft checks this after the message was transmitted.',
+        fix: [`Send with From: ${mbx}, or grant ${mbx} SendAs on ${from} (PowerShell below; it can take up to an hour).`],
+        portal: `Exchange admin center › Recipients › Mailboxes › ${from} › Mailbox delegation › Send as › add ${mbx}`,
+        powershell: [`Add-RecipientPermission -Identity ${from} -Trustee ${ctx.appOnly ? v(ctx.servicePrincipalId, '<service principal id>') : mbx} -AccessRights SendAs -Confirm:$false`],
+      };
+    },
+  },
+  {
+    match: (r) => enh(r, '4.3.2') || has(r, 'thread limit exceeded'),
+    build: () => ({
+      code: 'SMTP_CONCURRENCY_LIMIT',
+      title: 'More than 3 connections for this mailbox at once',
+      cause: 'Microsoft allows at most 3 concurrent SMTP submissions per mailbox.',
+      fix: ['Use fewer concurrent connections (smtp365 never opens more than 3); retry shortly.'],
+      transient: true,
+    }),
+  },
+  {
+    match: (r) => has(r, 'SubmissionQuotaExceeded'),
+    build: () => ({
+      code: 'SMTP_QUOTA_EXCEEDED',
+      title: 'The mailbox sent to more than 10,000 recipients in 24 hours',
+      cause: 'Exchange Online limits a mailbox to 10,000 recipients per rolling 24 hours.',
+      fix: ['Wait until the rolling window frees up, spread mail over several mailboxes, or use High Volume Email.'],
+    }),
+  },
+  {
+    match: (r) => has(r, 'OutboundSpamException'),
+    build: () => ({
+      code: 'SMTP_SPAM_BLOCKED',
+      title: 'The mailbox is blocked for sending spam',
+      cause: 'Microsoft flagged the account for outbound spam.',
+      portal: 'Microsoft Defender portal › Email & collaboration › Review › Restricted entities',
+      fix: ['An administrator must review and release the user in the Defender portal.'],
+    }),
+  },
+  {
+    match: (r) => enh(r, '5.7.705') || enh(r, '5.7.708'),
+    build: () => ({
+      code: 'SMTP_TENANT_BLOCKED',
+      title: 'The tenant or sending IP is blocked by Microsoft',
+      cause: 'The tenant exceeded a threshold or the IP is not accepted.',
+      fix: ['Contact Microsoft support through the admin center.'],
+    }),
+  },
+  {
+    match: (r) => enh(r, '4.7.66') || has(r, 'TLS 1.0 and 1.1 are not supported'),
+    build: () => ({
+      code: 'SMTP_TLS_TOO_OLD',
+      title: 'TLS 1.2 or newer is required',
+      cause: 'The connection used TLS 1.0 or 1.1.',
+      docs: 'https://aka.ms/smtp_auth_tls',
+      fix: ['Use TLS 1.2 or newer (smtp365 always does; check any proxy in between).'],
+    }),
+  },
+  {
+    match: (r) => r.code === 552 || enh(r, '5.3.4'),
+    build: () => ({
+      code: 'SMTP_MESSAGE_TOO_LARGE',
+      title: 'The message is larger than the mailbox may send',
+      cause: "The message exceeds the mailbox's MaxSendSize (35 MB by default, at most 150 MB). Attachments grow by a third when encoded.",
+      powershell: ['Set-Mailbox -Identity <mailbox> -MaxSendSize 150MB'],
+      fix: ['Send a smaller message, or raise the mailbox\'s MaxSendSize.'],
+    }),
+  },
+  {
+    match: (r) => r.code >= 400 && r.code < 500,
+    build: () => ({
+      code: 'SMTP_TEMPORARY',
+      title: 'Temporary error at Microsoft',
+      cause: 'The server reported a temporary condition.',
+      fix: ['Retry later; smtp365 retries automatically with backoff.'],
+      transient: true,
+    }),
+  },
+  {
+    match: (r) => r.command === 'RCPT' && r.code >= 500,
+    build: () => ({
+      code: 'SMTP_RECIPIENT_REJECTED',
+      title: 'A recipient was rejected',
+      cause: 'The server refused a recipient address.',
+      fix: ['Check the recipient address.'],
+    }),
+  },
+];
+
+/** Explains an SMTP reply from Microsoft. Always returns an explanation. */
+export function explainSmtpReply(reply: SmtpReply, ctx: ExplainContext = {}): Explanation {
+  for (const rule of SMTP_RULES) {
+    if (rule.match(reply)) {
+      const built = rule.build(reply, ctx);
+      return { ...built, transient: built.transient ?? false };
+    }
+  }
+  return {
+    code: 'SMTP_REJECTED',
+    transient: reply.code >= 400 && reply.code < 500,
+    title: `The server refused: ${reply.code}${reply.enhanced ? ' ' + reply.enhanced : ''}`,
+    cause: reply.text,
+    fix: ['See the server reply above.'],
+  };
+}
+
+// ------------------------------------------------------------ identity errors
+
+/** The JSON error body of the Microsoft identity platform (and what MSAL surfaces). */
+export interface IdentityErrorInput {
+  error?: string;
+  error_description?: string;
+  error_codes?: number[];
+  suberror?: string;
+}
+
+type IdentityBuilder = (ctx: ExplainContext) => Omit<Explanation, 'transient' | 'aadsts'> & { transient?: boolean };
+
+const IDENTITY_RULES: Record<number, IdentityBuilder> = {
+  90002: (ctx) => ({
+    code: 'AUTH_TENANT_NOT_FOUND',
+    title: `Tenant ${v(ctx.tenantId, '')} was not found`.replace('  ', ' '),
+    cause: 'The Directory (tenant) ID or domain is wrong, or the tenant has no active subscription.',
+    step: 'step 7: copy the Directory (Tenant) ID',
+    portal: 'Azure portal › Microsoft Entra ID › App registrations › your app › Overview › Directory (tenant) ID',
+    fix: ['Set the account\'s tenant to the Directory (tenant) ID shown on the app\'s Overview page.'],
+  }),
+  700016: (ctx) => ({
+    code: 'AUTH_APP_NOT_FOUND',
+    title: `Application ${v(ctx.clientId, '')} was not found in the tenant`.replace('  ', ' '),
+    cause: 'The Application (client) ID is wrong, or the app is registered in another tenant and is not multi-tenant.',
+    step: 'step 7: copy the Application (Client) ID',
+    portal: 'Azure portal › Microsoft Entra ID › App registrations › your app › Overview › Application (client) ID',
+    fix: ['Set the account\'s client id to the Application (client) ID, and the tenant to the tenant the app is registered in.'],
+  }),
+  7000218: () => ({
+    code: 'AUTH_PUBLIC_CLIENT_DISABLED',
+    title: '"Allow public client flows" is off for the app',
+    cause: 'Device code and password sign-in need a public client; the app asks for a client secret or assertion instead.',
+    step: 'step 10: Allow public client flows = Yes',
+    portal: 'Azure portal › App registrations › your app › Authentication › Advanced settings › Allow public client flows › Yes › Save',
+    fix: ['Turn on "Allow public client flows" and save (step 10–11), then sign in again.'],
+    powershell: ['Update-MgApplication -ApplicationId <app object id> -IsFallbackPublicClient'],
+  }),
+  700025: () => ({
+    code: 'AUTH_PUBLIC_CLIENT_SECRET',
+    title: 'A client secret was sent for a public client',
+    cause: 'The app is a public client, so it must not send a secret.',
+    fix: ['Remove the client secret from the account (delegated flows need none), or use a confidential app for app-only sending.'],
+  }),
+  65001: () => ({
+    code: 'AUTH_CONSENT_REQUIRED',
+    title: 'Consent for the app\'s permissions is missing',
+    cause: 'The user or an administrator has not consented to SMTP.Send (or SMTP.SendAsApp), or the permission was never added.',
+    step: 'steps 12–19: API permissions, then grant admin consent',
+    portal: 'Azure portal › App registrations › your app › API permissions › Add SMTP.Send, openid, offline_access, User.Read › Grant admin consent',
+    fix: ['Add the permissions of steps 12–19 and click "Grant admin consent for <tenant>", or let the user consent at sign-in.'],
+  }),
+  50076: () => ({
+    code: 'AUTH_MFA_REQUIRED',
+    title: 'Multi-factor authentication is required',
+    cause: 'The password flow (ROPC) cannot do MFA.',
+    fix: ['Sign in with the device code (smtp365 login) or the browser (smtp365 login --browser) instead of a password.'],
+  }),
+  50079: () => ({
+    code: 'AUTH_MFA_REQUIRED',
+    title: 'The user must register for multi-factor authentication',
+    cause: 'MFA registration is required and cannot happen in the password flow.',
+    fix: ['Sign in once interactively (smtp365 login) to register MFA.'],
+  }),
+  50034: () => ({
+    code: 'AUTH_USER_NOT_FOUND',
+    title: 'The user account does not exist in the tenant',
+    cause: 'The user name is wrong or belongs to another tenant.',
+    fix: ['Check the user name (UPN) and the tenant.'],
+  }),
+  50126: () => ({
+    code: 'AUTH_BAD_CREDENTIALS',
+    title: 'Invalid user name or password',
+    cause: 'The password flow was refused.',
+    fix: ['Check the credentials, or better sign in with the device code: smtp365 login.'],
+  }),
+  7000215: () => ({
+    code: 'AUTH_BAD_CLIENT_CREDENTIALS',
+    title: 'Invalid client secret',
+    cause: 'The client secret is wrong or expired. Use the secret\'s Value, not its Secret ID.',
+    portal: 'Azure portal › App registrations › your app › Certificates & secrets',
+    fix: ['Create a new client secret and put its Value into the account.'],
+  }),
+  700027: () => ({
+    code: 'AUTH_BAD_CLIENT_CREDENTIALS',
+    title: 'The client certificate assertion was refused',
+    cause: 'The certificate is not registered with the app, or its signature or thumbprint does not match.',
+    portal: 'Azure portal › App registrations › your app › Certificates & secrets › Certificates',
+    fix: ['Upload the certificate (public part) to the app and use the matching private key.'],
+  }),
+  70000: (ctx) => ({
+    code: 'AUTH_SIGNIN_EXPIRED',
+    title: 'The saved sign-in is no longer valid',
+    cause: 'The refresh token is invalid.',
+    fix: [relogin(ctx)],
+  }),
+  70008: (ctx) => ({
+    code: 'AUTH_SIGNIN_EXPIRED',
+    title: 'The saved sign-in expired or was revoked',
+    cause: 'The refresh token expired or was revoked (for example after a password change).',
+    fix: [relogin(ctx)],
+  }),
+  700082: (ctx) => ({
+    code: 'AUTH_SIGNIN_EXPIRED',
+    title: 'The saved sign-in expired after 90 days without use',
+    cause: 'A refresh token unused for 90 days expires. smtp365 relay refreshes in the background to prevent this.',
+    fix: [relogin(ctx), 'Keep the account active: run the relay, or use smtp365 token at least monthly.'],
+  }),
+  70043: (ctx) => ({
+    code: 'AUTH_SIGNIN_EXPIRED',
+    title: 'The sign-in was cut short by a Conditional Access sign-in frequency policy',
+    cause: 'A Conditional Access policy limits how long a sign-in lasts.',
+    fix: [relogin(ctx), 'Ask an administrator to exclude this app from the sign-in frequency policy if it must run unattended.'],
+  }),
+  50173: (ctx) => ({
+    code: 'AUTH_SIGNIN_EXPIRED',
+    title: 'The sign-in was revoked (for example by a password change)',
+    cause: 'The grant is no longer valid; a fresh sign-in is needed.',
+    fix: [relogin(ctx)],
+  }),
+  53003: () => ({
+    code: 'AUTH_BLOCKED_BY_POLICY',
+    title: 'Blocked by Conditional Access',
+    cause: 'A Conditional Access policy refused the sign-in.',
+    portal: 'Entra admin center › Protection › Conditional Access › Sign-in logs',
+    fix: ['Ask an administrator which policy blocked it.'],
+  }),
+  530035: () => ({
+    code: 'AUTH_BLOCKED_BY_POLICY',
+    title: 'Blocked by Security Defaults',
+    cause: 'Security Defaults refused the sign-in.',
+    fix: ['Ask an administrator.'],
+  }),
+  500011: () => ({
+    code: 'AUTH_RESOURCE_NOT_FOUND',
+    title: 'Exchange Online was not found in the tenant',
+    cause: 'The resource principal is missing: the tenant has no Exchange Online, or the scope names the wrong resource or cloud.',
+    fix: ['Check the tenant has Exchange Online licences and that the account\'s cloud matches the tenant.'],
+  }),
+  7000012: () => ({
+    code: 'AUTH_WRONG_TENANT',
+    title: 'The grant was obtained for a different tenant',
+    cause: 'The tenant in the request differs from the tenant of the sign-in.',
+    step: 'step 7: copy the Directory (Tenant) ID',
+    fix: ['Use the same tenant id for the account as the one the user signed in to, then sign in again.'],
+  }),
+  900144: () => ({
+    code: 'AUTH_FAILED',
+    title: 'The request lacked a required parameter',
+    cause: 'A client bug: a parameter such as scope was missing.',
+    fix: ['Report this as a bug in smtp365, with smtp365 --verbose output.'],
+  }),
+};
+
+const OAUTH_ERROR_RULES: Record<string, IdentityBuilder> = {
+  authorization_declined: () => ({
+    code: 'AUTH_DEVICE_CODE_DECLINED',
+    title: 'The sign-in was declined',
+    cause: 'Someone chose not to approve the sign-in on the device login page.',
+    fix: ['Run smtp365 login again and approve the sign-in.'],
+  }),
+  expired_token: () => ({
+    code: 'AUTH_DEVICE_CODE_EXPIRED',
+    title: 'The code expired before the sign-in was finished',
+    cause: 'Device codes are valid for 15 minutes.',
+    fix: ['Run smtp365 login again and enter the new code within 15 minutes.'],
+  }),
+  code_expired: () => ({
+    code: 'AUTH_DEVICE_CODE_EXPIRED',
+    title: 'The code expired before the sign-in was finished',
+    cause: 'Device codes are valid for 15 minutes.',
+    fix: ['Run smtp365 login again and enter the new code within 15 minutes.'],
+  }),
+  bad_verification_code: () => ({
+    code: 'AUTH_FAILED',
+    title: 'The device code was not recognised',
+    cause: 'The code is unknown to the identity service.',
+    fix: ['Run smtp365 login again.'],
+  }),
+  invalid_client: () => ({
+    code: 'AUTH_BAD_CLIENT_CREDENTIALS',
+    title: 'The client authentication was refused',
+    cause: 'The client secret or certificate is wrong, or the app is not set up as this flow needs.',
+    fix: ['Check the client id, secret or certificate.'],
+  }),
+};
+
+/** Extracts AADSTS codes from `error_codes` or from "AADSTS70008:" in a description or message. */
+export function aadstsCodes(input: IdentityErrorInput | string): number[] {
+  if (typeof input !== 'string' && input.error_codes && input.error_codes.length > 0) return input.error_codes;
+  const text = typeof input === 'string' ? input : (input.error_description ?? '');
+  return [...text.matchAll(/AADSTS(\d+)/g)].map((m) => Number(m[1]));
+}
+
+/** Explains an error from the Microsoft identity platform. Always returns an explanation. */
+export function explainIdentityError(input: IdentityErrorInput | string, ctx: ExplainContext = {}): Explanation {
+  const codes = aadstsCodes(input);
+  for (const code of codes) {
+    const rule = IDENTITY_RULES[code];
+    if (rule) {
+      const built = rule(ctx);
+      return { ...built, transient: built.transient ?? false, aadsts: code };
+    }
+  }
+  const oauthError = typeof input === 'string' ? undefined : input.error;
+  const oauthRule = oauthError ? OAUTH_ERROR_RULES[oauthError] : undefined;
+  if (oauthRule) {
+    const built = oauthRule(ctx);
+    return { ...built, transient: built.transient ?? false };
+  }
+  const description = typeof input === 'string' ? input : (input.error_description ?? input.error ?? 'unknown error');
+  const firstLine = description.split(/\r?\n/)[0] ?? description;
+  const result: Explanation = {
+    code: 'AUTH_FAILED',
+    transient: false,
+    title: 'Sign-in failed',
+    cause: firstLine,
+    fix: ['See the message above; run smtp365 doctor for a step-by-step check.'],
+  };
+  if (codes[0] !== undefined) result.aadsts = codes[0];
+  return result;
+}
+
+/** Renders an explanation for a terminal, one fact per line. */
+export function formatExplanation(e: Explanation): string {
+  const lines = [e.title, `  Why: ${e.cause}`];
+  if (e.step) lines.push(`  Guide: ${e.step}`);
+  for (const f of e.fix) lines.push(`  Fix: ${f}`);
+  if (e.portal) lines.push(`  Portal: ${e.portal}`);
+  for (const ps of e.powershell ?? []) lines.push(`  PowerShell: ${ps}`);
+  if (e.docs) lines.push(`  More: ${e.docs}`);
+  return lines.join('\n');
+}

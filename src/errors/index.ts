@@ -1,0 +1,11 @@
+export { ERROR_CODES, isErrorCode, type ErrorCode } from './codes.ts';
+export { Smtp365Error, isSmtp365Error, formatSmtpReply, parseSmtpReply, type SmtpReply, type Smtp365ErrorOptions } from './error.ts';
+export {
+  explainSmtpReply,
+  explainIdentityError,
+  formatExplanation,
+  aadstsCodes,
+  type Explanation,
+  type ExplainContext,
+  type IdentityErrorInput,
+} from './explain.ts';
