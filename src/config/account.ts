@@ -23,6 +23,10 @@ export interface Account {
   clientSecret?: string;
   certificatePath?: string;
   privateKeyPath?: string;
+  /** PEM certificate given inline (SMTP365_CERTIFICATE) or read from certificatePath; may hold the key too. */
+  certificate?: string;
+  /** PEM private key given inline (SMTP365_PRIVATE_KEY); else read from privateKeyPath or the certificate file. */
+  privateKey?: string;
   /** ROPC user name (defaults to `user`) and password (deprecated flow). */
   username?: string;
   password?: string;
