@@ -19,6 +19,18 @@ export interface ExplainContext {
   servicePrincipalId?: string;
   /** Whether the account is app-only (client credentials). */
   appOnly?: boolean;
+  /** The account's name in the config (for `smtp365 login --account NAME`). */
+  accountName?: string;
+  /** The signed-in user the token belongs to (its upn), when it differs from `mailbox`. */
+  tokenUser?: string;
+  /** The SMTP host and port the account uses. */
+  smtpHost?: string;
+  smtpPort?: number;
+  /** The audience (`aud`) of the token that was refused, and the resource it should be. */
+  audience?: string;
+  smtpResource?: string;
+  /** The configuration file in use. */
+  configPath?: string;
 }
 
 export interface Explanation {
@@ -527,3 +539,241 @@ export function formatExplanation(e: Explanation): string {
   if (e.docs) lines.push(`  More: ${e.docs}`);
   return lines.join('\n');
 }
+
+// ------------------------------------------------------------ doctor findings
+// What smtp365 itself finds wrong while checking a setup (smtp365 doctor),
+// where Microsoft gave no error to explain: a token with the wrong claims, a
+// host without STARTTLS, a missing account. Same shape, same single place.
+
+export type FindingId =
+  | 'config-missing'
+  | 'config-invalid'
+  | 'identity-unreachable'
+  | 'public-client-browser'
+  | 'permission-not-configured'
+  | 'consent-missing'
+  | 'not-signed-in'
+  | 'refresh-token-aging'
+  | 'token-not-jwt'
+  | 'token-expired'
+  | 'token-audience'
+  | 'token-scope'
+  | 'token-role'
+  | 'token-tenant'
+  | 'token-app'
+  | 'token-user-delegate'
+  | 'smtp-auth-delegate-no-access'
+  | 'smtp-dns'
+  | 'smtp-tcp'
+  | 'smtp-timeout'
+  | 'smtp-no-starttls'
+  | 'smtp-tls'
+  | 'smtp-tls-version'
+  | 'smtp-no-xoauth2'
+  | 'check-timeout';
+
+const FINDING_RULES: Record<FindingId, IdentityBuilder> = {
+  'config-missing': (ctx) => ({
+    code: 'CONFIG_NOT_FOUND',
+    title: ctx.accountName ? `No account named "${ctx.accountName}" is configured` : 'No account is configured',
+    cause: `smtp365 found no configuration file${ctx.configPath ? ` at ${ctx.configPath}` : ''} with this account, and no SMTP365_* environment variables.`,
+    step: 'step 7: copy the Application (Client) ID and Directory (Tenant) ID',
+    fix: [
+      'Let smtp365 create the app and the account: smtp365 setup',
+      'Or write a commented configuration to fill in by hand: smtp365 init',
+      'Or set SMTP365_TENANT_ID, SMTP365_CLIENT_ID and SMTP365_USER in the environment.',
+    ],
+  }),
+  'config-invalid': (ctx) => ({
+    code: 'CONFIG_INVALID',
+    title: 'The configuration is invalid',
+    cause: `A value in the configuration${ctx.configPath ? ` (${ctx.configPath})` : ''} or the SMTP365_* environment is missing or malformed; the message above names the key.`,
+    fix: ['Correct the key named above (smtp365 init --force writes a fresh commented file to compare with).'],
+  }),
+  'identity-unreachable': () => ({
+    code: 'AUTH_NETWORK',
+    transient: true,
+    title: 'The Microsoft identity service could not be reached',
+    cause: 'DNS, a firewall, a proxy or TLS inspection stopped the HTTPS request to the sign-in endpoint.',
+    fix: ['Check that this machine reaches the authority over HTTPS (port 443), and that a proxy\'s CA is trusted (caFile in the account).'],
+  }),
+  'public-client-browser': () => ({
+    code: 'AUTH_PUBLIC_CLIENT_DISABLED',
+    title: '"Allow public client flows" is off; the browser flow works without it',
+    cause: 'The device code and password flows need it; this account signs in through the browser.',
+    step: 'step 10: Allow public client flows = Yes',
+    portal: 'Azure portal › App registrations › your app › Authentication › Advanced settings › Allow public client flows › Yes › Save',
+    fix: ['Turn it on if you will ever sign in by device code (headless machines).'],
+  }),
+  'permission-not-configured': () => ({
+    code: 'AUTH_CONSENT_REQUIRED',
+    title: 'The app registration lacks a permission the guide adds',
+    cause: 'The API permissions of the app do not list every permission needed for sending.',
+    step: 'steps 12–19: API permissions',
+    portal: 'Azure portal › App registrations › your app › API permissions › Add a permission',
+    fix: ['Add the missing permissions listed above, then grant admin consent (or re-run smtp365 setup, which adds them).'],
+  }),
+  'consent-missing': (ctx) => ({
+    code: 'AUTH_CONSENT_REQUIRED',
+    title: 'Nobody has consented to the app\'s permissions',
+    cause: ctx.appOnly
+      ? 'Application permissions (SMTP.SendAsApp) only work after an administrator grants admin consent.'
+      : 'Delegated permissions work after an administrator grants consent for the tenant, or each user consents at sign-in (when the tenant allows user consent).',
+    step: 'steps 12–19: API permissions, then grant admin consent',
+    portal: 'Azure portal › App registrations › your app › API permissions › Grant admin consent for <tenant>',
+    fix: ['Click "Grant admin consent" as an administrator (smtp365 setup does it when run by one).'],
+  }),
+  'not-signed-in': (ctx) => ({
+    code: 'AUTH_NOT_SIGNED_IN',
+    title: 'The account is not signed in',
+    cause: 'There are no saved tokens for this account on this machine.',
+    fix: [`Sign in: smtp365 login${ctx.accountName && ctx.accountName !== 'default' ? ` --account ${ctx.accountName}` : ''}`],
+  }),
+  'refresh-token-aging': (ctx) => ({
+    code: 'AUTH_SIGNIN_EXPIRED',
+    title: 'The saved sign-in has not been used for a long time',
+    cause: 'A refresh token expires after 90 days without use (AADSTS700082); then someone has to sign in again.',
+    fix: [
+      `Use it now to renew it: smtp365 token${ctx.accountName && ctx.accountName !== 'default' ? ` --account ${ctx.accountName}` : ''} > /dev/null`,
+      'Keep it alive: run smtp365 relay (it refreshes in the background) or schedule smtp365 token weekly.',
+    ],
+  }),
+  'token-not-jwt': () => ({
+    code: 'SMTP_AUTH_FAILED',
+    title: 'The access token is not a JWT, so its claims cannot be read',
+    cause: 'Tokens for personal Microsoft accounts (outlook.com) are opaque; work accounts get JWTs.',
+    fix: ['Nothing to fix if sending works; the claims check is skipped.'],
+  }),
+  'token-expired': (ctx) => ({
+    code: 'AUTH_SIGNIN_EXPIRED',
+    title: 'The access token handed out has already expired',
+    cause: 'The machine\'s clock is wrong, or the token cache holds a stale token.',
+    fix: ['Check the system clock (timedatectl / w32tm).', relogin(ctx)],
+  }),
+  'token-audience': (ctx) => ({
+    code: 'SMTP_AUTH_FAILED',
+    title: `The token is for ${v(ctx.audience, 'another resource')}, not for Exchange Online SMTP`,
+    cause: 'SMTP accepts only tokens for https://outlook.office.com (delegated) or https://outlook.office365.com (app-only); a Graph token gets 535 5.7.3.',
+    fix: [
+      `Set the account's smtpResource to ${v(ctx.smtpResource, 'https://outlook.office.com')} (the default for the global cloud) and sign in again.`,
+    ],
+  }),
+  'token-scope': () => ({
+    code: 'AUTH_CONSENT_REQUIRED',
+    title: 'The token does not carry the SMTP.Send permission',
+    cause: 'The app lacks the delegated permission SMTP.Send, or it was added after the user signed in.',
+    step: 'steps 12–19: API permissions (SMTP.Send under Microsoft Graph)',
+    portal: 'Azure portal › App registrations › your app › API permissions › Add a permission › Microsoft Graph › Delegated › SMTP.Send › Grant admin consent',
+    fix: ['Add SMTP.Send (step 14) and grant consent, then sign in again: smtp365 login'],
+  }),
+  'token-role': (ctx) => ({
+    code: 'AUTH_CONSENT_REQUIRED',
+    title: 'The token does not carry the SMTP.SendAsApp role',
+    cause: 'The app lacks the application permission Office 365 Exchange Online › SMTP.SendAsApp, or admin consent for it was not granted.',
+    step: 'steps 12–19: API permissions (application permission SMTP.SendAsApp)',
+    portal: 'Azure portal › App registrations › your app › API permissions › Add a permission › APIs my organization uses › Office 365 Exchange Online › Application permissions › SMTP.SendAsApp › Grant admin consent',
+    fix: [
+      'Add SMTP.SendAsApp as an application permission and grant admin consent.',
+      `Or use Exchange RBAC instead: New-ManagementRoleAssignment -Role 'Application SMTP.SendAsApp' -App ${v(ctx.clientId, '<client id>')}`,
+    ],
+  }),
+  'token-tenant': (ctx) => ({
+    code: 'AUTH_WRONG_TENANT',
+    title: 'The token was issued by a different tenant',
+    cause: `The token's tenant (tid) is not ${v(ctx.tenantId, 'the account\'s tenant')}.`,
+    step: 'step 7: copy the Directory (Tenant) ID',
+    fix: ['Set the account\'s tenant to the Directory (tenant) ID of the mailbox\'s organisation and sign in again.'],
+  }),
+  'token-app': (ctx) => ({
+    code: 'AUTH_FAILED',
+    title: 'The token was issued to a different application',
+    cause: `The token's appid is not the account's client id ${v(ctx.clientId, '')}: the token cache holds another app's sign-in.`.replace(' :', ':'),
+    fix: [relogin(ctx)],
+  }),
+  'token-user-delegate': (ctx) => {
+    const mbx = v(ctx.mailbox, '<mailbox>');
+    const user = v(ctx.tokenUser, '<signed-in user>');
+    return {
+      code: 'SMTP_AUTH_FAILED',
+      title: `${user} signs in to send from ${mbx}`,
+      cause: `user= (${mbx}) is not the signed-in user, as for a shared mailbox: Exchange accepts it only if ${user} has FullAccess on ${mbx}.`,
+      fix: [`Make sure ${user} has FullAccess on ${mbx} (PowerShell below), or set the account's user to ${user}.`],
+      portal: `Exchange admin center › Recipients › Mailboxes › ${mbx} › Mailbox delegation › Read and manage (Full Access) › add ${user}`,
+      powershell: [`Add-MailboxPermission -Identity ${mbx} -User ${user} -AccessRights FullAccess -InheritanceType All`],
+    };
+  },
+  'smtp-auth-delegate-no-access': (ctx) => {
+    const mbx = v(ctx.mailbox, '<mailbox>');
+    const user = v(ctx.tokenUser, '<signed-in user>');
+    return {
+      code: 'SMTP_AUTH_FAILED',
+      title: `${user} may not use the mailbox ${mbx} (535 5.7.3)`,
+      cause: `The token is valid, but user= names ${mbx} and ${user} has no FullAccess on it.`,
+      fix: [`Give ${user} FullAccess on ${mbx} (it can take up to an hour), or set the account's user to ${user}.`],
+      portal: `Exchange admin center › Recipients › Mailboxes › ${mbx} › Mailbox delegation › Read and manage (Full Access) › add ${user}`,
+      powershell: [`Add-MailboxPermission -Identity ${mbx} -User ${user} -AccessRights FullAccess -InheritanceType All`],
+    };
+  },
+  'smtp-dns': (ctx) => ({
+    code: 'SMTP_CONNECTION',
+    transient: true,
+    title: `${v(ctx.smtpHost, 'The SMTP host')} does not resolve`,
+    cause: 'DNS has no address for the SMTP host: a typo, or no DNS on this network.',
+    fix: ['Use the DNS name of your cloud: smtp.office365.com (global), smtp.office365.us (GCC High), smtp.partner.outlook.cn (21Vianet).'],
+  }),
+  'smtp-tcp': (ctx) => ({
+    code: 'SMTP_CONNECTION',
+    transient: true,
+    title: `No connection to ${v(ctx.smtpHost, 'the SMTP host')}:${ctx.smtpPort ?? 587}`,
+    cause: 'A firewall or the provider blocks outgoing SMTP submission, or the port is wrong (465 is not supported by Microsoft 365).',
+    fix: [`Allow outgoing TCP to ${v(ctx.smtpHost, 'the host')} port ${ctx.smtpPort ?? 587}; use port 587 with STARTTLS.`],
+  }),
+  'smtp-timeout': (ctx) => ({
+    code: 'SMTP_TIMEOUT',
+    transient: true,
+    title: `${v(ctx.smtpHost, 'The SMTP server')} did not answer in time`,
+    cause: 'The connection stalls: a firewall dropping packets, or a slow server (a refused AUTH can take several seconds).',
+    fix: ['Retry with a longer --timeout; check outgoing port 587 is not silently dropped.'],
+  }),
+  'smtp-no-starttls': (ctx) => ({
+    code: 'SMTP_TLS',
+    title: `${v(ctx.smtpHost, 'The server')} does not offer STARTTLS`,
+    cause: 'Microsoft 365 always offers STARTTLS on port 587; something in between (an antivirus or firewall "SMTP inspection") strips it, or this is not Microsoft\'s server.',
+    fix: ['Turn off SMTP inspection on the firewall/antivirus, and check smtpHost/smtpPort.'],
+  }),
+  'smtp-tls': (ctx) => ({
+    code: 'SMTP_TLS',
+    title: `The TLS connection to ${v(ctx.smtpHost, 'the server')} failed`,
+    cause: 'The handshake failed or the certificate could not be verified (TLS inspection by a proxy, a wrong host name, or a missing CA).',
+    fix: ['If a proxy inspects TLS, add its CA with caFile in the account; otherwise check smtpHost.'],
+  }),
+  'smtp-tls-version': () => ({
+    code: 'SMTP_TLS_TOO_OLD',
+    title: 'The TLS version is older than 1.2',
+    cause: 'Microsoft 365 refuses TLS 1.0 and 1.1 for SMTP AUTH.',
+    docs: 'https://aka.ms/smtp_auth_tls',
+    fix: ['Use TLS 1.2 or newer; check any proxy in between.'],
+  }),
+  'smtp-no-xoauth2': (ctx) => ({
+    code: 'SMTP_AUTH_MECHANISM',
+    title: `${v(ctx.smtpHost, 'The server')} does not offer AUTH XOAUTH2 after STARTTLS`,
+    cause: 'Microsoft 365 offers AUTH LOGIN XOAUTH2 after TLS; a server without it is not Microsoft 365 submission (or SMTP inspection rewrote the reply).',
+    fix: ['Point smtpHost at smtp.office365.com (or your cloud\'s host), port 587.'],
+  }),
+  'check-timeout': () => ({
+    code: 'TIMEOUT',
+    transient: true,
+    title: 'No answer in time',
+    cause: 'The service did not answer within the time limit: a slow or filtered network path, or an overloaded service.',
+    fix: ['Run smtp365 doctor again, with a longer --timeout if the network is slow.'],
+  }),
+};
+
+/** Explains something smtp365 doctor found; with the user's values filled in. */
+export function explainFinding(id: FindingId, ctx: ExplainContext = {}): Explanation {
+  const built = FINDING_RULES[id](ctx);
+  return { ...built, transient: built.transient ?? false };
+}
+
+/** Every finding id, for documentation generated from this table. */
+export const FINDING_IDS = Object.keys(FINDING_RULES) as FindingId[];

@@ -3,9 +3,12 @@ export { Smtp365Error, isSmtp365Error, formatSmtpReply, parseSmtpReply, type Smt
 export {
   explainSmtpReply,
   explainIdentityError,
+  explainFinding,
+  FINDING_IDS,
   formatExplanation,
   aadstsCodes,
   type Explanation,
   type ExplainContext,
   type IdentityErrorInput,
+  type FindingId,
 } from './explain.ts';

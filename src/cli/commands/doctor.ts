@@ -1,6 +1,79 @@
-// Placeholder until the module that owns this command lands; replaced, not extended.
-import { Smtp365Error } from '../../errors/error.ts';
+// `smtp365 doctor`: check every step of the setup guide, in order, and print
+// for each failure the step, the fix, the portal path and the PowerShell.
+// Exit 1 when a check fails (warnings allowed), 0 otherwise; --json for
+// scripts: an array of {id, title, status, detail, step, fix, powershell, durationMs, ...}.
+import { Command, InvalidArgumentError } from 'commander';
+import pc from 'picocolors';
+import { runDoctor, formatResult, formatSummary, type DoctorReport } from '../../doctor/index.ts';
+import { EXIT, printJson, reportError } from '../output.ts';
 
-export async function run(_argv: string[]): Promise<number> {
-  throw new Smtp365Error('INTERNAL', 'smtp365 doctor is not available in this build yet');
+interface DoctorFlags {
+  account?: string;
+  config?: string;
+  sendTest?: string;
+  from?: string;
+  json?: boolean;
+  timeout: number;
+  verbose?: boolean;
+}
+
+function seconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || n > 3600) throw new InvalidArgumentError('expected seconds, from 1 to 3600');
+  return n;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const cmd = new Command('smtp365 doctor')
+    .description('Check every step of the setup against the live service, and say how to fix what fails.')
+    .option('--account <name>', 'the account to check (default: the default account)')
+    .option('--config <file>', 'configuration file (default: SMTP365_CONFIG or the usual place)')
+    .option('--send-test <address>', 'also send a real test message to this address')
+    .option('--from <address>', 'From address of the test message (default: the account\'s mailbox), to check send-as')
+    .option('--json', 'print the results as JSON (an array of checks)')
+    .option('--timeout <seconds>', 'time limit for each check', seconds, 30)
+    .option('--verbose', 'show details of errors')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  try {
+    cmd.parse(argv, { from: 'user' });
+  } catch (err) {
+    return (err as { exitCode?: number }).exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+  }
+  const flags = cmd.opts<DoctorFlags>();
+  try {
+    const report = await doctor(flags);
+    return report.ok ? EXIT.OK : EXIT.CHECK_FAILED;
+  } catch (err) {
+    return reportError(err, { json: flags.json ?? false, verbose: flags.verbose ?? false });
+  }
+}
+
+async function doctor(flags: DoctorFlags): Promise<DoctorReport> {
+  const out = process.stdout;
+  const tty = !flags.json && out.isTTY === true;
+  const color = !flags.json && pc.isColorSupported;
+  if (!flags.json) out.write(`${color ? pc.bold('smtp365 doctor') : 'smtp365 doctor'}: checking each step of the setup\n\n`);
+  const report = await runDoctor({
+    ...(flags.account !== undefined ? { account: flags.account } : {}),
+    ...(flags.config !== undefined ? { configPath: flags.config } : {}),
+    ...(flags.sendTest !== undefined ? { sendTest: flags.sendTest } : {}),
+    ...(flags.from !== undefined ? { from: flags.from } : {}),
+    timeoutSeconds: flags.timeout,
+    onProgress: (event) => {
+      if (flags.json) return;
+      if (event.type === 'start') {
+        if (tty) out.write(`${pc.cyan('…')} ${String(event.number).padStart(2)}. ${event.title} ${pc.dim('checking')}`);
+        return;
+      }
+      if (tty) out.write('\r\x1b[2K');
+      out.write(formatResult(event.result, { color }) + '\n');
+    },
+  });
+  if (flags.json) {
+    printJson(report.results);
+  } else {
+    out.write('\n' + formatSummary(report.results, { color }) + '\n');
+  }
+  return report;
 }

@@ -1,0 +1,102 @@
+// Checks 6–7: the sign-in (tokens present, fresh, refresh token's age) and
+// the access token's claims: what Exchange will look at when AUTH arrives.
+import { explainFinding } from '../../errors/explain.ts';
+import { decodeJwtPayload, tokenAudiences, tokenRoles, tokenScopes, tokenUser } from '../jwt.ts';
+import type { DoctorContext } from '../context.ts';
+import { failed, passed, warning, type CheckDefinition, type CheckOutcome } from '../types.ts';
+import { appOnly, errorCode, errorMessage, explainError, humanDuration, requireAccount, tokenAttempt } from './shared.ts';
+
+const DAY = 86_400_000;
+/** Refresh tokens expire after 90 days without use; warn when less than 30 remain. */
+const REFRESH_LIFETIME_DAYS = 90;
+const REFRESH_WARN_DAYS = 60;
+
+export const signInCheck: CheckDefinition<DoctorContext> = {
+  id: 'sign-in',
+  number: 6,
+  title: 'Signed in, token fresh',
+  dependsOn: ['app'],
+  async run(ctx) {
+    const account = requireAccount(ctx);
+    const only = appOnly(ctx);
+    const attempt = await tokenAttempt(ctx);
+    if (attempt.error !== undefined) {
+      const message = errorMessage(attempt.error);
+      if (errorCode(attempt.error) === 'AUTH_NOT_SIGNED_IN') return failed(message, explainFinding('not-signed-in', ctx.explain));
+      return failed(message, explainError(attempt.error, ctx.explain));
+    }
+    const token = attempt.token!;
+    const now = Date.now();
+    const left = token.expiresOn.getTime() - now;
+    if (left <= 0) return failed(`the access token expired ${humanDuration(left)} ago`, explainFinding('token-expired', ctx.explain));
+    const who = only ? `app ${account.clientId} (client credentials)` : `signed in as ${token.username ?? tokenUser(decodeJwtPayload(token.token) ?? {}) ?? 'an unknown user'}`;
+    const parts = [`${who}; access token valid for ${humanDuration(left)} (until ${token.expiresOn.toISOString()})`];
+    let outcome: CheckOutcome = passed('');
+    if (!only) {
+      const info = await ctx.provider?.describe?.().catch(() => undefined);
+      const last = info?.refreshTokenLastUsed ?? info?.refreshTokenIssuedAt;
+      if (last) {
+        const age = now - last.getTime();
+        const remaining = REFRESH_LIFETIME_DAYS * DAY - age;
+        parts.push(`refresh token last renewed ${humanDuration(age)} ago, expires unused in ${humanDuration(remaining)}`);
+        if (age > REFRESH_WARN_DAYS * DAY) outcome = warning('', explainFinding('refresh-token-aging', ctx.explain));
+      } else {
+        parts.push('refresh token renewed on every use (90 days if unused)');
+      }
+    }
+    return { ...outcome, detail: parts.join('; ') };
+  },
+};
+
+/** Audiences Exchange Online accepts for SMTP: both outlook hosts, the account's resource, and Exchange's app id. */
+function acceptedAudiences(resource: string): string[] {
+  const base = [resource, 'https://outlook.office.com', 'https://outlook.office365.com', '00000002-0000-0ff1-ce00-000000000000'];
+  return [...base, ...base.map((a) => a + '/')].map((a) => a.toLowerCase());
+}
+
+export const claimsCheck: CheckDefinition<DoctorContext> = {
+  id: 'token-claims',
+  number: 7,
+  title: 'Token claims (audience, permission, user)',
+  dependsOn: ['sign-in'],
+  async run(ctx) {
+    const account = requireAccount(ctx);
+    const only = appOnly(ctx);
+    const attempt = await tokenAttempt(ctx);
+    const claims = decodeJwtPayload(attempt.token!.token);
+    ctx.claims = claims ?? null;
+    if (!claims) return warning('the access token is opaque (not a JWT); claims not checked', explainFinding('token-not-jwt', ctx.explain));
+    const aud = tokenAudiences(claims);
+    const seen: string[] = [`aud ${aud.join(',') || '(none)'}`];
+    if (!aud.some((a) => acceptedAudiences(account.smtpResource).includes(a.toLowerCase()))) {
+      ctx.explain.audience = aud.join(', ');
+      return failed(`the token's audience is ${aud.join(', ') || 'missing'}, not Exchange Online`, explainFinding('token-audience', ctx.explain));
+    }
+    const tenantWanted = ctx.tenantId ?? account.tenant;
+    if (claims.tid && /^[0-9a-f-]{36}$/i.test(tenantWanted) && claims.tid.toLowerCase() !== tenantWanted.toLowerCase()) {
+      return failed(`the token's tenant is ${claims.tid}, the account's is ${tenantWanted}`, explainFinding('token-tenant', ctx.explain));
+    }
+    const app = claims.appid ?? claims.azp;
+    if (app && app.toLowerCase() !== account.clientId.toLowerCase()) {
+      return failed(`the token was issued to app ${app}, the account's is ${account.clientId}`, explainFinding('token-app', ctx.explain));
+    }
+    if (only) {
+      const roles = tokenRoles(claims);
+      seen.push(`roles ${roles.join(' ') || '(none)'}`);
+      if (!roles.includes('SMTP.SendAsApp')) return failed(`${seen.join('; ')}: no SMTP.SendAsApp role`, explainFinding('token-role', ctx.explain));
+      return passed(`${seen.join('; ')}; user=${account.user} (app-only: needs FullAccess on it, checked by AUTH below)`);
+    }
+    const scopes = tokenScopes(claims);
+    seen.push(`scp ${scopes.join(' ') || '(none)'}`);
+    if (!scopes.includes('SMTP.Send')) return failed(`${seen.join('; ')}: no SMTP.Send scope`, explainFinding('token-scope', ctx.explain));
+    const upn = tokenUser(claims);
+    if (upn) {
+      ctx.explain.tokenUser = upn;
+      seen.push(`upn ${upn}`);
+    }
+    if (upn && upn.toLowerCase() !== account.user.toLowerCase()) {
+      return warning(`${seen.join('; ')}; user=${account.user} is another mailbox`, explainFinding('token-user-delegate', ctx.explain));
+    }
+    return passed(`${seen.join('; ')}; user=${account.user}`);
+  },
+};
