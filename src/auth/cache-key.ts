@@ -1,0 +1,200 @@
+// The key that encrypts the token cache at rest (AES-256-GCM). Where it comes
+// from, in order:
+//   1. SMTP365_CACHE_KEY (or SMTP365_CACHE_PASSPHRASE): a passphrase from the
+//      environment, stretched with scrypt and a per-file salt — containers and
+//      CI, where the secret store injects it;
+//   2. the OS keyring (macOS Keychain, Windows Credential Manager, Secret
+//      Service on a Linux desktop) when the optional @napi-rs/keyring module is
+//      installed and a keyring answers — silently skipped on headless servers;
+//   3. a random 256-bit key in <home>/cache.key, mode 0600 in a 0700 directory.
+// The cache file records which source encrypted it, so reading never guesses.
+import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { Smtp365Error } from '../errors/error.ts';
+
+export type KeySource = 'env' | 'keyring' | 'file';
+
+export const KEY_FILE_NAME = 'cache.key';
+const KEYRING_SERVICE = 'smtp365';
+const KEYRING_USER = 'token-cache-key';
+const SCRYPT = { N: 16384, r: 8, p: 1 } as const;
+
+export interface KdfParams {
+  alg: 'scrypt';
+  salt: string;
+  N: number;
+  r: number;
+  p: number;
+}
+
+export function envPassphrase(env: NodeJS.ProcessEnv): string | undefined {
+  const v = env.SMTP365_CACHE_KEY ?? env.SMTP365_CACHE_PASSPHRASE;
+  return v && v.length > 0 ? v : undefined;
+}
+
+const derived = new Map<string, Buffer>();
+
+/** scrypt(passphrase, salt); remembered per process so each read does not pay for it again. */
+export async function deriveKey(passphrase: string, kdf: KdfParams): Promise<Buffer> {
+  const id = crypto.createHash('sha256').update(`${kdf.salt}\0${kdf.N}\0${kdf.r}\0${kdf.p}\0${passphrase}`).digest('hex');
+  const hit = derived.get(id);
+  if (hit) return hit;
+  const key = await new Promise<Buffer>((resolve, reject) =>
+    crypto.scrypt(passphrase, Buffer.from(kdf.salt, 'base64'), 32, { N: kdf.N, r: kdf.r, p: kdf.p, maxmem: 64 * 1024 * 1024 }, (err, k) =>
+      err ? reject(err) : resolve(k),
+    ),
+  );
+  derived.set(id, key);
+  return key;
+}
+
+export function newKdf(): KdfParams {
+  return { alg: 'scrypt', salt: crypto.randomBytes(16).toString('base64'), ...SCRYPT };
+}
+
+// ------------------------------------------------------------------ keyring
+
+interface KeyringEntry {
+  getPassword(): string | null | undefined;
+  setPassword(value: string): void;
+}
+type KeyringModule = { Entry: new (service: string, user: string) => KeyringEntry };
+
+let keyringModule: Promise<KeyringModule | null> | undefined;
+
+/** The keyring module when installed and usable here; null otherwise (never throws). */
+async function loadKeyring(env: NodeJS.ProcessEnv): Promise<KeyringModule | null> {
+  if (env.SMTP365_KEYRING === '0' || env.SMTP365_KEYRING === 'false' || env.SMTP365_KEYRING === 'off') return null;
+  // A Linux machine without a desktop session has no Secret Service to ask; D-Bus
+  // calls there only time out. Don't even try.
+  if (process.platform === 'linux' && !env.DBUS_SESSION_BUS_ADDRESS) return null;
+  keyringModule ??= (async () => {
+    try {
+      const name = '@napi-rs/keyring';
+      return (await import(name)) as KeyringModule;
+    } catch {
+      return null;
+    }
+  })();
+  return keyringModule;
+}
+
+async function keyringGet(env: NodeJS.ProcessEnv, home: string): Promise<Buffer | null> {
+  const mod = await loadKeyring(env);
+  if (!mod) return null;
+  try {
+    const v = new mod.Entry(KEYRING_SERVICE, `${KEYRING_USER}:${home}`).getPassword();
+    return v ? Buffer.from(v, 'base64') : null;
+  } catch {
+    return null;
+  }
+}
+
+async function keyringCreate(env: NodeJS.ProcessEnv, home: string): Promise<Buffer | null> {
+  const mod = await loadKeyring(env);
+  if (!mod) return null;
+  try {
+    const entry = new mod.Entry(KEYRING_SERVICE, `${KEYRING_USER}:${home}`);
+    const existing = entry.getPassword();
+    if (existing) return Buffer.from(existing, 'base64');
+    const key = crypto.randomBytes(32);
+    entry.setPassword(key.toString('base64'));
+    // Read back: a keyring that accepts writes but loses them is not usable.
+    const back = entry.getPassword();
+    return back && Buffer.from(back, 'base64').equals(key) ? key : null;
+  } catch {
+    return null;
+  }
+}
+
+// ----------------------------------------------------------------- key file
+
+async function readKeyFile(file: string): Promise<Buffer | null> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new Smtp365Error('AUTH_CACHE_CORRUPT', `The token cache key ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  const key = Buffer.from(text.trim(), 'base64');
+  if (key.length !== 32) throw new Smtp365Error('AUTH_CACHE_CORRUPT', `The token cache key ${file} is damaged (not a 256-bit key)`);
+  return key;
+}
+
+async function createKeyFile(file: string): Promise<Buffer> {
+  const key = crypto.randomBytes(32);
+  const tmp = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
+  const fh = await fs.open(tmp, 'wx', 0o600);
+  try {
+    await fh.writeFile(key.toString('base64') + '\n');
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    // link() fails if another process created the key first: then use theirs.
+    await fs.link(tmp, file);
+    return key;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    const theirs = await readKeyFile(file);
+    if (!theirs) throw err;
+    return theirs;
+  } finally {
+    await fs.rm(tmp, { force: true });
+  }
+}
+
+// -------------------------------------------------------------------- API
+
+export interface WriteKey {
+  source: KeySource;
+  key: Buffer;
+  kdf?: KdfParams;
+}
+
+/** The key to encrypt a new cache file with. */
+export async function keyForWrite(home: string, env: NodeJS.ProcessEnv): Promise<WriteKey> {
+  const pass = envPassphrase(env);
+  if (pass) {
+    const kdf = newKdf();
+    return { source: 'env', key: await deriveKey(pass, kdf), kdf };
+  }
+  const file = path.join(home, KEY_FILE_NAME);
+  // An existing key file wins over the keyring, so caches stay readable when a
+  // keyring appears later (a desktop session on a server, say).
+  const existing = await readKeyFile(file);
+  if (existing) return { source: 'file', key: existing };
+  const fromKeyring = await keyringCreate(env, home);
+  if (fromKeyring) return { source: 'keyring', key: fromKeyring };
+  return { source: 'file', key: await createKeyFile(file) };
+}
+
+/** The key a cache file says it was encrypted with. Throws AUTH_CACHE_CORRUPT with the reason when unavailable. */
+export async function keyForRead(home: string, env: NodeJS.ProcessEnv, source: KeySource, kdf: KdfParams | undefined): Promise<Buffer> {
+  if (source === 'env') {
+    const pass = envPassphrase(env);
+    if (!pass || !kdf) {
+      throw new Smtp365Error('AUTH_CACHE_CORRUPT', 'The token cache was encrypted with a passphrase from SMTP365_CACHE_KEY, which is not set now', {
+        details: { keySource: source },
+      });
+    }
+    return deriveKey(pass, kdf);
+  }
+  if (source === 'keyring') {
+    const key = await keyringGet(env, home);
+    if (!key) {
+      throw new Smtp365Error('AUTH_CACHE_CORRUPT', 'The token cache was encrypted with a key kept in the OS keyring, which is not reachable now', {
+        details: { keySource: source },
+      });
+    }
+    return key;
+  }
+  const key = await readKeyFile(path.join(home, KEY_FILE_NAME));
+  if (!key) {
+    throw new Smtp365Error('AUTH_CACHE_CORRUPT', `The token cache key ${path.join(home, KEY_FILE_NAME)} is missing`, { details: { keySource: source } });
+  }
+  return key;
+}

@@ -1,0 +1,573 @@
+// The token provider of one account: every flow through @azure/msal-node,
+// the encrypted cache under a cross-process lock, single-flight refresh ahead
+// of expiry, and the account's state for `smtp365 accounts`, doctor and the
+// relay.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import {
+  ConfidentialClientApplication,
+  LogLevel,
+  PublicClientApplication,
+  type AuthenticationResult,
+  type Configuration,
+  type DeviceCodeRequest,
+  type ICachePlugin,
+  type TokenCacheContext,
+} from '@azure/msal-node';
+import { isAppOnly, smtpScopes, type Account, type Flow } from '../config/account.ts';
+import { stateDir } from '../config/paths.ts';
+import { Smtp365Error } from '../errors/error.ts';
+import { redact } from '../util/redact.ts';
+import type { AccessToken, GetTokenOptions, TokenProvider, TokenState } from './types.ts';
+import { HttpsNetworkClient } from './network.ts';
+import { TokenStore, type CacheMeta, type CachePayload } from './token-store.ts';
+import { explainContext, notSignedIn, toAuthError } from './errors.ts';
+import { explainIdentityError } from '../errors/explain.ts';
+
+/** Refresh tokens expire after this long without use (AADSTS700082). */
+export const REFRESH_TOKEN_IDLE_DAYS = 90;
+const DAY = 86_400_000;
+
+export interface AuthEvent {
+  type: 'sign-in' | 'sign-out' | 'token' | 'refresh' | 'refresh-failed' | 'cache-corrupt' | 'msal';
+  level: 'debug' | 'info' | 'warn' | 'error';
+  account: string;
+  message: string;
+  expiresOn?: Date;
+  error?: Smtp365Error;
+}
+
+export interface TokenProviderOptions {
+  /** State directory (token cache under <home>/tokens). Default: stateDir(). */
+  home?: string;
+  logger?: (event: AuthEvent) => void;
+  /** Environment for the cache key (SMTP365_CACHE_KEY). Default: process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** How long to wait for another process holding the cache lock (ms, default 60 s). */
+  lockWaitMs?: number;
+}
+
+export interface DeviceCodePrompt {
+  userCode: string;
+  verificationUri: string;
+  message: string;
+  expiresOn: Date;
+}
+
+export interface SignInOptions {
+  flow?: Flow;
+  onDeviceCode?: (info: DeviceCodePrompt) => void;
+  signal?: AbortSignal;
+  /** Opens the sign-in URL (browser flow). Default: the OS's opener; the URL is also passed to onBrowserUrl. */
+  openBrowser?: (url: string) => void | Promise<void>;
+}
+
+export interface AccountError {
+  code: string;
+  message: string;
+  transient: boolean;
+  at: Date;
+  aadsts?: number;
+}
+
+export interface AccountStatus {
+  account: string;
+  user: string;
+  flow: Flow;
+  appOnly: boolean;
+  state: TokenState;
+  signedInAs?: string;
+  accessTokenExpiresOn?: Date;
+  /** When a token was last obtained from the identity service (delegated: the refresh token was used and rotated). */
+  refreshTokenLastUsed?: Date;
+  /** Days since the refresh token was last used. */
+  refreshTokenAgeDays?: number;
+  /** When the refresh token dies if unused (last use + 90 days). */
+  refreshTokenIdleExpiresOn?: Date;
+  lastError?: AccountError;
+  cacheFile: string;
+}
+
+export interface AccountTokenProvider extends TokenProvider {
+  readonly account: Account;
+  getAccessToken(options?: GetTokenOptions): Promise<AccessToken>;
+  state(): Promise<AccountStatus>;
+  signIn(options?: SignInOptions): Promise<AccountStatus>;
+  signOut(): Promise<{ removed: boolean }>;
+}
+
+// ------------------------------------------------------------------ helpers
+
+function cancelled(): Smtp365Error {
+  return new Smtp365Error('AUTH_CANCELLED', 'Sign-in was cancelled', {
+    explanation: { code: 'AUTH_CANCELLED', transient: false, title: 'Sign-in was cancelled', cause: 'The operation was stopped before it finished; nothing was saved.', fix: ['Run it again when ready.'] },
+  });
+}
+
+function withSignal<T>(p: Promise<T>, signal: AbortSignal | undefined, onAbort?: () => void): Promise<T> {
+  if (!signal) return p;
+  if (signal.aborted) {
+    onAbort?.();
+    p.catch(() => undefined);
+    return Promise.reject(cancelled());
+  }
+  return new Promise<T>((resolve, reject) => {
+    const abort = () => {
+      onAbort?.();
+      p.catch(() => undefined);
+      reject(cancelled());
+    };
+    signal.addEventListener('abort', abort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', abort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', abort);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}
+
+function remainingMs(t: { expiresOn: Date }): number {
+  return t.expiresOn.getTime() - Date.now();
+}
+
+/** Opens a URL with the OS's opener; failures are silent (the URL is printed anyway). */
+export function openInBrowser(url: string): void {
+  const [cmd, args] =
+    process.platform === 'darwin' ? ['open', [url]] : process.platform === 'win32' ? ['cmd', ['/c', 'start', '""', url]] : ['xdg-open', [url]];
+  try {
+    const child = spawn(cmd, args as string[], { stdio: 'ignore', detached: true });
+    child.on('error', () => undefined);
+    child.unref();
+  } catch {
+    /* no opener: the URL was shown */
+  }
+}
+
+interface CertCredential {
+  thumbprintSha256: string;
+  privateKey: string;
+  x5c: string;
+}
+
+function loadCertificate(account: Account, env: NodeJS.ProcessEnv): CertCredential {
+  const certPem = account.certificate ?? (account.certificatePath ? fs.readFileSync(account.certificatePath, 'utf8') : undefined);
+  if (!certPem) throw new Smtp365Error('CONFIG_INVALID', `Account "${account.name}": the client-certificate flow needs a certificate (certificatePath)`);
+  const certBlock = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(certPem)?.[0];
+  if (!certBlock) throw new Smtp365Error('CONFIG_INVALID', `Account "${account.name}": the certificate is not a PEM certificate`);
+  const keyPem =
+    account.privateKey ??
+    (account.privateKeyPath ? fs.readFileSync(account.privateKeyPath, 'utf8') : /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]+?-----END [A-Z ]*PRIVATE KEY-----/.exec(certPem)?.[0]);
+  if (!keyPem) throw new Smtp365Error('CONFIG_INVALID', `Account "${account.name}": no private key: set privateKeyPath, or put the key in the certificate file`);
+  let x509: crypto.X509Certificate;
+  let key: crypto.KeyObject;
+  try {
+    x509 = new crypto.X509Certificate(certBlock);
+  } catch (err) {
+    throw new Smtp365Error('CONFIG_INVALID', `Account "${account.name}": the certificate cannot be parsed`, { cause: err });
+  }
+  try {
+    // An encrypted key is decrypted with SMTP365_PRIVATE_KEY_PASSPHRASE; MSAL needs it in the clear (in memory only).
+    const passphrase = env.SMTP365_PRIVATE_KEY_PASSPHRASE;
+    key = crypto.createPrivateKey(passphrase ? { key: keyPem, passphrase } : keyPem);
+  } catch (err) {
+    throw new Smtp365Error('CONFIG_INVALID', `Account "${account.name}": the private key cannot be read (encrypted? set SMTP365_PRIVATE_KEY_PASSPHRASE)`, { cause: err });
+  }
+  if (!x509.checkPrivateKey(key)) throw new Smtp365Error('CONFIG_INVALID', `Account "${account.name}": the private key does not belong to the certificate`);
+  return {
+    thumbprintSha256: x509.fingerprint256.replace(/:/g, '').toLowerCase(),
+    privateKey: key.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    x5c: certBlock,
+  };
+}
+
+interface MsalCacheJson {
+  Account?: Record<string, { username?: string }>;
+  AccessToken?: Record<string, { expires_on?: string; target?: string }>;
+  RefreshToken?: Record<string, unknown>;
+}
+
+function parseMsal(text: string): MsalCacheJson {
+  try {
+    return JSON.parse(text) as MsalCacheJson;
+  } catch {
+    return {};
+  }
+}
+
+// ----------------------------------------------------------------- provider
+
+class MsalTokenProvider implements AccountTokenProvider {
+  readonly account: Account;
+  private readonly store: TokenStore;
+  private readonly network: HttpsNetworkClient;
+  private readonly log: (e: Omit<AuthEvent, 'account'>) => void;
+  private readonly env: NodeJS.ProcessEnv;
+  private current: AccessToken | undefined;
+  private inflight: { forced: boolean; promise: Promise<AccessToken> } | undefined;
+  private app: PublicClientApplication | ConfidentialClientApplication | undefined;
+  /** The payload read under the lock, which the cache plugin hands to MSAL. */
+  private loaded: CachePayload | null = null;
+  private changedMsal: string | undefined;
+  private pendingSignIn = false;
+
+  constructor(account: Account, options: TokenProviderOptions) {
+    this.account = account;
+    this.env = options.env ?? process.env;
+    this.store = new TokenStore({ home: options.home ?? stateDir(this.env), account: account.name, env: this.env, ...(options.lockWaitMs ? { lockWaitMs: options.lockWaitMs } : {}) });
+    this.network = new HttpsNetworkClient(account.caFile ? { caFile: account.caFile } : {});
+    const logger = options.logger;
+    this.log = (e) => {
+      try {
+        logger?.({ ...e, account: account.name });
+      } catch {
+        /* a logger must not break sign-in */
+      }
+    };
+  }
+
+  // ------------------------------------------------------------ MSAL setup
+
+  private config(withPlugin: boolean): Configuration {
+    const a = this.account;
+    const authority = `${a.authorityHost.replace(/\/+$/, '')}/${a.tenant}`;
+    const auth: Configuration['auth'] = { clientId: a.clientId, authority };
+    if (a.cloud === 'custom') auth.knownAuthorities = [new URL(a.authorityHost).host];
+    if (a.flow === 'client-secret') auth.clientSecret = a.clientSecret!;
+    if (a.flow === 'client-certificate') auth.clientCertificate = loadCertificate(a, this.env);
+    const plugin: ICachePlugin = {
+      beforeCacheAccess: async (ctx: TokenCacheContext) => {
+        ctx.tokenCache.deserialize(this.changedMsal ?? this.loaded?.msal ?? '{}');
+      },
+      afterCacheAccess: async (ctx: TokenCacheContext) => {
+        if (ctx.cacheHasChanged) this.changedMsal = ctx.tokenCache.serialize();
+      },
+    };
+    return {
+      auth,
+      ...(withPlugin ? { cache: { cachePlugin: plugin } } : {}),
+      system: {
+        networkClient: this.network,
+        loggerOptions: {
+          piiLoggingEnabled: false,
+          logLevel: LogLevel.Warning,
+          loggerCallback: (_level, message) => this.log({ type: 'msal', level: 'debug', message: redact(message) }),
+        },
+      },
+    };
+  }
+
+  private msal(): PublicClientApplication | ConfidentialClientApplication {
+    this.app ??= isAppOnly(this.account) ? new ConfidentialClientApplication(this.config(true)) : new PublicClientApplication(this.config(true));
+    return this.app;
+  }
+
+  private toToken(r: AuthenticationResult): AccessToken {
+    if (!r.accessToken || !r.expiresOn) throw new Smtp365Error('AUTH_FAILED', 'The identity service returned no access token');
+    const t: AccessToken = { token: r.accessToken, expiresOn: r.expiresOn, scopes: r.scopes };
+    if (!isAppOnly(this.account) && r.account?.username) t.username = r.account.username;
+    return t;
+  }
+
+  // -------------------------------------------------------------- tokens
+
+  async getAccessToken(options: GetTokenOptions = {}): Promise<AccessToken> {
+    const min = Math.max(0, options.minValiditySeconds ?? 300);
+    const forced = options.forceRefresh === true;
+    if (!forced && this.current && remainingMs(this.current) > min * 1000) return this.current;
+    let flight = this.inflight;
+    if (!flight || (forced && !flight.forced)) {
+      // A forced refresh never reuses a token from a refresh already running: it runs after it.
+      const before = flight?.promise.catch(() => undefined);
+      const promise = (async () => {
+        await before;
+        return this.refresh(forced, min);
+      })();
+      const f = { forced, promise };
+      flight = f;
+      this.inflight = f;
+      promise.then(
+        () => {
+          if (this.inflight === f) this.inflight = undefined;
+        },
+        () => {
+          if (this.inflight === f) this.inflight = undefined;
+        },
+      );
+    }
+    const token = await withSignal(flight.promise, options.signal);
+    if (remainingMs(token) > min * 1000 || forced) return token;
+    // Joined a refresh made for a shorter validity: ask for our own.
+    return withSignal(this.refreshShared(min), options.signal);
+  }
+
+  private refreshShared(min: number): Promise<AccessToken> {
+    const promise = this.refresh(true, min);
+    const f = { forced: true, promise };
+    this.inflight = f;
+    promise.then(
+      () => {
+        if (this.inflight === f) this.inflight = undefined;
+      },
+      () => {
+        if (this.inflight === f) this.inflight = undefined;
+      },
+    );
+    return promise;
+  }
+
+  /** Read → (refresh) → write, under the account's lock. */
+  private async refresh(forced: boolean, min: number): Promise<AccessToken> {
+    return this.store.withLock(async () => {
+      this.network.lastError = undefined;
+      this.changedMsal = undefined;
+      try {
+        this.loaded = await this.store.read();
+      } catch (err) {
+        const e = err as Smtp365Error;
+        this.log({ type: 'cache-corrupt', level: 'error', message: e.message, error: e });
+        throw e;
+      }
+      const meta: CacheMeta = { ...(this.loaded?.meta ?? {}) };
+      let result: AuthenticationResult;
+      try {
+        result = await this.acquire(forced);
+        if (!forced && result.expiresOn && result.expiresOn.getTime() - Date.now() <= min * 1000) {
+          // MSAL renews 5 min ahead; a caller needing longer gets a renewal now.
+          result = await this.acquire(true);
+        }
+      } catch (err) {
+        const e = toAuthError(err, { account: this.account, operation: 'token refresh', serverError: this.network.lastError });
+        meta.lastError = { code: e.code, message: e.message, transient: e.transient, at: new Date().toISOString(), ...(typeof e.explanation?.aadsts === 'number' ? { aadsts: e.explanation.aadsts } : {}) };
+        if (this.loaded || this.changedMsal) await this.persist(meta).catch(() => undefined);
+        this.current = undefined;
+        this.log({ type: 'refresh-failed', level: e.transient ? 'warn' : 'error', message: e.message, error: e });
+        throw e;
+      }
+      const token = this.toToken(result);
+      if (remainingMs(token) <= 0) throw new Smtp365Error('AUTH_FAILED', 'The identity service returned an access token that has already expired (is the clock right?)');
+      delete meta.lastError;
+      if (!result.fromCache) meta.refreshTokenLastUsed = new Date().toISOString();
+      if (token.username) meta.signedInAs = token.username;
+      if (this.changedMsal || !result.fromCache || this.loaded?.meta.lastError) await this.persist(meta);
+      this.current = token;
+      this.log({
+        type: result.fromCache ? 'token' : 'refresh',
+        level: result.fromCache ? 'debug' : 'info',
+        message: result.fromCache ? 'access token from the cache' : 'access token renewed',
+        expiresOn: token.expiresOn,
+      });
+      return token;
+    });
+  }
+
+  private async persist(meta: CacheMeta): Promise<void> {
+    await this.store.write({ msal: this.changedMsal ?? this.loaded?.msal ?? '{}', meta });
+    this.loaded = { msal: this.changedMsal ?? this.loaded?.msal ?? '{}', meta };
+    this.changedMsal = undefined;
+  }
+
+  private async acquire(forceRefresh: boolean): Promise<AuthenticationResult> {
+    const a = this.account;
+    const scopes = smtpScopes(a);
+    const app = this.msal();
+    if (app instanceof ConfidentialClientApplication) {
+      const r = await app.acquireTokenByClientCredential({ scopes, skipCache: forceRefresh });
+      if (!r) throw new Smtp365Error('AUTH_FAILED', 'The identity service returned no token');
+      return r;
+    }
+    const accounts = await app.getAllAccounts();
+    const acct = accounts.find((x) => x.username.toLowerCase() === (this.loaded?.meta.signedInAs ?? '').toLowerCase()) ?? accounts[0];
+    if (!acct) {
+      if (a.flow === 'password') {
+        // The password flow needs no person: sign in with the configured credentials.
+        return this.passwordSignIn(app);
+      }
+      if (this.loaded?.meta.lastError && !this.loaded.meta.lastError.transient) {
+        // MSAL drops a refresh token the service refused; keep saying why.
+        const le = this.loaded.meta.lastError;
+        const explanation =
+          le.aadsts !== undefined
+            ? explainIdentityError({ error_codes: [le.aadsts], error_description: le.message }, explainContext(a))
+            : {
+                code: 'AUTH_SIGNIN_EXPIRED' as const,
+                transient: false,
+                title: 'The saved sign-in is no longer valid',
+                cause: `The identity service refused it on ${le.at}: ${le.message}`,
+                fix: [`Sign in again: smtp365 login${a.name === 'default' ? '' : ` --account ${a.name}`}`],
+              };
+        throw new Smtp365Error(explanation.code, le.message, { explanation, details: { account: a.name, since: le.at } });
+      }
+      throw notSignedIn(a);
+    }
+    return app.acquireTokenSilent({ account: acct, scopes, forceRefresh });
+  }
+
+  private async passwordSignIn(app: PublicClientApplication): Promise<AuthenticationResult> {
+    const a = this.account;
+    if (!a.password) throw new Smtp365Error('CONFIG_INVALID', `Account "${a.name}": the password flow needs a password (SMTP365_PASSWORD)`);
+    const r = await app.acquireTokenByUsernamePassword({ scopes: smtpScopes(a), username: a.username ?? a.user, password: a.password });
+    if (!r) throw new Smtp365Error('AUTH_FAILED', 'The identity service returned no token');
+    return r;
+  }
+
+  // ------------------------------------------------------------ sign-in
+
+  async signIn(options: SignInOptions = {}): Promise<AccountStatus> {
+    const a = this.account;
+    const flow = options.flow ?? a.flow;
+    if (isAppOnly(a) || flow === 'client-secret' || flow === 'client-certificate') {
+      if (!isAppOnly(a)) throw new Smtp365Error('CONFIG_INVALID', `Account "${a.name}" is configured for ${a.flow}; app-only sign-in needs a client secret or certificate in the account`);
+      // App-only: nobody signs in; prove that a token can be had.
+      await withSignal(this.getAccessToken({ forceRefresh: true }), options.signal);
+      return this.state();
+    }
+    if (options.signal?.aborted) throw cancelled();
+    // A fresh in-memory MSAL: the saved sign-in is replaced only when this one succeeds.
+    const app = new PublicClientApplication(this.config(false));
+    const scopes = smtpScopes(a);
+    this.network.lastError = undefined;
+    this.pendingSignIn = true;
+    const marker = path.join(this.store.dir, `${a.name}.pending`);
+    let result: AuthenticationResult | null;
+    try {
+      let op: Promise<AuthenticationResult | null>;
+      let onAbort: (() => void) | undefined;
+      if (flow === 'device-code') {
+        const request: DeviceCodeRequest = {
+          scopes,
+          deviceCodeCallback: (r) => {
+            const expiresOn = new Date(Date.now() + r.expiresIn * 1000);
+            void this.writeMarker(marker, expiresOn);
+            options.onDeviceCode?.({ userCode: r.userCode, verificationUri: r.verificationUri, message: r.message, expiresOn });
+          },
+        };
+        onAbort = () => {
+          request.cancel = true;
+        };
+        op = app.acquireTokenByDeviceCode(request);
+      } else if (flow === 'browser') {
+        await this.writeMarker(marker, new Date(Date.now() + 15 * 60_000));
+        op = app.acquireTokenInteractive({
+          scopes,
+          loginHint: a.user,
+          openBrowser: async (url: string) => {
+            if (options.openBrowser) await options.openBrowser(url);
+            else openInBrowser(url);
+          },
+          successTemplate: '<h1>Signed in</h1><p>smtp365 has its token. You can close this window.</p>',
+          errorTemplate: '<h1>Sign-in failed</h1><p>See the terminal running smtp365 for what to do.</p>',
+        });
+      } else if (flow === 'password') {
+        op = this.passwordSignIn(app);
+      } else {
+        throw new Smtp365Error('INPUT_INVALID', `Unknown sign-in flow "${String(flow)}"`);
+      }
+      result = await withSignal(op, options.signal, onAbort);
+    } catch (err) {
+      const e = toAuthError(err, { account: a, operation: 'sign-in', serverError: this.network.lastError });
+      this.log({ type: 'sign-in', level: 'error', message: e.message, error: e });
+      throw e;
+    } finally {
+      this.pendingSignIn = false;
+      await fsp.rm(marker, { force: true }).catch(() => undefined);
+    }
+    if (!result) throw toAuthError(new Error('no token was returned'), { account: a, operation: 'sign-in' });
+    const token = this.toToken(result);
+    const now = new Date().toISOString();
+    const meta: CacheMeta = { flow, signedInAt: now, refreshTokenLastUsed: now, ...(token.username ? { signedInAs: token.username } : {}) };
+    const msal = app.getTokenCache().serialize();
+    await this.store.withLock(async () => {
+      await this.store.write({ msal, meta });
+      this.loaded = { msal, meta };
+      this.changedMsal = undefined;
+    });
+    this.current = token;
+    this.log({ type: 'sign-in', level: 'info', message: `signed in as ${token.username ?? a.user}`, expiresOn: token.expiresOn });
+    return this.state();
+  }
+
+  private async writeMarker(file: string, expiresOn: Date): Promise<void> {
+    try {
+      await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+      await fsp.writeFile(file, JSON.stringify({ pid: process.pid, expiresOn: expiresOn.toISOString() }), { mode: 0o600 });
+    } catch {
+      /* the marker only feeds `accounts` */
+    }
+  }
+
+  async signOut(): Promise<{ removed: boolean }> {
+    const removed = await this.store.withLock(async () => {
+      this.loaded = null;
+      this.changedMsal = undefined;
+      return this.store.remove();
+    });
+    this.current = undefined;
+    this.app = undefined;
+    this.log({ type: 'sign-out', level: 'info', message: removed ? 'saved tokens removed' : 'no saved tokens' });
+    return { removed };
+  }
+
+  // --------------------------------------------------------------- state
+
+  async state(): Promise<AccountStatus> {
+    const a = this.account;
+    const status: AccountStatus = { account: a.name, user: a.user, flow: a.flow, appOnly: isAppOnly(a), state: 'empty', cacheFile: this.store.file };
+    let payload: CachePayload | null;
+    try {
+      payload = await this.store.read();
+    } catch (err) {
+      const e = err as Smtp365Error;
+      status.state = 'failed';
+      status.lastError = { code: e.code, message: e.message, transient: false, at: new Date() };
+      return status;
+    }
+    const meta = payload?.meta ?? {};
+    const cache = parseMsal(payload?.msal ?? '{}');
+    const username = Object.values(cache.Account ?? {})[0]?.username ?? meta.signedInAs;
+    if (username && !status.appOnly) status.signedInAs = username;
+    const expiries = Object.values(cache.AccessToken ?? {})
+      .map((t) => Number(t.expires_on) * 1000)
+      .filter((n) => Number.isFinite(n) && n > 0);
+    if (expiries.length > 0) status.accessTokenExpiresOn = new Date(Math.max(...expiries));
+    if (this.current && (!status.accessTokenExpiresOn || this.current.expiresOn > status.accessTokenExpiresOn)) status.accessTokenExpiresOn = this.current.expiresOn;
+    const hasRefresh = Object.keys(cache.RefreshToken ?? {}).length > 0;
+    if (meta.refreshTokenLastUsed && !status.appOnly) {
+      const last = new Date(meta.refreshTokenLastUsed);
+      status.refreshTokenLastUsed = last;
+      status.refreshTokenAgeDays = Math.floor((Date.now() - last.getTime()) / DAY);
+      if (hasRefresh) status.refreshTokenIdleExpiresOn = new Date(last.getTime() + REFRESH_TOKEN_IDLE_DAYS * DAY);
+    }
+    if (meta.lastError) {
+      status.lastError = { ...meta.lastError, at: new Date(meta.lastError.at) };
+    }
+    const usable = status.appOnly ? expiries.length > 0 || !!meta.refreshTokenLastUsed : hasRefresh;
+    if (meta.lastError && !meta.lastError.transient) status.state = 'failed';
+    else if (usable) status.state = 'active';
+    if (status.state !== 'active' && (this.pendingSignIn || (await this.pendingElsewhere()))) status.state = 'pending';
+    return status;
+  }
+
+  private async pendingElsewhere(): Promise<boolean> {
+    try {
+      const m = JSON.parse(await fsp.readFile(path.join(this.store.dir, `${this.account.name}.pending`), 'utf8')) as { pid: number; expiresOn: string };
+      if (new Date(m.expiresOn).getTime() < Date.now()) return false;
+      process.kill(m.pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
+
+/** The token provider of an account: MSAL flows, encrypted cache, single-flight refresh. */
+export function createTokenProvider(account: Account, options: TokenProviderOptions = {}): AccountTokenProvider {
+  return new MsalTokenProvider(account, options);
+}
