@@ -4,25 +4,16 @@
 // change without doubling requests to Microsoft.
 import type { Account } from '../config/account.ts';
 import type { AccessToken, GetTokenOptions, TokenProvider } from '../auth/types.ts';
+import type { AccountStatus } from '../auth/provider.ts';
 import type { ExplainContext } from '../errors/explain.ts';
 import type { Mailer } from '../send/types.ts';
 import type { TokenClaims } from './jwt.ts';
 import type { ProbeReport } from './smtp-probe.ts';
 import type { CheckResult } from './types.ts';
 
-/** What auth may tell about a sign-in beyond the token itself (all optional: providers differ). */
-export interface SignInInfo {
-  state?: string;
-  username?: string;
-  /** When the refresh token was last obtained/renewed (it lives 90 days from then if unused). */
-  refreshTokenLastUsed?: Date;
-  refreshTokenIssuedAt?: Date;
-  lastError?: string;
-}
-
-/** A token provider, optionally able to describe its sign-in. */
+/** A token provider; auth's providers can also describe their sign-in (state()). */
 export interface DoctorTokenProvider extends TokenProvider {
-  describe?: () => Promise<SignInInfo | undefined>;
+  state?: () => Promise<AccountStatus>;
 }
 
 /** The parts of smtp365 doctor uses, injectable so doctor can run inside tests and the library. */
@@ -74,6 +65,8 @@ export interface DoctorContext {
   provider?: DoctorTokenProvider;
   /** Memoised probes. */
   tokenAttempt?: Promise<TokenAttempt>;
+  /** The sign-in as it was before doctor asked for a token (the refresh token's age). */
+  signInBefore?: AccountStatus | undefined;
   claims?: TokenClaims | null;
   deviceProbe?: Promise<DeviceProbe>;
   smtpProbe?: ProbeReport;

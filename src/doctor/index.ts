@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { configCandidates, expandHome } from '../config/paths.ts';
 import { resolveAccount } from '../config/load.ts';
-import type { DoctorContext, DoctorDeps, DoctorOptions, DoctorTokenProvider } from './context.ts';
+import type { DoctorContext, DoctorDeps, DoctorOptions } from './context.ts';
 import type { Mailer } from '../send/types.ts';
 import { configCheck } from './checks/config.ts';
 import { appCheck, permissionsCheck, publicClientCheck, tenantCheck } from './checks/identity.ts';
@@ -15,7 +15,7 @@ import { runChecks } from './runner.ts';
 import type { CheckDefinition, CheckResult } from './types.ts';
 
 export type { CheckResult, CheckStatus, CheckId } from './types.ts';
-export type { DoctorOptions, DoctorDeps, DoctorProgress, DoctorTokenProvider, SignInInfo } from './context.ts';
+export type { DoctorOptions, DoctorDeps, DoctorProgress, DoctorTokenProvider } from './context.ts';
 export { formatResult, formatSummary, summarize } from './render.ts';
 
 /** The checks, in the order they run (the numbers of the issue and of docs/doctor.md). */
@@ -46,7 +46,6 @@ function findConfigPath(options: DoctorOptions, env: NodeJS.ProcessEnv): string 
   return configCandidates(env).find((c) => fs.existsSync(c)) ?? null;
 }
 
-const AUTH_MODULE = '../auth/index.ts';
 const SEND_MODULE = '../send/index.ts';
 
 export const defaultDeps: DoctorDeps = {
@@ -56,8 +55,7 @@ export const defaultDeps: DoctorDeps = {
     return { account, configPath: findConfigPath({ ...(opts.configPath ? { configPath: opts.configPath } : {}) }, env) };
   },
   async createTokenProvider(account, env) {
-    // Typed imports replace these once auth and send land (parallel work).
-    const auth = (await import(AUTH_MODULE)) as { createTokenProvider: (a: typeof account, o: { env: NodeJS.ProcessEnv }) => DoctorTokenProvider };
+    const auth = await import('../auth/index.ts');
     return auth.createTokenProvider(account, { env });
   },
   async createMailer(account, tokenProvider) {

@@ -35,11 +35,13 @@ export function formatResult(r: CheckResult, opts: RenderOptions): string {
   const head = `${mark} ${String(r.number).padStart(2)}. ${bold(r.title)} ${paint(r.status, `[${label}]`, opts.color)}${r.status === 'skipped' ? '' : dim(` ${r.durationMs} ms`)}`;
   const lines = [head];
   const pad = '       ';
+  // Multi-line details (a config file with several problems) stay under their check.
+  const indent = (text: string) => text.replace(/\n/g, '\n' + pad);
   if (r.status === 'passed' || r.status === 'skipped') {
-    lines.push(pad + dim(r.detail));
+    lines.push(pad + dim(indent(r.detail)));
   } else {
     if (r.problem) lines.push(pad + paint(r.status, r.problem, opts.color));
-    lines.push(pad + dim(r.detail));
+    lines.push(pad + dim(indent(r.detail)));
     if (r.cause) lines.push(`${pad}Why: ${r.cause}`);
     if (r.step) lines.push(`${pad}Guide: ${r.step}`);
     for (const f of r.fix) lines.push(`${pad}Fix: ${f}`);

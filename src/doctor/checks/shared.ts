@@ -22,6 +22,8 @@ export function tokenAttempt(ctx: DoctorContext): Promise<TokenAttempt> {
     const account = requireAccount(ctx);
     try {
       ctx.provider ??= await ctx.deps.createTokenProvider(account, ctx.env);
+      // Read the sign-in's state first: getting a token renews the refresh token and resets its age.
+      ctx.signInBefore = await ctx.provider.state?.().catch(() => undefined);
       return { token: await ctx.provider.getAccessToken() };
     } catch (error) {
       return { error };

@@ -33,15 +33,19 @@ export const signInCheck: CheckDefinition<DoctorContext> = {
     const parts = [`${who}; access token valid for ${humanDuration(left)} (until ${token.expiresOn.toISOString()})`];
     let outcome: CheckOutcome = passed('');
     if (!only) {
-      const info = await ctx.provider?.describe?.().catch(() => undefined);
-      const last = info?.refreshTokenLastUsed ?? info?.refreshTokenIssuedAt;
-      if (last) {
-        const age = now - last.getTime();
-        const remaining = REFRESH_LIFETIME_DAYS * DAY - age;
-        parts.push(`refresh token last renewed ${humanDuration(age)} ago, expires unused in ${humanDuration(remaining)}`);
-        if (age > REFRESH_WARN_DAYS * DAY) outcome = warning('', explainFinding('refresh-token-aging', ctx.explain));
+      const before = ctx.signInBefore?.refreshTokenLastUsed;
+      const after = (await ctx.provider?.state?.().catch(() => undefined))?.refreshTokenLastUsed;
+      if (before) {
+        const age = now - before.getTime();
+        const renewed = after !== undefined && after.getTime() > before.getTime();
+        if (renewed) {
+          parts.push(`refresh token had been idle ${humanDuration(age)}; renewed now (90 days unused from now)`);
+        } else {
+          parts.push(`refresh token last used ${humanDuration(age)} ago; expires unused in ${humanDuration(REFRESH_LIFETIME_DAYS * DAY - age)}`);
+          if (age > REFRESH_WARN_DAYS * DAY) outcome = warning('', explainFinding('refresh-token-aging', ctx.explain));
+        }
       } else {
-        parts.push('refresh token renewed on every use (90 days if unused)');
+        parts.push('refresh token renewed on every use; it expires after 90 days unused');
       }
     }
     return { ...outcome, detail: parts.join('; ') };
