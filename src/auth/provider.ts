@@ -23,6 +23,7 @@ import { Smtp365Error } from '../errors/error.ts';
 import { redact } from '../util/redact.ts';
 import type { AccessToken, GetTokenOptions, TokenProvider, TokenState } from './types.ts';
 import { HttpsNetworkClient } from './network.ts';
+import { SingleFlight, raceSignal } from './single-flight.ts';
 import { TokenStore, type CacheMeta, type CachePayload } from './token-store.ts';
 import { explainContext, notSignedIn, toAuthError } from './errors.ts';
 import { explainIdentityError } from '../errors/explain.ts';
@@ -108,30 +109,7 @@ function cancelled(): Smtp365Error {
 }
 
 function withSignal<T>(p: Promise<T>, signal: AbortSignal | undefined, onAbort?: () => void): Promise<T> {
-  if (!signal) return p;
-  if (signal.aborted) {
-    onAbort?.();
-    p.catch(() => undefined);
-    return Promise.reject(cancelled());
-  }
-  return new Promise<T>((resolve, reject) => {
-    const abort = () => {
-      onAbort?.();
-      p.catch(() => undefined);
-      reject(cancelled());
-    };
-    signal.addEventListener('abort', abort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', abort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', abort);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
+  return raceSignal(p, signal, onAbort, cancelled);
 }
 
 function remainingMs(t: { expiresOn: Date }): number {
@@ -210,8 +188,7 @@ class MsalTokenProvider implements AccountTokenProvider {
   private readonly network: HttpsNetworkClient;
   private readonly log: (e: Omit<AuthEvent, 'account'>) => void;
   private readonly env: NodeJS.ProcessEnv;
-  private current: AccessToken | undefined;
-  private inflight: { forced: boolean; promise: Promise<AccessToken> } | undefined;
+  private readonly flight = new SingleFlight((forced, min) => this.refresh(forced, min));
   private app: PublicClientApplication | ConfidentialClientApplication | undefined;
   /** The payload read under the lock, which the cache plugin hands to MSAL. */
   private loaded: CachePayload | null = null;
@@ -278,49 +255,8 @@ class MsalTokenProvider implements AccountTokenProvider {
 
   // -------------------------------------------------------------- tokens
 
-  async getAccessToken(options: GetTokenOptions = {}): Promise<AccessToken> {
-    const min = Math.max(0, options.minValiditySeconds ?? 300);
-    const forced = options.forceRefresh === true;
-    if (!forced && this.current && remainingMs(this.current) > min * 1000) return this.current;
-    let flight = this.inflight;
-    if (!flight || (forced && !flight.forced)) {
-      // A forced refresh never reuses a token from a refresh already running: it runs after it.
-      const before = flight?.promise.catch(() => undefined);
-      const promise = (async () => {
-        await before;
-        return this.refresh(forced, min);
-      })();
-      const f = { forced, promise };
-      flight = f;
-      this.inflight = f;
-      promise.then(
-        () => {
-          if (this.inflight === f) this.inflight = undefined;
-        },
-        () => {
-          if (this.inflight === f) this.inflight = undefined;
-        },
-      );
-    }
-    const token = await withSignal(flight.promise, options.signal);
-    if (remainingMs(token) > min * 1000 || forced) return token;
-    // Joined a refresh made for a shorter validity: ask for our own.
-    return withSignal(this.refreshShared(min), options.signal);
-  }
-
-  private refreshShared(min: number): Promise<AccessToken> {
-    const promise = this.refresh(true, min);
-    const f = { forced: true, promise };
-    this.inflight = f;
-    promise.then(
-      () => {
-        if (this.inflight === f) this.inflight = undefined;
-      },
-      () => {
-        if (this.inflight === f) this.inflight = undefined;
-      },
-    );
-    return promise;
+  getAccessToken(options: GetTokenOptions = {}): Promise<AccessToken> {
+    return this.flight.get(options);
   }
 
   /** Read → (refresh) → write, under the account's lock. */
@@ -347,7 +283,7 @@ class MsalTokenProvider implements AccountTokenProvider {
         const e = toAuthError(err, { account: this.account, operation: 'token refresh', serverError: this.network.lastError });
         meta.lastError = { code: e.code, message: e.message, transient: e.transient, at: new Date().toISOString(), ...(typeof e.explanation?.aadsts === 'number' ? { aadsts: e.explanation.aadsts } : {}) };
         if (this.loaded || this.changedMsal) await this.persist(meta).catch(() => undefined);
-        this.current = undefined;
+        this.flight.set(undefined);
         this.log({ type: 'refresh-failed', level: e.transient ? 'warn' : 'error', message: e.message, error: e });
         throw e;
       }
@@ -357,7 +293,7 @@ class MsalTokenProvider implements AccountTokenProvider {
       if (!result.fromCache) meta.refreshTokenLastUsed = new Date().toISOString();
       if (token.username) meta.signedInAs = token.username;
       if (this.changedMsal || !result.fromCache || this.loaded?.meta.lastError) await this.persist(meta);
-      this.current = token;
+      this.flight.set(token);
       this.log({
         type: result.fromCache ? 'token' : 'refresh',
         level: result.fromCache ? 'debug' : 'info',
@@ -489,7 +425,7 @@ class MsalTokenProvider implements AccountTokenProvider {
       this.loaded = { msal, meta };
       this.changedMsal = undefined;
     });
-    this.current = token;
+    this.flight.set(token);
     this.log({ type: 'sign-in', level: 'info', message: `signed in as ${token.username ?? a.user}`, expiresOn: token.expiresOn });
     return this.state();
   }
@@ -509,7 +445,7 @@ class MsalTokenProvider implements AccountTokenProvider {
       this.changedMsal = undefined;
       return this.store.remove();
     });
-    this.current = undefined;
+    this.flight.set(undefined);
     this.app = undefined;
     this.log({ type: 'sign-out', level: 'info', message: removed ? 'saved tokens removed' : 'no saved tokens' });
     return { removed };
@@ -537,7 +473,8 @@ class MsalTokenProvider implements AccountTokenProvider {
       .map((t) => Number(t.expires_on) * 1000)
       .filter((n) => Number.isFinite(n) && n > 0);
     if (expiries.length > 0) status.accessTokenExpiresOn = new Date(Math.max(...expiries));
-    if (this.current && (!status.accessTokenExpiresOn || this.current.expiresOn > status.accessTokenExpiresOn)) status.accessTokenExpiresOn = this.current.expiresOn;
+    const held = this.flight.peek();
+    if (held && (!status.accessTokenExpiresOn || held.expiresOn > status.accessTokenExpiresOn)) status.accessTokenExpiresOn = held.expiresOn;
     const hasRefresh = Object.keys(cache.RefreshToken ?? {}).length > 0;
     if (meta.refreshTokenLastUsed && !status.appOnly) {
       const last = new Date(meta.refreshTokenLastUsed);

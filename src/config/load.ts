@@ -134,11 +134,32 @@ function showValue(spec: FieldSpec, value: unknown): string {
   return s === undefined ? String(value) : s.length > 80 ? s.slice(0, 77) + '…' : s;
 }
 
-/** Suggests the real key for a misspelt one: client_id → clientId, ca-file → caFile. */
+function editDistance(a: string, b: string): number {
+  // Damerau-Levenshtein (optimal string alignment): "defualt" is one step from "default".
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** Suggests the real key for a misspelt one: client_id → clientId, ca-file → caFile, defualt → default. */
 function suggestKey(key: string, known: readonly string[]): string | undefined {
   const norm = (s: string) => s.toLowerCase().replace(/[-_\s]/g, '');
   const n = norm(key);
-  return known.find((k) => norm(k) === n) ?? known.find((k) => norm(k).startsWith(n) || n.startsWith(norm(k)));
+  const exact = known.find((k) => norm(k) === n);
+  if (exact) return exact;
+  let best: { k: string; d: number } | undefined;
+  for (const k of known) {
+    const d = editDistance(n, norm(k));
+    if (d <= Math.max(1, Math.floor(k.length / 4)) && (!best || d < best.d)) best = { k, d };
+  }
+  return best?.k;
 }
 
 // ----------------------------------------------------------------- the file
@@ -149,12 +170,10 @@ interface ParsedFile {
   accounts: Map<string, RawAccount>;
 }
 
-const fileSchema = z
-  .object({
-    default: z.string().optional(),
-    accounts: z.record(z.string(), z.record(z.string(), z.unknown()).nullable()).optional(),
-  })
-  .strict();
+const fileSchema = z.looseObject({
+  default: z.string().optional(),
+  accounts: z.record(z.string(), z.record(z.string(), z.unknown()).nullable()).optional(),
+});
 
 async function findConfigFile(opts: LoadOptions, env: NodeJS.ProcessEnv): Promise<string | null> {
   if (opts.configPath) {
@@ -185,16 +204,19 @@ async function readConfigFile(file: string): Promise<ParsedFile> {
   const data: unknown = doc.toJS() ?? {};
   const base = path.dirname(file);
   const problems: string[] = [];
+  if (data && typeof data === 'object' && !Array.isArray(data)) {
+    for (const k of Object.keys(data)) {
+      if (k === 'default' || k === 'accounts') continue;
+      const hint = suggestKey(k, ['default', 'accounts']);
+      problems.push(`${file}: unknown key "${k}"${hint ? ` (did you mean "${hint}"?)` : ''}; expected "default" and "accounts"`);
+    }
+  }
   const parsed = fileSchema.safeParse(data);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       const at = issue.path.join('.');
-      if (issue.code === 'unrecognized_keys') {
-        for (const k of issue.keys) {
-          const hint = suggestKey(k, ['default', 'accounts']);
-          problems.push(`${file}: unknown key "${[at, k].filter(Boolean).join('.')}"${hint ? ` (did you mean "${hint}"?)` : ''}; expected "default" and "accounts"`);
-        }
-      } else if (at === '' && issue.code === 'invalid_type') {
+      if (issue.code === 'unrecognized_keys') continue;
+      if (at === '' && issue.code === 'invalid_type') {
         problems.push(`${file}: expected a mapping with "accounts" (and optionally "default")`);
       } else if (at === 'default') {
         problems.push(`${file}: default: expected the name of an account`);

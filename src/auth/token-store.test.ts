@@ -1,0 +1,150 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
+import { TokenStore } from './token-store.ts';
+import { Smtp365Error } from '../errors/error.ts';
+
+const SECRET = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ0ZXN0In0.c2lnbmF0dXJlLXJlZnJlc2gtdG9rZW4tc2VjcmV0';
+
+async function tmp(t: import('node:test').TestContext): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'smtp365-store-'));
+  t.after(() => fs.rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function corruptCode(p: Promise<unknown>): Promise<Smtp365Error> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof Smtp365Error);
+    assert.equal(err.code, 'AUTH_CACHE_CORRUPT', err.message);
+    return err;
+  }
+  assert.fail('expected AUTH_CACHE_CORRUPT');
+}
+
+const payload = { msal: JSON.stringify({ RefreshToken: { k: { secret: SECRET } } }), meta: { signedInAs: 'a@contoso.com' } };
+
+test('round trip; 0600 file in 0700 directories; no token in clear; key file 0600', async (t) => {
+  const home = path.join(await tmp(t), 'home');
+  const store = new TokenStore({ home, account: 'work', env: {} });
+  assert.equal(await store.read(), null);
+  await store.withLock(() => store.write(payload));
+  assert.deepEqual(await store.read(), payload);
+  const raw = await fs.readFile(store.file, 'utf8');
+  assert.ok(!raw.includes(SECRET) && !raw.includes('signature-refresh') && !raw.includes('a@contoso.com'), 'the file holds the token in clear');
+  assert.ok(!raw.includes(Buffer.from(SECRET).toString('base64').slice(0, 24)), 'the file holds the token merely base64-encoded');
+  if (process.platform !== 'win32') {
+    assert.equal((await fs.stat(store.file)).mode & 0o777, 0o600);
+    assert.equal((await fs.stat(store.dir)).mode & 0o777, 0o700);
+    assert.equal((await fs.stat(home)).mode & 0o777, 0o700);
+    assert.equal((await fs.stat(path.join(home, 'cache.key'))).mode & 0o777, 0o600);
+  }
+  // No temporary files are left behind.
+  assert.deepEqual((await fs.readdir(store.dir)).filter((f) => f.includes('.tmp-')), []);
+  assert.equal(await store.withLock(() => store.remove()), true);
+  assert.equal(await store.read(), null);
+});
+
+test('a tampered, truncated, foreign-version or moved cache is AUTH_CACHE_CORRUPT, and other accounts keep working', async (t) => {
+  const home = await tmp(t);
+  const a = new TokenStore({ home, account: 'a', env: {} });
+  const b = new TokenStore({ home, account: 'b', env: {} });
+  await a.withLock(() => a.write(payload));
+  await b.withLock(() => b.write({ ...payload, meta: { signedInAs: 'b@contoso.com' } }));
+  const doc = JSON.parse(await fs.readFile(a.file, 'utf8')) as Record<string, string | number>;
+
+  const flipped = Buffer.from(doc.data as string, 'base64');
+  flipped[3] = flipped[3]! ^ 0xff;
+  await fs.writeFile(a.file, JSON.stringify({ ...doc, data: flipped.toString('base64') }));
+  const e = await corruptCode(a.read());
+  assert.match(e.message, /does not decrypt/);
+  assert.ok(e.explanation?.fix.some((f) => f.includes('smtp365 login --account a')));
+
+  await fs.writeFile(a.file, '{"format":"smtp365-tok');
+  await corruptCode(a.read());
+  await fs.writeFile(a.file, JSON.stringify({ ...doc, version: 99 }));
+  assert.match((await corruptCode(a.read())).message, /different version/);
+  await fs.writeFile(a.file, 'garbage\0\0');
+  await corruptCode(a.read());
+  // b's file copied over a's: refused (it is b's), b itself untouched.
+  await fs.copyFile(b.file, a.file);
+  assert.match((await corruptCode(a.read())).message, /belongs to account "b"/);
+  assert.equal((await b.read())?.meta.signedInAs, 'b@contoso.com');
+  // A new sign-in replaces the damaged file.
+  await a.withLock(() => a.write(payload));
+  assert.deepEqual(await a.read(), payload);
+});
+
+test('SMTP365_CACHE_KEY: encrypted with the passphrase; without it or with another one, a clear error', async (t) => {
+  const home = await tmp(t);
+  const s1 = new TokenStore({ home, account: 'ci', env: { SMTP365_CACHE_KEY: 'correct horse battery staple' } });
+  await s1.withLock(() => s1.write(payload));
+  await assert.rejects(fs.stat(path.join(home, 'cache.key')), 'no key file when the key comes from the environment');
+  assert.deepEqual(await s1.read(), payload);
+  const e = await corruptCode(new TokenStore({ home, account: 'ci', env: {} }).read());
+  assert.match(e.message, /SMTP365_CACHE_KEY, which is not set/);
+  const wrong = await corruptCode(new TokenStore({ home, account: 'ci', env: { SMTP365_CACHE_KEY: 'wrong' } }).read());
+  assert.match(wrong.message, /current SMTP365_CACHE_KEY/);
+});
+
+test('a removed key file makes the cache unreadable with the reason', async (t) => {
+  const home = await tmp(t);
+  const s = new TokenStore({ home, account: 'x', env: {} });
+  await s.withLock(() => s.write(payload));
+  await fs.rm(path.join(home, 'cache.key'));
+  assert.match((await corruptCode(s.read())).message, /cache\.key is missing/);
+});
+
+test('the lock serialises read-modify-write across processes: no update is lost', async (t) => {
+  const home = await tmp(t);
+  const storeUrl = pathToFileURL(path.join(import.meta.dirname, 'token-store.ts')).href;
+  const s = new TokenStore({ home, account: 'shared', env: {} });
+  await s.withLock(() => s.write({ msal: '0', meta: {} }));
+  const script = `
+    import { TokenStore } from ${JSON.stringify(storeUrl)};
+    const s = new TokenStore({ home: process.argv[1], account: 'shared', env: {} });
+    for (let i = 0; i < 15; i++) {
+      await s.withLock(async () => {
+        const p = await s.read();
+        await new Promise((r) => setTimeout(r, 2));
+        await s.write({ msal: String(Number(p.msal) + 1), meta: {} });
+      });
+    }
+  `;
+  const run = () =>
+    new Promise<number>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script, home], { stdio: ['ignore', 'inherit', 'inherit'] });
+      t.after(() => child.kill());
+      child.on('error', reject);
+      child.on('exit', (code) => resolve(code ?? -1));
+    });
+  const codes = await Promise.all([run(), run(), run()]);
+  assert.deepEqual(codes, [0, 0, 0]);
+  assert.equal((await s.read())?.msal, '45');
+});
+
+test('in one process, withLock runs one holder at a time', async (t) => {
+  const home = await tmp(t);
+  const s = new TokenStore({ home, account: 'p', env: {} });
+  let inside = 0;
+  let max = 0;
+  await Promise.all(
+    Array.from({ length: 8 }, () =>
+      s.withLock(async () => {
+        inside++;
+        max = Math.max(max, inside);
+        await new Promise((r) => setImmediate(r));
+        inside--;
+      }),
+    ),
+  );
+  assert.equal(max, 1);
+  // A failing holder releases the lock.
+  await assert.rejects(s.withLock(async () => Promise.reject(new Error('boom'))), /boom/);
+  assert.equal(await s.withLock(async () => 'free'), 'free');
+});
