@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -11,7 +11,7 @@ const TENANT = '11111111-2222-3333-4444-555555555555';
 const CLIENT = 'aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee';
 const CLIENT2 = 'ffffffff-bbbb-cccc-dddd-eeeeeeeeeeee';
 
-async function tmp(t: import('node:test').TestContext): Promise<string> {
+async function tmp(t: TestContext): Promise<string> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'smtp365-config-'));
   t.after(() => fs.rm(dir, { recursive: true, force: true }));
   return dir;
