@@ -1,0 +1,354 @@
+// Captured mail: every message the sandbox's SMTP side accepted. The raw MIME
+// is streamed to a file as it arrives (a 150 MB message is never held in
+// memory); the metadata lives in an index file beside it, rewritten
+// atomically on each change, so a restarted sandbox still shows its mail.
+//
+// Layout of `dir`: index.json, <id>.eml, and incoming-<id>.tmp while a
+// message is being received (removed or renamed when it is decided).
+
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { simpleParser, type AddressObject } from 'mailparser';
+import type { CapturedMessage } from '../state/model.ts';
+
+type Folder = CapturedMessage['folders'][number]['folder'];
+
+export interface MessageFilter {
+  /** Messages in this mailbox (any folder unless `folder` is given). Case-insensitive. */
+  mailbox?: string;
+  folder?: Folder;
+}
+
+/** What the headers say, as far as the sandbox needs it. */
+export interface HeaderSummary {
+  /** The From header as written (decoded), or null. */
+  from: string | null;
+  /** The addresses of the From header, lower case. */
+  fromAddresses: string[];
+  /** The Sender header's address, lower case, if any. */
+  sender: string | null;
+  /** To and Cc addresses, lower case. */
+  to: string[];
+  subject: string | null;
+  messageId: string | null;
+}
+
+/** A message being received: write the raw MIME to `stream`, then save() or discard(). */
+export interface IncomingMessageFile {
+  readonly id: string;
+  readonly path: string;
+  readonly stream: Writable;
+  /** Bytes written so far. */
+  readonly size: number;
+  /** The header block (up to the first empty line, at most 1 MiB) seen so far. */
+  headerBytes(): Buffer;
+  /** Stops writing (if not ended) and deletes the file. */
+  discard(): Promise<void>;
+}
+
+export interface SaveInput {
+  /** The message as received with `receive()`; or `raw` for a message given whole. */
+  incoming?: IncomingMessageFile;
+  raw?: Buffer | string;
+  /** Header summary if the caller already parsed it (see summarizeHeaders). */
+  summary?: HeaderSummary;
+  receivedAt?: Date | number;
+  authUser: string;
+  authIdentity: string;
+  mailFrom: string;
+  rcptTo: string[];
+  folders: CapturedMessage['folders'];
+  /** Used when the message has no Message-ID header (the server's generated one). */
+  fallbackMessageId?: string;
+}
+
+const HEADER_LIMIT = 1024 * 1024;
+const INDEX = 'index.json';
+
+export class MessageStore extends EventEmitter {
+  readonly dir: string;
+  #messages: CapturedMessage[] = [];
+  #writing: Promise<void> = Promise.resolve();
+
+  constructor(dir: string) {
+    super();
+    this.dir = path.resolve(dir);
+    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    this.#load();
+  }
+
+  /** Starts receiving a message: its raw MIME goes to a file as it is written. */
+  receive(): IncomingMessageFile {
+    const id = newId();
+    const file = path.join(this.dir, `incoming-${id}.tmp`);
+    const out = fs.createWriteStream(file, { mode: 0o600 });
+    let size = 0;
+    const head: Buffer[] = [];
+    let headLen = 0;
+    let headDone = false;
+    let outError: Error | undefined;
+    out.on('error', (err) => {
+      outError = err;
+    });
+    const capture = (chunk: Buffer): void => {
+      if (headDone) return;
+      head.push(chunk);
+      headLen += chunk.length;
+      const joined = Buffer.concat(head);
+      const end = headerEnd(joined);
+      if (end >= 0 || headLen >= HEADER_LIMIT) {
+        headDone = true;
+        head.length = 0;
+        head.push(joined.subarray(0, end >= 0 ? end : HEADER_LIMIT));
+      } else if (head.length > 1) {
+        head.length = 0;
+        head.push(joined);
+      }
+    };
+    const stream = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        if (outError) return cb(outError);
+        size += chunk.length;
+        capture(chunk);
+        if (out.write(chunk)) cb();
+        else out.once('drain', () => cb());
+      },
+      final(cb) {
+        if (outError) return cb(outError);
+        out.end(() => cb(outError ?? null));
+      },
+    });
+    return {
+      id,
+      path: file,
+      stream,
+      get size() {
+        return size;
+      },
+      headerBytes: () => Buffer.concat(head),
+      discard: async () => {
+        if (!stream.writableFinished) {
+          stream.destroy();
+          out.destroy();
+          await new Promise<void>((resolve) => (out.closed ? resolve() : out.once('close', () => resolve())));
+        }
+        await rm(file, { force: true });
+      },
+    };
+  }
+
+  /** Stores a message (from receive() or whole) and indexes it. */
+  async save(input: SaveInput): Promise<CapturedMessage> {
+    let id: string;
+    let size: number;
+    let summary = input.summary;
+    const finalPath = (x: string): string => path.join(this.dir, `${x}.eml`);
+    if (input.incoming) {
+      const inc = input.incoming;
+      if (!inc.stream.writableFinished) {
+        await new Promise<void>((resolve, reject) => {
+          inc.stream.once('finish', resolve);
+          inc.stream.once('error', reject);
+          if (!inc.stream.writableEnded) inc.stream.end();
+        });
+      }
+      id = inc.id;
+      size = inc.size;
+      summary ??= await summarizeHeaders(inc.headerBytes());
+      await rename(inc.path, finalPath(id));
+    } else if (input.raw !== undefined) {
+      id = newId();
+      const raw = Buffer.isBuffer(input.raw) ? input.raw : Buffer.from(input.raw, 'utf8');
+      size = raw.length;
+      summary ??= await summarizeHeaders(raw.subarray(0, Math.max(0, headerEnd(raw)) || Math.min(raw.length, HEADER_LIMIT)));
+      await writeFile(finalPath(id), raw, { mode: 0o600 });
+    } else {
+      throw new TypeError('MessageStore.save needs `incoming` or `raw`');
+    }
+    const receivedAt = input.receivedAt === undefined ? new Date() : new Date(input.receivedAt);
+    const msg: CapturedMessage = {
+      id,
+      receivedAt: receivedAt.toISOString(),
+      authUser: input.authUser.toLowerCase(),
+      authIdentity: input.authIdentity,
+      mailFrom: input.mailFrom,
+      rcptTo: [...input.rcptTo],
+      from: summary.from,
+      to: summary.to,
+      subject: summary.subject,
+      messageId: summary.messageId ?? input.fallbackMessageId ?? null,
+      size,
+      rawPath: finalPath(id),
+      folders: input.folders.map((f) => ({ mailbox: f.mailbox.toLowerCase(), folder: f.folder })),
+    };
+    this.#messages.push(msg);
+    await this.#persist();
+    this.emit('saved', clone(msg));
+    return clone(msg);
+  }
+
+  list(filter: MessageFilter = {}): CapturedMessage[] {
+    return this.#messages.filter((m) => matches(m, filter)).map(clone);
+  }
+
+  get(id: string): CapturedMessage | undefined {
+    const m = this.#messages.find((x) => x.id === id);
+    return m ? clone(m) : undefined;
+  }
+
+  async readRaw(id: string): Promise<Buffer> {
+    const m = this.#messages.find((x) => x.id === id);
+    if (!m) throw new RangeError(`no message with id "${id}"`);
+    return readFile(m.rawPath);
+  }
+
+  /** A stream of the raw MIME (for large messages over HTTP). */
+  rawStream(id: string): fs.ReadStream | undefined {
+    const m = this.#messages.find((x) => x.id === id);
+    return m ? fs.createReadStream(m.rawPath) : undefined;
+  }
+
+  remove(id: string): boolean {
+    const i = this.#messages.findIndex((x) => x.id === id);
+    if (i < 0) return false;
+    const [m] = this.#messages.splice(i, 1);
+    fs.rmSync(m!.rawPath, { force: true });
+    this.#writeIndexSync();
+    return true;
+  }
+
+  clear(): void {
+    for (const m of this.#messages) fs.rmSync(m.rawPath, { force: true });
+    this.#messages = [];
+    this.#writeIndexSync();
+    this.emit('cleared');
+  }
+
+  /**
+   * Resolves with the matching messages once there are at least `count` of
+   * them, or with what there is after `timeoutMs` (for tests and scripts that
+   * wait for mail to arrive instead of polling).
+   */
+  waitFor(count: number, timeoutMs: number, filter: MessageFilter = {}): Promise<CapturedMessage[]> {
+    const now = this.list(filter);
+    if (now.length >= count || timeoutMs <= 0) return Promise.resolve(now);
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.off('saved', onSaved);
+        resolve(this.list(filter));
+      };
+      const onSaved = (): void => {
+        if (this.list(filter).length >= count) done();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      timer.unref?.();
+      this.on('saved', onSaved);
+    });
+  }
+
+  #load(): void {
+    const file = path.join(this.dir, INDEX);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      // A broken index must not lose the mail: keep it aside and start empty.
+      fs.renameSync(file, `${file}.broken-${Date.now()}`);
+      return;
+    }
+    const list = (parsed as { messages?: unknown }).messages;
+    if (!Array.isArray(list)) return;
+    for (const m of list as CapturedMessage[]) {
+      if (typeof m?.id !== 'string' || !/^[A-Za-z0-9_-]+$/.test(m.id)) continue;
+      const raw = path.join(this.dir, `${m.id}.eml`);
+      if (!fs.existsSync(raw)) continue;
+      this.#messages.push({ ...m, rawPath: raw });
+    }
+    // Leftovers of messages that were being received when the process stopped.
+    for (const name of fs.readdirSync(this.dir)) {
+      if (/^incoming-.*\.tmp$/.test(name)) fs.rmSync(path.join(this.dir, name), { force: true });
+    }
+  }
+
+  #indexText(): string {
+    return JSON.stringify({ version: 1, messages: this.#messages.map(({ rawPath: _r, ...rest }) => rest) }, null, 1);
+  }
+
+  #persist(): Promise<void> {
+    // Serialised: two messages finishing together must not interleave renames.
+    const run = async (): Promise<void> => {
+      const file = path.join(this.dir, INDEX);
+      const tmp = `${file}.${process.pid}.tmp`;
+      await writeFile(tmp, this.#indexText(), { mode: 0o600 });
+      await rename(tmp, file);
+    };
+    this.#writing = this.#writing.then(run, run);
+    return this.#writing;
+  }
+
+  #writeIndexSync(): void {
+    const file = path.join(this.dir, INDEX);
+    const tmp = `${file}.${process.pid}.sync.tmp`;
+    fs.writeFileSync(tmp, this.#indexText(), { mode: 0o600 });
+    fs.renameSync(tmp, file);
+  }
+}
+
+/** Parses the header block of a message into what the sandbox shows and checks. */
+export async function summarizeHeaders(header: Buffer): Promise<HeaderSummary> {
+  const parsed = await simpleParser(Buffer.concat([header, Buffer.from('\r\n\r\n')]), { skipHtmlToText: true, skipTextToHtml: true, skipImageLinks: true });
+  const addrs = (v: AddressObject | AddressObject[] | undefined): string[] => {
+    const list = v === undefined ? [] : Array.isArray(v) ? v : [v];
+    const out: string[] = [];
+    const walk = (entries: AddressObject['value']): void => {
+      for (const e of entries) {
+        if (e.group) walk(e.group);
+        else if (e.address) out.push(e.address.toLowerCase());
+      }
+    };
+    for (const a of list) walk(a.value);
+    return out;
+  };
+  const fromText = parsed.from?.text ?? null;
+  const senderHeader = parsed.headers.get('sender') as AddressObject | undefined;
+  const sender = senderHeader ? (addrs(senderHeader)[0] ?? null) : null;
+  const messageId = parsed.messageId ? (parsed.messageId.startsWith('<') ? parsed.messageId : `<${parsed.messageId}>`) : null;
+  return {
+    from: fromText && fromText.length ? fromText : null,
+    fromAddresses: addrs(parsed.from),
+    sender,
+    to: [...addrs(parsed.to), ...addrs(parsed.cc)],
+    subject: parsed.subject ?? null,
+    messageId,
+  };
+}
+
+/** Offset of the empty line that ends the header block (CRLFCRLF or LFLF), -1 if not seen. */
+function headerEnd(buf: Buffer): number {
+  const crlf = buf.indexOf('\r\n\r\n');
+  const lf = buf.indexOf('\n\n');
+  if (crlf < 0) return lf;
+  if (lf < 0) return crlf;
+  return Math.min(crlf, lf);
+}
+
+function matches(m: CapturedMessage, f: MessageFilter): boolean {
+  if (!f.mailbox && !f.folder) return true;
+  const mbx = f.mailbox?.toLowerCase();
+  return m.folders.some((x) => (mbx === undefined || x.mailbox === mbx) && (f.folder === undefined || x.folder === f.folder));
+}
+
+function clone(m: CapturedMessage): CapturedMessage {
+  return { ...m, rcptTo: [...m.rcptTo], to: [...m.to], folders: m.folders.map((f) => ({ ...f })) };
+}
+
+function newId(): string {
+  // Time-ordered prefix so ids sort like arrival order; random suffix so they are unique.
+  return `${Date.now().toString(36)}${randomBytes(5).toString('hex')}`;
+}
