@@ -1,0 +1,157 @@
+// Ready RFC 5322 messages (sendmail, `send --stdin`, the relay): reading the
+// header block, taking recipients from To/Cc/Bcc, dropping Bcc, and adding
+// what a submission needs when the writer left it out (From, Date,
+// Message-ID) — what sendmail and Postfix's cleanup do for cron and scripts.
+import { randomBytes } from 'node:crypto';
+import { open } from 'node:fs/promises';
+import addressparser from 'nodemailer/lib/addressparser/index.js';
+
+export interface HeaderField {
+  /** Lower-case name. */
+  key: string;
+  /** Name as written. */
+  name: string;
+  /** Unfolded value, trimmed. */
+  value: string;
+  /** The field as it appeared, folded lines and final line break included. */
+  raw: string;
+}
+
+/** Where the header block ends: index of the first body byte, or undefined if no blank line yet. */
+export function findHeaderEnd(buf: Buffer, from = 0): number | undefined {
+  // A message may start with a blank line (no headers at all).
+  if (from === 0) {
+    if (buf[0] === 0x0a) return 1;
+    if (buf[0] === 0x0d && buf[1] === 0x0a) return 2;
+  }
+  for (let i = Math.max(from, 1); i < buf.length; i++) {
+    if (buf[i] !== 0x0a) continue;
+    // i is the end of a line; a blank line follows when the next byte is \n or \r\n
+    if (buf[i + 1] === 0x0a) return i + 2;
+    if (buf[i + 1] === 0x0d && buf[i + 2] === 0x0a) return i + 3;
+  }
+  return undefined;
+}
+
+/** Parses a header block (without the blank line). Lines that are not headers are kept as-is under key "". */
+export function parseHeaderBlock(text: string): HeaderField[] {
+  const lines = text.split(/(?<=\n)/);
+  const fields: HeaderField[] = [];
+  for (const line of lines) {
+    if (/^[ \t]/.test(line) && fields.length > 0) {
+      const last = fields[fields.length - 1]!;
+      last.raw += line;
+      last.value = (last.value + ' ' + line.trim()).trim();
+      continue;
+    }
+    const m = /^([!-9;-~]+)[ \t]*:(.*)$/s.exec(line);
+    if (!m) {
+      if (line.trim().length > 0) fields.push({ key: '', name: '', value: line.trim(), raw: line });
+      continue;
+    }
+    fields.push({ key: m[1]!.toLowerCase(), name: m[1]!, value: m[2]!.trim(), raw: line });
+  }
+  return fields;
+}
+
+export function headerValue(fields: HeaderField[], key: string): string | undefined {
+  return fields.find((f) => f.key === key)?.value;
+}
+
+/** Addresses of all fields with this name (several To: lines are all counted). */
+export function headerAddresses(fields: HeaderField[], key: string): string[] {
+  return fields
+    .filter((f) => f.key === key)
+    .flatMap((f) => addressparser(f.value, { flatten: true }))
+    .map((a) => a.address.trim())
+    .filter((a) => a.length > 0);
+}
+
+/** A Message-ID for `domain` in the usual form: <random@domain>. */
+export function newMessageId(domain: string): string {
+  return `<${randomBytes(12).toString('hex')}.${Date.now().toString(36)}@${domain}>`;
+}
+
+/** RFC 5322 date: "Thu, 26 Nov 2026 06:03:36 +0000". */
+export function rfc5322Date(d = new Date()): string {
+  return d.toUTCString().replace(/GMT$/, '+0000');
+}
+
+function encodeDisplayName(name: string): string {
+  if (/^[\x20-\x7e]*$/.test(name)) {
+    return /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]*$/.test(name) ? name : `"${name.replace(/(["\\])/g, '\\$1')}"`;
+  }
+  return `=?UTF-8?B?${Buffer.from(name, 'utf8').toString('base64')}?=`;
+}
+
+export interface SubmissionHeaderOptions {
+  /** The From to add when the message has none: the mailbox (sendmail: -f, or the account). */
+  defaultFrom: string;
+  /** Display name for an added From (sendmail -F). */
+  fromName?: string;
+  /** Remove Bcc (always done by sendmail/Postfix; the envelope still carries those recipients). */
+  stripBcc?: boolean;
+}
+
+export interface PreparedHeaders {
+  /** The header block to send, ending with the blank line. */
+  text: string;
+  fields: HeaderField[];
+  to: string[];
+  cc: string[];
+  bcc: string[];
+  /** Address of the From header (after adding one). */
+  from: string;
+  messageId: string;
+  added: string[];
+}
+
+/** Rewrites a header block for submission: adds From/Date/Message-ID when missing, strips Bcc. */
+export function prepareSubmissionHeaders(headerText: string, opts: SubmissionHeaderOptions): PreparedHeaders {
+  const eol = headerText.includes('\r\n') ? '\r\n' : '\n';
+  const fields = parseHeaderBlock(headerText);
+  const to = headerAddresses(fields, 'to');
+  const cc = headerAddresses(fields, 'cc');
+  const bcc = headerAddresses(fields, 'bcc');
+  const added: string[] = [];
+  const kept = opts.stripBcc === false ? fields : fields.filter((f) => f.key !== 'bcc' && f.key !== 'resent-bcc');
+  const extra: string[] = [];
+  let from = headerAddresses(fields, 'from')[0];
+  if (!from) {
+    from = opts.defaultFrom;
+    extra.push(`From: ${opts.fromName ? `${encodeDisplayName(opts.fromName)} <${from}>` : from}`);
+    added.push('From');
+  }
+  if (!headerValue(fields, 'date')) {
+    extra.push(`Date: ${rfc5322Date()}`);
+    added.push('Date');
+  }
+  let messageId = headerValue(fields, 'message-id');
+  if (!messageId) {
+    messageId = newMessageId(from.split('@')[1] ?? 'localhost');
+    extra.push(`Message-ID: ${messageId}`);
+    added.push('Message-ID');
+  }
+  const body = kept.map((f) => (f.raw.endsWith('\n') ? f.raw : f.raw + eol)).join('');
+  const text = extra.map((l) => l + eol).join('') + body + eol;
+  return { text, fields: kept, to, cc, bcc, from, messageId: messageId.trim(), added };
+}
+
+/** Reads the Message-ID of a ready message (first 256 KB), or undefined. */
+export async function messageIdOf(raw: string | Buffer | { path: string }): Promise<string | undefined> {
+  let head: Buffer;
+  if (typeof raw === 'string') head = Buffer.from(raw.slice(0, 262_144));
+  else if (Buffer.isBuffer(raw)) head = raw.subarray(0, 262_144);
+  else {
+    const fh = await open(raw.path, 'r');
+    try {
+      const buf = Buffer.alloc(262_144);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+      head = buf.subarray(0, bytesRead);
+    } finally {
+      await fh.close();
+    }
+  }
+  const end = findHeaderEnd(head) ?? head.length;
+  return headerValue(parseHeaderBlock(head.subarray(0, end).toString('utf8')), 'message-id');
+}
