@@ -52,6 +52,9 @@ export interface SandboxApp {
   secrets: Array<{ keyId: string; value: string; displayName?: string; endDateTime?: string }>;
   certificates: SandboxCertificate[];
   redirectUris: string[];
+  /** Users (oid) who own the registration (may change it through Graph without an admin role). */
+  owners?: string[];
+  createdDateTime?: string;
 }
 
 export interface SandboxServicePrincipal {
@@ -89,6 +92,10 @@ export interface SandboxUser {
   accountEnabled: boolean;
   /** Sessions revoked at this sandbox time (seconds): refresh tokens issued before fail with AADSTS50173. */
   sessionsRevokedAt: number | null;
+  /** Holds an admin role (Global/Cloud Application Administrator): may grant consent and manage any app in Graph. */
+  isAdmin?: boolean;
+  /** The code the sandbox's MFA step asks for (default "123456"). */
+  mfaCode?: string;
 }
 
 export interface SandboxMailbox {
@@ -123,6 +130,25 @@ export interface SandboxDirectory {
   users: SandboxUser[];
   mailboxes: SandboxMailbox[];
   exchangeServicePrincipals: SandboxExchangeServicePrincipal[];
+}
+
+/** What `smtp365 sandbox --json` prints and `startSandbox()` returns as `info` (the issue's contract). */
+export interface SandboxInfo {
+  /** Authority host base, e.g. https://127.0.0.1:PORT; a tenant's endpoints are {authority}/{tenantId}/oauth2/v2.0/… */
+  authority: string;
+  /** Graph base (like https://graph.microsoft.com): {graph}/v1.0/… */
+  graph: string;
+  smtp: { host: string; port: number };
+  /** Admin API base: {admin}/device-codes/approve, {admin}/messages, … */
+  admin: string;
+  /** PEM file of the sandbox's CA (trust it for HTTPS and SMTP STARTTLS). */
+  caFile: string;
+  tenantId: string;
+  tenantDomain: string;
+  publicClientId: string;
+  confidentialClient: { clientId: string; clientSecret: string };
+  users: Array<{ upn: string; password: string }>;
+  sharedMailboxes: string[];
 }
 
 /** Well-known ids (reference §7). */

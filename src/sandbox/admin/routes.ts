@@ -1,0 +1,5 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AdminContext } from './context.ts';
+export async function handleAdminRequest(_req: IncomingMessage, _res: ServerResponse, _url: URL, _ctx: AdminContext): Promise<boolean> {
+  return false;
+}
