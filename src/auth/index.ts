@@ -17,3 +17,4 @@ export { staticTokenProvider } from './static.ts';
 export { TokenStore, CACHE_FORMAT, CACHE_VERSION, type CachePayload, type CacheMeta } from './token-store.ts';
 export { HttpsNetworkClient } from './network.ts';
 export { toAuthError } from './errors.ts';
+export { formatStatus, statusToJson, type StatusStyle } from './status-format.ts';
