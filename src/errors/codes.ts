@@ -61,6 +61,10 @@ export const ERROR_CODES = {
   QUEUE_NOT_FOUND: { transient: false, summary: 'No such queued message' },
   RELAY_DENIED: { transient: false, summary: 'Relaying denied' },
 
+  // setup through Microsoft Graph
+  SETUP_FORBIDDEN: { transient: false, summary: 'The administrator may not do this setup step' },
+  SETUP_GRAPH_FAILED: { transient: false, summary: 'Microsoft Graph refused a setup request' },
+
   // anything else
   TIMEOUT: { transient: true, summary: 'The operation timed out' },
   INTERNAL: { transient: false, summary: 'Internal error' },

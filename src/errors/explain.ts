@@ -570,7 +570,10 @@ export type FindingId =
   | 'smtp-tls'
   | 'smtp-tls-version'
   | 'smtp-no-xoauth2'
-  | 'check-timeout';
+  | 'check-timeout'
+  | 'setup-forbidden-app'
+  | 'setup-forbidden-consent'
+  | 'setup-graph-failed';
 
 const FINDING_RULES: Record<FindingId, IdentityBuilder> = {
   'config-missing': (ctx) => ({
@@ -766,6 +769,36 @@ const FINDING_RULES: Record<FindingId, IdentityBuilder> = {
     title: 'No answer in time',
     cause: 'The service did not answer within the time limit: a slow or filtered network path, or an overloaded service.',
     fix: ['Run smtp365 doctor again, with a longer --timeout if the network is slow.'],
+  }),
+  'setup-forbidden-app': () => ({
+    code: 'SETUP_FORBIDDEN',
+    title: 'The administrator may not create or change app registrations',
+    cause: 'Creating an app needs the Application Administrator or Cloud Application Administrator role (or "Users can register applications" for a first registration), and consent to Application.ReadWrite.All for the admin tool.',
+    step: 'steps 1–6: register an application',
+    portal: 'Entra admin center › Identity › Roles & admins › Application Administrator › Add assignments',
+    fix: [
+      'Run smtp365 setup as an administrator with the Application Administrator role,',
+      'or create the app by hand (guide steps 1–19), then: smtp365 init --tenant <tenant> --client-id <client id> --user <mailbox>',
+    ],
+  }),
+  'setup-forbidden-consent': (ctx) => ({
+    code: 'SETUP_FORBIDDEN',
+    title: 'The administrator may not grant admin consent',
+    cause: ctx.appOnly
+      ? 'Granting an application permission (SMTP.SendAsApp) needs a Privileged Role Administrator or Global Administrator.'
+      : 'Granting consent for the whole tenant needs a Cloud Application Administrator, Privileged Role Administrator or Global Administrator.',
+    step: 'steps 12–19: API permissions, then grant admin consent',
+    portal: `Azure portal › App registrations › ${v(ctx.clientId, 'your app')} › API permissions › Grant admin consent for <tenant> (as a Global Administrator)`,
+    fix: [
+      'Ask a Global Administrator to click "Grant admin consent" on the app\'s API permissions page (the permissions are already added).',
+      ...(ctx.appOnly ? [] : ['Or, where users may consent to apps, each user consents at their first smtp365 login.']),
+    ],
+  }),
+  'setup-graph-failed': () => ({
+    code: 'SETUP_GRAPH_FAILED',
+    title: 'Microsoft Graph refused a setup request',
+    cause: 'The request above failed; Graph\'s message says why.',
+    fix: ['Fix what Graph reports and run smtp365 setup again: it reuses what was already created.'],
   }),
 };
 

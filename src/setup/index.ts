@@ -1,0 +1,430 @@
+// smtp365 setup as a library: from nothing to a working account. An
+// administrator signs in by device code; through Microsoft Graph setup finds or
+// creates the app registration (the guide's steps 1–19), its service
+// principal and the admin consent; writes the account into the config; and
+// returns the PowerShell for what Graph cannot do (the SMTP AUTH switch, the
+// Exchange service principal, the mailbox permission). Re-running is safe: it
+// finds the app by name and only adds what is missing.
+import fs from 'node:fs';
+import path from 'node:path';
+import { CLOUDS, type Cloud } from '../config/account.ts';
+import { configCandidates, expandHome } from '../config/paths.ts';
+import { loadAccounts } from '../config/load.ts';
+import { Smtp365Error } from '../errors/error.ts';
+import { explainFinding, explainSmtpReply, type Explanation } from '../errors/explain.ts';
+import { loadTrust } from '../doctor/http.ts';
+import { maskSecret } from '../util/redact.ts';
+import { signInAdmin, ADMIN_GRAPH_SCOPES, type AdminSession } from './admin-signin.ts';
+import { upsertAccount, type AccountFields } from './config-file.ts';
+import { DryRunGraph, GraphClient, GraphError, odataString, type GraphApi, type GraphRequest } from './graph.ts';
+import {
+  DELEGATED_SCOPES,
+  EXCHANGE_APP_ID,
+  GRAPH_APP_ID,
+  GRAPH_CLI_CLIENT_ID,
+  SEND_AS_APP_ROLE,
+  mergeResourceAccess,
+  type ResourceAccess,
+} from './permissions.ts';
+
+export { GRAPH_CLI_CLIENT_ID, ADMIN_GRAPH_SCOPES };
+export { upsertAccount, writeConfigTemplate, renderConfigTemplate, type AccountFields } from './config-file.ts';
+
+export interface SetupOptions {
+  /** Account name in the config (default "default"). */
+  account?: string;
+  /** App-only (client credentials, SMTP.SendAsApp, a client secret) instead of delegated (device code). */
+  appOnly?: boolean;
+  /** Tenant id or domain; default "organizations" (the admin's own tenant). */
+  tenant?: string;
+  /** The public client the admin signs in with (default: Microsoft Graph Command Line Tools). */
+  adminClientId?: string;
+  cloud?: Exclude<Cloud, 'custom'>;
+  /** Authority host, e.g. https://login.microsoftonline.com (a custom one: the sandbox). */
+  authority?: string;
+  /** Graph endpoint to call (default: the cloud's). */
+  graphEndpoint?: string;
+  /** Graph's resource URI for the admin's scopes (default: the cloud's Graph; https://graph.microsoft.com for a custom authority). */
+  graphResource?: string;
+  smtpHost?: string;
+  smtpPort?: number;
+  smtpResource?: string;
+  caFile?: string;
+  /** The mailbox to send as (default: the administrator, for delegated). */
+  user?: string;
+  /** Display name of the app registration (default "smtp365"). */
+  appName?: string;
+  configPath?: string;
+  dryRun?: boolean;
+  env?: NodeJS.ProcessEnv;
+  signal?: AbortSignal;
+  onDeviceCode?: (info: { userCode: string; verificationUri: string; message: string; expiresOn: Date }) => void;
+  /** Progress: one line per step. */
+  onStep?: (step: SetupStep) => void;
+  /** Test hook: an administrator session obtained elsewhere. */
+  adminSession?: AdminSession;
+}
+
+export interface SetupStep {
+  /** What is being done, e.g. "Creating the app registration". */
+  title: string;
+  status: 'done' | 'reused' | 'skipped' | 'failed' | 'info';
+  detail?: string;
+}
+
+export interface SetupResult {
+  dryRun: boolean;
+  tenantId: string;
+  admin: string | null;
+  app: { appId: string; objectId: string; displayName: string; created: boolean; updated: boolean };
+  servicePrincipal: { id: string; created: boolean };
+  consent: { granted: boolean; alreadyGranted: boolean; problem: Explanation | null };
+  secret: { created: boolean; reused: boolean; masked: string | null } | null;
+  configPath: string;
+  account: string;
+  user: string;
+  /** What the account file gets (secrets masked). */
+  accountFields: AccountFields;
+  /** Exchange Online PowerShell to run, with the user's values. */
+  powershell: string[];
+  /** Graph requests made (or, with dryRun, that would be made). */
+  requests: GraphRequest[];
+  notes: string[];
+}
+
+interface ServicePrincipalInfo {
+  id: string;
+  appId?: string;
+  oauth2PermissionScopes?: Array<{ id: string; value: string }>;
+  appRoles?: Array<{ id: string; value: string }>;
+}
+
+interface ApplicationInfo {
+  id: string;
+  appId: string;
+  displayName: string;
+  isFallbackPublicClient?: boolean | null;
+  requiredResourceAccess?: ResourceAccess[];
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function resolveConfigPath(options: SetupOptions, env: NodeJS.ProcessEnv): string {
+  if (options.configPath) return path.resolve(expandHome(options.configPath, env));
+  const candidates = configCandidates(env);
+  return candidates.find((c) => fs.existsSync(c)) ?? candidates[0]!;
+}
+
+/** Placeholder answers for --dry-run: an empty tenant, ids shown as <...>. */
+function dryRunAnswer(req: GraphRequest): unknown {
+  if (req.method === 'GET' && req.path.startsWith(`/servicePrincipals(appId='${GRAPH_APP_ID}')`)) {
+    return { id: '<Microsoft Graph service principal id>', oauth2PermissionScopes: Object.entries(DELEGATED_SCOPES).map(([value, id]) => ({ id, value })) };
+  }
+  if (req.method === 'GET' && req.path.startsWith(`/servicePrincipals(appId='${EXCHANGE_APP_ID}')`)) {
+    return { id: '<Exchange Online service principal id>', appRoles: [{ id: SEND_AS_APP_ROLE.id, value: SEND_AS_APP_ROLE.name }] };
+  }
+  if (req.method === 'GET') return { value: [] };
+  if (req.path === '/applications') return { id: '<new app object id>', appId: '<new application (client) id>', displayName: (req.body as { displayName?: string }).displayName };
+  if (req.path === '/servicePrincipals') return { id: '<new service principal id>' };
+  if (req.path.endsWith('/addPassword')) return { keyId: '<key id>', secretText: '<new client secret>' };
+  return {};
+}
+
+export async function runSetup(options: SetupOptions = {}): Promise<SetupResult> {
+  const env = options.env ?? process.env;
+  const appOnly = options.appOnly ?? false;
+  const accountName = options.account ?? 'default';
+  const appName = options.appName ?? 'smtp365';
+  const cloud = options.cloud ?? 'global';
+  const defaults = CLOUDS[cloud];
+  const authorityHost = (options.authority ?? defaults.authorityHost).replace(/\/+$/, '');
+  const customAuthority = options.authority !== undefined && options.authority.replace(/\/+$/, '') !== defaults.authorityHost;
+  const graphEndpoint = (options.graphEndpoint ?? defaults.graphEndpoint).replace(/\/+$/, '');
+  const graphResource = (options.graphResource ?? (customAuthority ? CLOUDS.global.graphEndpoint : defaults.graphEndpoint)).replace(/\/+$/, '');
+  const configPath = resolveConfigPath(options, env);
+  // In a dry run nothing is done: every step says what it would do.
+  const step = (s: SetupStep) =>
+    options.onStep?.(options.dryRun && (s.status === 'done' || s.status === 'reused') ? { ...s, status: 'info', detail: `would be ${s.detail ?? ''}`.trim() } : s);
+  const notes: string[] = [];
+
+  if (appOnly && !options.user) {
+    throw new Smtp365Error('INPUT_INVALID', 'App-only setup needs the mailbox to send from: --user MAILBOX');
+  }
+
+  // 1. The administrator signs in (not in a dry run).
+  let session: AdminSession;
+  if (options.dryRun) {
+    session = { token: '', expiresOn: new Date(), tenantId: options.tenant ?? '<your tenant id>', admin: undefined };
+    step({ title: 'Administrator sign-in', status: 'skipped', detail: `dry run: would sign in by device code at ${authorityHost}/${options.tenant ?? 'organizations'} with client ${options.adminClientId ?? GRAPH_CLI_CLIENT_ID} for ${ADMIN_GRAPH_SCOPES.join(', ')}` });
+  } else if (options.adminSession) {
+    session = options.adminSession;
+  } else {
+    session = await signInAdmin({
+      authorityHost,
+      tenant: options.tenant ?? 'organizations',
+      clientId: options.adminClientId ?? GRAPH_CLI_CLIENT_ID,
+      graphResource,
+      caFile: options.caFile,
+      onDeviceCode: options.onDeviceCode ?? (() => undefined),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    step({ title: 'Administrator sign-in', status: 'done', detail: `${session.admin ?? 'administrator'} in tenant ${session.tenantId}` });
+  }
+  const user = options.user ?? session.admin ?? '<mailbox>';
+  if (!options.user && !options.dryRun) notes.push(`The account sends as ${user} (the administrator); use --user MAILBOX for another mailbox.`);
+
+  const dry = new DryRunGraph(dryRunAnswer);
+  const graph: GraphApi = options.dryRun
+    ? dry
+    : new GraphClient({ endpoint: graphEndpoint, token: session.token, ca: await loadTrust(options.caFile), ...(options.signal ? { signal: options.signal } : {}) });
+  const made: GraphRequest[] = [];
+  const call = async <T>(req: GraphRequest): Promise<T> => {
+    made.push(req);
+    return graph.call<T>(req);
+  };
+
+  // 2. The resource's permission ids, verified in this tenant (reference §7 ids as fallback).
+  const resourceAppId = appOnly ? EXCHANGE_APP_ID : GRAPH_APP_ID;
+  let resourceSp: ServicePrincipalInfo | undefined;
+  try {
+    resourceSp = await call<ServicePrincipalInfo>({
+      method: 'GET',
+      path: `/servicePrincipals(appId='${resourceAppId}')?$select=id,appId,oauth2PermissionScopes,appRoles`,
+      purpose: `verify the permission ids of ${appOnly ? 'Office 365 Exchange Online' : 'Microsoft Graph'}`,
+    });
+  } catch (err) {
+    if (!(err instanceof GraphError)) throw err;
+    notes.push(`Could not read ${appOnly ? 'Exchange Online' : 'Microsoft Graph'}'s service principal (${err.status}); using Microsoft's documented permission ids.`);
+  }
+  let wanted: ResourceAccess;
+  if (appOnly) {
+    const role = resourceSp?.appRoles?.find((r) => r.value === SEND_AS_APP_ROLE.name);
+    wanted = { resourceAppId, resourceAccess: [{ id: role?.id ?? SEND_AS_APP_ROLE.id, type: 'Role' }] };
+  } else {
+    wanted = {
+      resourceAppId,
+      resourceAccess: Object.entries(DELEGATED_SCOPES).map(([name, fallback]) => ({
+        id: resourceSp?.oauth2PermissionScopes?.find((s) => s.value === name)?.id ?? fallback,
+        type: 'Scope' as const,
+      })),
+    };
+  }
+
+  // 3. The app registration: reuse one with this name, else create it (steps 1–11).
+  let existingClientId: string | undefined;
+  let existingSecret: string | undefined;
+  if (fs.existsSync(configPath)) {
+    try {
+      const loaded = await loadAccounts({ configPath, env: {} });
+      const mine = loaded.accounts.find((a) => a.name === accountName);
+      existingClientId = mine?.clientId;
+      existingSecret = mine?.clientSecret;
+    } catch {
+      // An unusable config: nothing to reuse from it (the account is rewritten below).
+    }
+  }
+  const found = await call<{ value: ApplicationInfo[] }>({
+    method: 'GET',
+    path: `/applications?$filter=displayName eq ${odataString(appName)}&$select=id,appId,displayName,isFallbackPublicClient,requiredResourceAccess`,
+    purpose: `find an existing app registration named "${appName}"`,
+  });
+  const candidates = found.value ?? [];
+  let app = candidates.find((a) => existingClientId && a.appId.toLowerCase() === existingClientId.toLowerCase()) ?? candidates[0];
+  if (candidates.length > 1) notes.push(`${candidates.length} app registrations are named "${appName}"; using ${app!.appId}.`);
+  let appCreated = false;
+  let appUpdated = false;
+  if (!app) {
+    const body: Record<string, unknown> = {
+      displayName: appName,
+      signInAudience: 'AzureADMyOrg',
+      requiredResourceAccess: [wanted],
+      notes: 'Created by smtp365 setup: sends mail through Microsoft 365 SMTP with OAuth2.',
+    };
+    if (!appOnly) {
+      body.isFallbackPublicClient = true;
+      // The browser flow's loopback redirect (smtp365 login --browser).
+      body.publicClient = { redirectUris: ['http://localhost'] };
+    }
+    app = await call<ApplicationInfo>({ method: 'POST', path: '/applications', body, purpose: `create the app registration "${appName}" (guide steps 1–19)` });
+    appCreated = true;
+    step({ title: 'App registration', status: 'done', detail: `created "${appName}", client id ${app.appId}` });
+  } else {
+    const patch: Record<string, unknown> = {};
+    if (!appOnly && app.isFallbackPublicClient !== true) patch.isFallbackPublicClient = true;
+    const merge = mergeResourceAccess(app.requiredResourceAccess ?? [], [wanted]);
+    if (merge.changed) patch.requiredResourceAccess = merge.merged;
+    if (Object.keys(patch).length > 0) {
+      await call({ method: 'PATCH', path: `/applications/${app.id}`, body: patch, purpose: `update the app: ${Object.keys(patch).join(', ')}` });
+      appUpdated = true;
+      step({ title: 'App registration', status: 'done', detail: `reused "${app.displayName}" (${app.appId}), set ${Object.keys(patch).join(' and ')}` });
+    } else {
+      step({ title: 'App registration', status: 'reused', detail: `"${app.displayName}" (${app.appId}) already has ${appOnly ? 'SMTP.SendAsApp' : 'public client flows and the guide\'s permissions'}` });
+    }
+  }
+
+  // 4. The app's service principal (Enterprise application): needed for consent and for Exchange.
+  let sp: ServicePrincipalInfo | undefined;
+  let spCreated = false;
+  if (!appCreated) {
+    const list = await call<{ value: ServicePrincipalInfo[] }>({
+      method: 'GET',
+      path: `/servicePrincipals?$filter=appId eq ${odataString(app.appId)}&$select=id,appId`,
+      purpose: 'find the app\'s service principal (Enterprise application)',
+    });
+    sp = list.value?.[0];
+  }
+  if (!sp) {
+    // A new app can take a moment to be visible to the service principal endpoint.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        sp = await call<ServicePrincipalInfo>({ method: 'POST', path: '/servicePrincipals', body: { appId: app.appId }, purpose: 'create the service principal (Enterprise application)' });
+        break;
+      } catch (err) {
+        if (!(err instanceof GraphError) || err.status === 403 || attempt >= 5 || !appCreated) throw err;
+        await sleep(2000 * attempt);
+      }
+    }
+    spCreated = true;
+    step({ title: 'Service principal', status: 'done', detail: `created, object id ${sp.id}` });
+  } else {
+    step({ title: 'Service principal', status: 'reused', detail: `object id ${sp.id}` });
+  }
+
+  // 5. Admin consent (step "Grant admin consent").
+  const consent: SetupResult['consent'] = { granted: false, alreadyGranted: false, problem: null };
+  const ectx = { clientId: app.appId, appOnly, mailbox: user, servicePrincipalId: sp.id, tenantId: session.tenantId };
+  if (!resourceSp?.id) {
+    consent.problem = explainFinding('consent-missing', ectx);
+    step({ title: 'Admin consent', status: 'failed', detail: 'the resource\'s service principal is unknown, so consent cannot be granted through Graph' });
+  } else {
+    try {
+      if (appOnly) {
+        const roleId = wanted.resourceAccess[0]!.id;
+        const assigned = spCreated
+          ? { value: [] }
+          : await call<{ value: Array<{ appRoleId: string; resourceId: string }> }>({
+              method: 'GET',
+              path: `/servicePrincipals/${sp.id}/appRoleAssignments`,
+              purpose: 'read the app\'s granted application permissions',
+            });
+        if (assigned.value?.some((a) => a.appRoleId === roleId && a.resourceId === resourceSp.id)) {
+          consent.alreadyGranted = true;
+        } else {
+          await call({
+            method: 'POST',
+            path: `/servicePrincipals/${sp.id}/appRoleAssignments`,
+            body: { principalId: sp.id, resourceId: resourceSp.id, appRoleId: roleId },
+            purpose: 'grant admin consent for SMTP.SendAsApp',
+          });
+        }
+      } else {
+        const scope = Object.keys(DELEGATED_SCOPES).join(' ');
+        const grants = spCreated
+          ? { value: [] }
+          : await call<{ value: Array<{ id: string; resourceId: string; consentType: string; scope: string }> }>({
+              method: 'GET',
+              path: `/oauth2PermissionGrants?$filter=clientId eq ${odataString(sp.id)}`,
+              purpose: 'read the app\'s delegated consent',
+            });
+        const grant = grants.value?.find((g) => g.resourceId === resourceSp.id && g.consentType === 'AllPrincipals');
+        if (grant) {
+          const have = new Set(grant.scope.split(/\s+/).filter(Boolean));
+          const missing = Object.keys(DELEGATED_SCOPES).filter((s) => !have.has(s));
+          if (missing.length === 0) consent.alreadyGranted = true;
+          else
+            await call({
+              method: 'PATCH',
+              path: `/oauth2PermissionGrants/${grant.id}`,
+              body: { scope: [...have, ...missing].join(' ') },
+              purpose: `add ${missing.join(', ')} to the admin consent`,
+            });
+        } else {
+          await call({
+            method: 'POST',
+            path: '/oauth2PermissionGrants',
+            body: { clientId: sp.id, consentType: 'AllPrincipals', resourceId: resourceSp.id, scope },
+            purpose: `grant admin consent for ${scope}`,
+          });
+        }
+      }
+      consent.granted = true;
+      step({ title: 'Admin consent', status: consent.alreadyGranted ? 'reused' : 'done', detail: consent.alreadyGranted ? 'already granted' : `granted for the whole tenant (${appOnly ? SEND_AS_APP_ROLE.name : Object.keys(DELEGATED_SCOPES).join(', ')})` });
+    } catch (err) {
+      if (!(err instanceof GraphError) || err.status !== 403) throw err;
+      consent.problem = explainFinding('setup-forbidden-consent', ectx);
+      step({ title: 'Admin consent', status: 'failed', detail: `${err.message}` });
+    }
+  }
+
+  // 6. App-only: a client secret (reuse the one in the config for this app).
+  let secret: SetupResult['secret'] = null;
+  let secretValue: string | undefined;
+  if (appOnly) {
+    if (existingSecret && existingClientId?.toLowerCase() === app.appId.toLowerCase()) {
+      secretValue = existingSecret;
+      secret = { created: false, reused: true, masked: maskSecret(existingSecret) };
+      step({ title: 'Client secret', status: 'reused', detail: 'the one already in the configuration' });
+    } else {
+      const r = await call<{ secretText?: string; endDateTime?: string }>({
+        method: 'POST',
+        path: `/applications/${app.id}/addPassword`,
+        body: { passwordCredential: { displayName: `smtp365 ${accountName}` } },
+        purpose: 'create a client secret',
+      });
+      if (!r.secretText) throw new Smtp365Error('SETUP_GRAPH_FAILED', 'Graph created a client secret but returned no value');
+      secretValue = r.secretText;
+      secret = { created: true, reused: false, masked: options.dryRun ? r.secretText : maskSecret(r.secretText) };
+      step({ title: 'Client secret', status: 'done', detail: `created${r.endDateTime ? `, expires ${r.endDateTime.slice(0, 10)}` : ''}; stored only in the configuration file (0600)` });
+      if (r.endDateTime) notes.push(`The client secret expires on ${r.endDateTime.slice(0, 10)}: run smtp365 setup again before then.`);
+    }
+  }
+
+  // 7. The account in the configuration.
+  const fields: AccountFields = {
+    tenant: session.tenantId,
+    clientId: app.appId,
+    user,
+    flow: appOnly ? 'client-secret' : 'device-code',
+  };
+  if (options.cloud && options.cloud !== 'global') fields.cloud = options.cloud;
+  if (customAuthority) fields.authority = authorityHost;
+  if (options.graphEndpoint) fields.graphEndpoint = graphEndpoint;
+  if (options.smtpHost) fields.smtpHost = options.smtpHost;
+  if (options.smtpPort) fields.smtpPort = options.smtpPort;
+  if (options.smtpResource) fields.smtpResource = options.smtpResource;
+  if (options.caFile) fields.caFile = path.resolve(options.caFile);
+  if (secretValue !== undefined) fields.clientSecret = secretValue;
+  const shownFields: AccountFields = { ...fields, ...(fields.clientSecret ? { clientSecret: secret?.masked ?? '***' } : {}) };
+  if (options.dryRun) {
+    step({ title: 'Configuration', status: 'skipped', detail: `dry run: would write account "${accountName}" to ${configPath}` });
+  } else {
+    const { created } = await upsertAccount(configPath, accountName, fields);
+    step({ title: 'Configuration', status: 'done', detail: `${created ? 'created' : 'updated'} ${configPath}, account "${accountName}"` });
+  }
+
+  // 8. What Graph cannot do: Exchange Online PowerShell, from the explanations of the errors it prevents.
+  const powershell = [`Connect-ExchangeOnline${session.admin ? ` -UserPrincipalName ${session.admin}` : ''}`];
+  powershell.push(...(explainSmtpReply({ code: 535, enhanced: '5.7.139', text: 'Authentication unsuccessful, SmtpClientAuthentication is disabled for the Mailbox.' }, { mailbox: user }).powershell ?? []));
+  if (appOnly) {
+    powershell.push(...(explainSmtpReply({ code: 535, enhanced: '5.7.3', text: 'Authentication unsuccessful' }, { ...ectx, appOnly: true }).powershell ?? []));
+  }
+  if (appCreated && !options.dryRun) notes.push('A new app can take a minute or two to be usable for sign-in everywhere; if doctor reports it missing, wait and run smtp365 doctor again.');
+
+  return {
+    dryRun: options.dryRun ?? false,
+    tenantId: session.tenantId,
+    admin: session.admin ?? null,
+    app: { appId: app.appId, objectId: app.id, displayName: app.displayName ?? appName, created: appCreated, updated: appUpdated },
+    servicePrincipal: { id: sp.id, created: spCreated },
+    consent,
+    secret,
+    configPath,
+    account: accountName,
+    user,
+    accountFields: shownFields,
+    powershell,
+    requests: made,
+    notes,
+  };
+}
+
