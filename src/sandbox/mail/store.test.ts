@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { MessageStore, summarizeHeaders } from './store.ts';
+
+function tempDir(t: { after(fn: () => void): void }): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'smtp365-store-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+const RAW =
+  'From: =?UTF-8?B?SsO8cmdlbg==?= <Juergen@Contoso.example>\r\n' +
+  'To: a@example.com, "B" <b@example.com>\r\nCc: group: c@example.com;\r\n' +
+  'Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= aus\r\n  Berlin\r\nMessage-ID: <id-1@contoso.example>\r\n\r\nbody\r\n';
+
+test('streamed message: saved with its header summary, readable, and kept across a restart', async (t) => {
+  const dir = tempDir(t);
+  const store = new MessageStore(dir);
+  const inc = store.receive();
+  // written in small pieces, header split across writes
+  for (let i = 0; i < RAW.length; i += 7) inc.stream.write(Buffer.from(RAW.slice(i, i + 7)));
+  const saved = await store.save({
+    incoming: inc,
+    receivedAt: Date.parse('2026-01-02T03:04:05.000Z'),
+    authUser: 'Juergen@Contoso.example',
+    authIdentity: 'juergen@contoso.example',
+    mailFrom: 'juergen@contoso.example',
+    rcptTo: ['a@example.com'],
+    folders: [
+      { mailbox: 'juergen@contoso.example', folder: 'SentItems' },
+      { mailbox: 'A@example.com', folder: 'Inbox' },
+    ],
+  });
+  assert.equal(saved.from, '"Jürgen" <Juergen@Contoso.example>');
+  assert.deepEqual(saved.to, ['a@example.com', 'b@example.com', 'c@example.com']);
+  assert.equal(saved.subject, 'Grüße aus Berlin');
+  assert.equal(saved.messageId, '<id-1@contoso.example>');
+  assert.equal(saved.size, Buffer.byteLength(RAW));
+  assert.equal(saved.receivedAt, '2026-01-02T03:04:05.000Z');
+  assert.equal(saved.authUser, 'juergen@contoso.example');
+  assert.equal((await store.readRaw(saved.id)).toString(), RAW);
+  assert.deepEqual(fs.readdirSync(dir).sort(), ['index.json', `${saved.id}.eml`].sort(), 'no temp files left');
+  assert.equal((fs.statSync(path.join(dir, `${saved.id}.eml`)).mode & 0o777).toString(8), '600');
+
+  assert.equal(store.list({ mailbox: 'a@example.com' }).length, 1);
+  assert.equal(store.list({ mailbox: 'a@example.com', folder: 'SentItems' }).length, 0);
+  assert.equal(store.list({ folder: 'SentItems' }).length, 1);
+
+  const again = new MessageStore(dir);
+  assert.deepEqual(again.list(), store.list());
+  assert.equal((await again.readRaw(saved.id)).toString(), RAW);
+});
+
+test('discard removes the partial file; clear and remove delete mail; waitFor resolves on arrival', async (t) => {
+  const dir = tempDir(t);
+  const store = new MessageStore(dir);
+  const inc = store.receive();
+  inc.stream.write(Buffer.from('From: x@example.com\r\n'));
+  await inc.discard();
+  assert.deepEqual(fs.readdirSync(dir), []);
+
+  const waiting = store.waitFor(2, 10_000, { mailbox: 'b@example.com' });
+  const base = { authUser: 'a@example.com', authIdentity: 'a@example.com', mailFrom: 'a@example.com', rcptTo: ['b@example.com'], folders: [{ mailbox: 'b@example.com', folder: 'Inbox' as const }] };
+  const one = await store.save({ ...base, raw: 'Subject: one\r\n\r\nx\r\n' });
+  await store.save({ ...base, raw: 'Subject: two\r\n\r\ny\r\n', fallbackMessageId: '<gen@host>' });
+  const got = await waiting;
+  assert.deepEqual(got.map((m) => m.subject), ['one', 'two']);
+  assert.equal(got[1]!.messageId, '<gen@host>');
+  assert.equal((await store.waitFor(5, 0)).length, 2, 'timeout 0 answers at once');
+
+  assert.equal(store.remove(one.id), true);
+  assert.equal(store.remove(one.id), false);
+  assert.equal(store.get(one.id), undefined);
+  store.clear();
+  assert.deepEqual(store.list(), []);
+  assert.deepEqual(fs.readdirSync(dir), ['index.json']);
+  assert.deepEqual(new MessageStore(dir).list(), []);
+});
+
+test('a broken index is set aside, not fatal', (t) => {
+  const dir = tempDir(t);
+  fs.writeFileSync(path.join(dir, 'index.json'), '{not json');
+  const store = new MessageStore(dir);
+  assert.deepEqual(store.list(), []);
+  assert.ok(fs.readdirSync(dir).some((f) => f.startsWith('index.json.broken-')));
+});
+
+test('summarizeHeaders: no From, Sender header, message id without brackets', async () => {
+  const s = await summarizeHeaders(Buffer.from('Sender: Boss <boss@example.com>\r\nMessage-ID: abc@x\r\nTo: undisclosed-recipients:;'));
+  assert.equal(s.from, null);
+  assert.deepEqual(s.fromAddresses, []);
+  assert.equal(s.sender, 'boss@example.com');
+  assert.deepEqual(s.to, []);
+  assert.equal(s.subject, null);
+  assert.equal(s.messageId, '<abc@x>');
+});
