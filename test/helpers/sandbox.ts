@@ -49,3 +49,50 @@ export function sandboxAccount(info: SandboxInfo, opts: { user?: string; flow?: 
   }
   return account;
 }
+
+export interface SandboxResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+  /** The body parsed as JSON (throws when it is not JSON). */
+  json<T = Record<string, unknown>>(): T;
+}
+
+/**
+ * One HTTPS request to the sandbox, trusting its CA: `form` sends
+ * application/x-www-form-urlencoded (token endpoint, sign-in pages), `json` sends JSON (admin API, Graph).
+ */
+export async function sandboxRequest(
+  info: Pick<SandboxInfo, 'authority' | 'caFile'>,
+  method: string,
+  pathOrUrl: string,
+  opts: { form?: Record<string, string>; json?: unknown; headers?: Record<string, string>; bearer?: string } = {},
+): Promise<SandboxResponse> {
+  const https = await import('node:https');
+  const { readFileSync } = await import('node:fs');
+  const url = new URL(pathOrUrl, info.authority);
+  const headers: Record<string, string> = { ...opts.headers };
+  let body: string | undefined;
+  if (opts.form) {
+    body = new URLSearchParams(opts.form).toString();
+    headers['content-type'] = 'application/x-www-form-urlencoded';
+  } else if (opts.json !== undefined) {
+    body = JSON.stringify(opts.json);
+    headers['content-type'] = 'application/json';
+  }
+  if (opts.bearer) headers['authorization'] = `Bearer ${opts.bearer}`;
+  return new Promise((resolve, reject) => {
+    const req = https.request(url, { method, headers, ca: readFileSync(info.caFile), agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json: <T>() => JSON.parse(text) as T });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    if (body !== undefined) req.write(body);
+    req.end();
+  });
+}
