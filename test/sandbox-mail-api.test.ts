@@ -8,7 +8,7 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import nodemailer from 'nodemailer';
+import nodemailer, { type Mail } from 'nodemailer';
 import { startSandbox, type Sandbox } from '../src/sandbox/index.ts';
 import { withSandbox } from './helpers/sandbox.ts';
 
@@ -38,7 +38,7 @@ function userToken(sb: Sandbox, upn: string): string {
   return sb.issuer.issueAccessToken({ tenantId: sb.info.tenantId, aud: 'https://outlook.office.com', appId: sb.info.publicClientId, appidacr: '0', user, scp: ['SMTP.Send'] }).token;
 }
 
-function transport(sb: Sandbox, user: string, accessToken: string): nodemailer.Transporter {
+function transport(sb: Sandbox, user: string, accessToken: string): Mail {
   return nodemailer.createTransport({
     host: sb.info.smtp.host,
     port: sb.info.smtp.port,
