@@ -65,7 +65,7 @@ test('nodemailer sends; the admin API lists, shows, and serves the raw message; 
     attachments: [{ filename: 'numbers.csv', content: 'a,b\n1,2\n' }],
     messageId: '<report-1@contoso.example>',
   });
-  assert.match(info.response, /^250 2\.0\.0 OK <report-1@contoso\.example> \[Hostname=[^\]]+\.prod\.outlook\.com\]$/);
+  assert.match(String(info.response), /^250 2\.0\.0 OK <report-1@contoso\.example> \[Hostname=[^\]]+\.prod\.outlook\.com\]$/);
 
   const list = JSON.parse((await request(sb, 'GET', '/admin/messages?count=1&timeoutMs=5000')).body) as { messages: Array<Record<string, unknown>> };
   assert.equal(list.messages.length, 1);
