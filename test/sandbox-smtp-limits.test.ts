@@ -204,3 +204,16 @@ test('CHUNKING: BDAT chunks and LAST, BINARYMIME, and DATA refused in a BINARYMI
   assert.equal(await c.readText(), '552 5.3.4 Message size exceeds fixed maximum message size');
   assert.equal(sb.messages.list().length, 1);
 });
+
+test("messages per minute in 'delay' mode: the reply waits for room instead of refusing", async (t) => {
+  const sb = await startTestSmtp(t, { limits: { messagesPerMinute: { limit: 1, mode: 'delay' } } });
+  const c = await openAuthed(sb.port, sb.caPem, ALEX, sb.userToken(ALEX));
+  t.after(() => c.close());
+  assert.match(await sendMessage(c, ALEX, [MEGAN], mime(ALEX, MEGAN, 'first')), QUEUED);
+  sb.clock.advance(59.7); // the minute has 0.3 s left
+  assert.match(await sendMessage(c, ALEX, [MEGAN], mime(ALEX, MEGAN, 'second')), QUEUED);
+  const delayed = sb.smtp.events().filter((e) => e.type === 'delayed');
+  assert.equal(delayed.length, 1);
+  assert.ok(delayed[0]!.type === 'delayed' && delayed[0]!.ms > 0 && delayed[0]!.ms <= 300);
+  assert.equal(sb.messages.list().length, 2);
+});

@@ -72,6 +72,11 @@ test('banner, EHLO before and after STARTTLS, exactly as Exchange Online', async
   );
   assert.equal(await c.cmd('STARTTLS'), '503 5.5.1 Bad sequence of commands');
   assert.equal(await c.cmd('NOOP'), '250 2.0.0 OK');
+  assert.equal(await c.cmd('RSET'), '250 2.0.0 Resetting');
+  assert.equal(await c.cmd(`VRFY ${ALEX}`), '252 2.1.5 Cannot VRFY user, but will take message for this address');
+  assert.equal(await c.cmd('HELP'), '214-This server supports the following commands:\n214 HELO EHLO STARTTLS RCPT DATA RSET MAIL QUIT HELP AUTH BDAT');
+  assert.equal(await c.cmd('EHLO'), '501 5.5.4 Invalid domain name');
+  assert.equal(await c.cmd('HELO client.example'), '250 SB1PR00CA0001.outlook.office365.com Hello [127.0.0.1]');
   assert.equal(await c.cmd('FOO bar'), "500 5.3.3 Unrecognized command 'FOO'");
   assert.equal(await c.cmd('QUIT'), '221 2.0.0 Service closing transmission channel');
   await c.waitClosed();
