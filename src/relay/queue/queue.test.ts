@@ -1,0 +1,165 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { spawn } from 'node:child_process';
+import { Queue, isQueueId } from './queue.ts';
+import { acquireSpoolLock } from './lock.ts';
+import { isSmtp365Error } from '../../errors/error.ts';
+
+async function tempQueue(t: { after: (fn: () => Promise<void>) => void }): Promise<Queue> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'smtp365-queue-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return Queue.open(dir);
+}
+
+const client = { address: '127.0.0.1', tls: false };
+const meta = (recipients = ['a@example.com', 'b@example.com']) => ({ from: 's@example.com', recipients, account: 'default', client });
+
+test('accept stores body and envelope in incoming/, durable layout visible on disk', async (t) => {
+  const q = await tempQueue(t);
+  const e = await q.accept(Readable.from([Buffer.from('Subject: hi\r\n\r\nbody\r\n')]), meta());
+  assert.ok(isQueueId(e.id));
+  assert.deepEqual(await readdir(path.join(q.dir, 'incoming')), [`${e.id}.json`]);
+  assert.equal(await readFile(q.dataPath(e.id), 'utf8'), 'Subject: hi\r\n\r\nbody\r\n');
+  assert.equal(e.size, 21);
+  assert.deepEqual((await readdir(path.join(q.dir, 'tmp'))), []);
+  const counts = await q.counts();
+  assert.deepEqual(counts, { incoming: 1, active: 0, deferred: 0, hold: 0, failed: 0 });
+});
+
+test('bare LF is stored as CRLF, including across chunk boundaries', async (t) => {
+  const q = await tempQueue(t);
+  const e = await q.accept(Readable.from([Buffer.from('A: b\n\nline1\r'), Buffer.from('\nline2\n')]), meta());
+  assert.equal(await readFile(q.dataPath(e.id), 'utf8'), 'A: b\r\n\r\nline1\r\nline2\r\n');
+});
+
+test('oversize is refused and leaves nothing behind', async (t) => {
+  const q = await tempQueue(t);
+  const big = Buffer.alloc(64 * 1024, 'x');
+  await assert.rejects(q.accept(Readable.from([big, big]), { ...meta(), maxSize: 100_000 }), (err: unknown) => isSmtp365Error(err) && err.code === 'MESSAGE_TOO_LARGE');
+  assert.deepEqual(await readdir(path.join(q.dir, 'data')), []);
+  assert.deepEqual(await readdir(path.join(q.dir, 'incoming')), []);
+});
+
+test('a client vanishing mid-DATA (stream error) leaves nothing behind', async (t) => {
+  const q = await tempQueue(t);
+  const input = new Readable({ read() {} });
+  input.push('Subject: x\r\n\r\npartial');
+  setImmediate(() => input.destroy(new Error('socket closed')));
+  await assert.rejects(q.accept(input, meta()));
+  assert.deepEqual(await readdir(path.join(q.dir, 'data')), []);
+  assert.deepEqual(await readdir(path.join(q.dir, 'incoming')), []);
+});
+
+test('claim, per-recipient progress, defer, operator commands', async (t) => {
+  const q = await tempQueue(t);
+  const e = await q.accept(Readable.from(['x\r\n']), meta());
+  const claimed = await q.claim(e.id, 'incoming');
+  assert.ok(claimed);
+  assert.equal(await q.claim(e.id, 'incoming'), undefined, 'a second claim loses the race');
+  claimed.recipients[0]!.status = 'delivered';
+  await q.saveActive(claimed);
+  assert.equal((await q.read('active', e.id)).recipients[0]!.status, 'delivered');
+  // operator asks to hold while active: applied after the attempt
+  assert.deepEqual(await q.hold(e.id), { id: e.id, from: 'active', to: 'pending' });
+  assert.equal(await q.takeControl(e.id), 'hold');
+  assert.equal(await q.takeControl(e.id), undefined);
+  claimed.nextAttemptAt = new Date(Date.now() + 60_000).toISOString();
+  await q.moveActive(claimed, 'deferred');
+  assert.equal((await q.find(e.id))?.state, 'deferred');
+  assert.deepEqual(await q.hold(e.id), { id: e.id, from: 'deferred', to: 'hold' });
+  assert.deepEqual(await q.release(e.id), { id: e.id, from: 'hold', to: 'incoming' });
+  await assert.rejects(q.release(e.id), (err: unknown) => isSmtp365Error(err) && err.code === 'QUEUE_NOT_FOUND');
+  const again = await q.claim(e.id, 'incoming');
+  assert.equal(again?.recipients[0]?.status, 'delivered', 'progress survives state changes');
+  again!.recipients[1]!.status = 'failed';
+  again!.failureReason = 'x';
+  await q.moveActive(again!, 'failed');
+  const r = await q.retry(e.id);
+  assert.deepEqual(r, { id: e.id, from: 'failed', to: 'incoming' });
+  const requeued = await q.read('incoming', e.id);
+  assert.deepEqual(requeued.recipients.map((x) => x.status), ['delivered', 'pending']);
+  assert.deepEqual(await q.delete(e.id), { id: e.id, from: 'incoming', to: 'deleted' });
+  assert.equal(await q.find(e.id), undefined);
+  assert.deepEqual(await readdir(path.join(q.dir, 'data')), []);
+});
+
+test('retryAll moves every deferred message to incoming', async (t) => {
+  const q = await tempQueue(t);
+  for (let i = 0; i < 3; i++) {
+    const e = await q.accept(Readable.from(['x\r\n']), meta());
+    const c = await q.claim(e.id, 'incoming');
+    await q.moveActive(c!, 'deferred');
+  }
+  assert.equal((await q.retryAll()).length, 3);
+  assert.equal((await q.counts()).incoming, 3);
+});
+
+test('recover: active back to incoming with progress, orphans and temp files removed', async (t) => {
+  const q = await tempQueue(t);
+  const e = await q.accept(Readable.from(['x\r\n']), meta());
+  const c = await q.claim(e.id, 'incoming');
+  c!.recipients[0]!.status = 'delivered';
+  await q.saveActive(c!);
+  await writeFile(q.dataPath('00000000000000000'), 'half-written body');
+  await writeFile(path.join(q.dir, 'tmp', 'junk.json'), '{');
+  const r = await q.recover();
+  assert.deepEqual(r.requeued, [e.id]);
+  assert.equal(r.orphansRemoved, 1);
+  const back = await q.read('incoming', e.id);
+  assert.equal(back.recipients[0]!.status, 'delivered');
+  assert.deepEqual(await readdir(path.join(q.dir, 'tmp')), []);
+});
+
+test('one relay per spool: a live holder blocks, a dead one is taken over', async (t) => {
+  const q = await tempQueue(t);
+  const lock = await acquireSpoolLock(q.dir);
+  await assert.rejects(acquireSpoolLock(q.dir), /already uses the spool/);
+  await lock.release();
+  // A lock left by a killed process (pid that does not exist).
+  const child = spawn(process.execPath, ['-e', '0']);
+  const deadPid = await new Promise<number>((resolve) => child.on('exit', () => resolve(child.pid!)));
+  await writeFile(path.join(q.dir, 'relay.lock'), JSON.stringify({ pid: deadPid, host: os.hostname(), since: 'x' }));
+  const l2 = await acquireSpoolLock(q.dir);
+  await l2.release();
+});
+
+test('kill -9 while accepting: every acknowledged message is intact after recovery', async (t) => {
+  const q = await tempQueue(t);
+  // A child accepts messages as fast as it can and prints each id once accept() resolved (= the 250 moment).
+  const script = `
+    import { Queue } from ${JSON.stringify(new URL('./queue.ts', import.meta.url).href)};
+    import { Readable } from 'node:stream';
+    const q = await Queue.open(process.argv[1]);
+    const body = (i) => Buffer.from('Subject: m' + i + '\\r\\n\\r\\n' + 'y'.repeat(10000) + '\\r\\n');
+    let i = 0;
+    const one = async () => { for (;;) { const n = i++; const e = await q.accept(Readable.from([body(n)]), { from: 's@x', recipients: ['r@x'], account: 'a', client: { address: '127.0.0.1', tls: false } }); process.stdout.write(e.id + ' ' + n + '\\n'); } };
+    await Promise.all([one(), one(), one(), one()]);
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script, q.dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  await new Promise<void>((resolve) => {
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.split('\n').length > 60) {
+        child.kill('SIGKILL');
+        resolve();
+      }
+    });
+  });
+  await new Promise((r) => child.on('exit', r));
+  const acked = out.split('\n').filter((l) => / \d+$/.test(l)).map((l) => l.split(' ') as [string, string]);
+  await q.recover();
+  const ids = new Set(await q.ids('incoming'));
+  for (const [id, n] of acked) {
+    assert.ok(ids.has(id), `acknowledged ${id} is queued`);
+    const body = await readFile(q.dataPath(id), 'utf8');
+    assert.ok(body.startsWith(`Subject: m${n}\r\n`) && body.length === `Subject: m${n}\r\n\r\n`.length + 10002);
+  }
+  // Nothing half-queued: every data file has an envelope and vice versa.
+  const data = (await readdir(path.join(q.dir, 'data'))).map((n) => n.replace(/\.eml$/, '')).sort();
+  assert.deepEqual(data, [...ids].sort());
+});

@@ -1,0 +1,465 @@
+// The durable queue. Layout of a spool directory (docs/relay.md):
+//
+//   data/<id>.eml          the message, written once, never changed
+//   incoming/<id>.json     envelope + per-recipient state, due now
+//   active/<id>.json       being delivered by this relay
+//   deferred/<id>.json     waiting for nextAttemptAt
+//   hold/<id>.json         parked by an operator
+//   failed/<id>.json       bounced: the replies and their explanations
+//   tmp/                   temp files, always renamed into place
+//   ctl/<id>.<action>      requests from other processes for an active message
+//   relay.lock             pid of the relay that owns the spool
+//
+// A state change is one rename(2) of the JSON file: atomic, and it is also
+// the arbiter between the relay and an operator's `smtp365 queue` command in
+// another process (whoever renames first wins; the other sees ENOENT).
+// Only the relay writes into active/; nothing rewrites a file in place.
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
+import type { FileHandle } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { Smtp365Error } from '../../errors/error.ts';
+import { atomicWrite, fsyncDir, isNotFound, writeFileSynced } from './fsutil.ts';
+import { QUEUE_STATES, type ClientInfo, type ListedEntry, type QueueEntry, type QueueState } from './types.ts';
+
+export type ControlAction = 'hold' | 'delete';
+
+export interface AcceptMeta {
+  from: string;
+  originalFrom?: string;
+  recipients: string[];
+  account: string;
+  client: ClientInfo;
+  /** Refuse (MESSAGE_TOO_LARGE) once the stored message would exceed this many bytes. */
+  maxSize?: number;
+  bounceOf?: string;
+}
+
+export interface OperatorResult {
+  id: string;
+  /** Where the message was and where it is now; `pending` = applied by the relay after the current attempt. */
+  from: QueueState;
+  to: QueueState | 'deleted' | 'pending';
+}
+
+const ID_RE = /^[0-9A-Z]{9}[0-9A-F]{8}$/;
+
+/** Sortable by arrival: base36 milliseconds, then random. */
+export function newQueueId(): string {
+  return Date.now().toString(36).toUpperCase().padStart(9, '0') + randomBytes(4).toString('hex').toUpperCase();
+}
+
+export function isQueueId(id: string): boolean {
+  return ID_RE.test(id);
+}
+
+/**
+ * Counts bytes and refuses past the limit (keeps reading, so the client's
+ * DATA is consumed and it gets a clean 552), and turns bare LF into CRLF so
+ * the stored message is canonical SMTP text whatever the device sent.
+ */
+class StoreFilter extends Transform {
+  bytes = 0;
+  exceeded = false;
+  private lastCR = false;
+  private readonly max: number;
+  constructor(max: number) {
+    super();
+    this.max = max;
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (this.exceeded) return cb();
+    let out = chunk;
+    let idx = chunk.indexOf(10);
+    if (idx !== -1) {
+      const parts: Buffer[] = [];
+      let start = 0;
+      while (idx !== -1) {
+        const prevCR = idx === 0 ? this.lastCR : chunk[idx - 1] === 13;
+        if (!prevCR) {
+          parts.push(chunk.subarray(start, idx), CRLF);
+          start = idx + 1;
+        }
+        idx = chunk.indexOf(10, idx + 1);
+      }
+      if (parts.length > 0) {
+        parts.push(chunk.subarray(start));
+        out = Buffer.concat(parts);
+      }
+    }
+    if (chunk.length > 0) this.lastCR = chunk[chunk.length - 1] === 13;
+    this.bytes += out.length;
+    if (this.bytes > this.max) {
+      this.exceeded = true;
+      return cb();
+    }
+    cb(null, out);
+  }
+}
+const CRLF = Buffer.from('\r\n');
+
+/** Writes into an open handle and leaves it open (the caller fsyncs, then closes). */
+function fileSink(fh: FileHandle): Writable {
+  return new Writable({
+    highWaterMark: 256 * 1024,
+    write(chunk: Buffer, _enc, cb) {
+      fh.write(chunk).then(() => cb(), cb);
+    },
+    writev(chunks, cb) {
+      fh.writev(chunks.map((c) => c.chunk as Buffer)).then(() => cb(), cb);
+    },
+  });
+}
+
+export class Queue {
+  readonly dir: string;
+  private constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  /** Opens (and creates) a spool directory. Safe to call from any process. */
+  static async open(dir: string): Promise<Queue> {
+    const abs = path.resolve(dir);
+    for (const sub of [...QUEUE_STATES, 'data', 'tmp', 'ctl']) {
+      await mkdir(path.join(abs, sub), { recursive: true, mode: 0o700 });
+    }
+    return new Queue(abs);
+  }
+
+  stateDir(state: QueueState): string {
+    return path.join(this.dir, state);
+  }
+  entryPath(state: QueueState, id: string): string {
+    return path.join(this.dir, state, `${id}.json`);
+  }
+  dataPath(id: string): string {
+    return path.join(this.dir, 'data', `${id}.eml`);
+  }
+  private get tmp(): string {
+    return path.join(this.dir, 'tmp');
+  }
+
+  /**
+   * Stores a message durably and puts it in incoming/. Resolves only when
+   * the message and its envelope are on stable storage: the moment the
+   * listener may answer 250. On any failure nothing is left behind.
+   */
+  async accept(input: Readable, meta: AcceptMeta): Promise<QueueEntry> {
+    // The client may vanish before the pipeline is attached: its error must not go unhandled.
+    const swallow = () => undefined;
+    input.on('error', swallow);
+    const id = newQueueId();
+    const data = this.dataPath(id);
+    const filter = new StoreFilter(meta.maxSize ?? Number.POSITIVE_INFINITY);
+    const fh = await open(data, 'wx', 0o600);
+    try {
+      try {
+        await pipeline(input, filter, fileSink(fh));
+        if (filter.exceeded) {
+          throw new Smtp365Error('MESSAGE_TOO_LARGE', `The message exceeds the relay's limit of ${meta.maxSize} bytes`, {
+            details: { limit: meta.maxSize },
+          });
+        }
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      const now = new Date().toISOString();
+      const entry: QueueEntry = {
+        version: 1,
+        id,
+        from: meta.from,
+        ...(meta.originalFrom !== undefined ? { originalFrom: meta.originalFrom } : {}),
+        recipients: meta.recipients.map((address) => ({ address, status: 'pending' as const })),
+        account: meta.account,
+        size: filter.bytes,
+        receivedAt: now,
+        lifetimeStart: now,
+        client: meta.client,
+        attempts: 0,
+        ...(meta.bounceOf ? { bounceOf: meta.bounceOf } : {}),
+      };
+      const tmp = path.join(this.tmp, `${id}.json`);
+      await writeFileSynced(tmp, JSON.stringify(entry, null, 1), 'wx');
+      // The body's directory entry must be durable before the envelope appears.
+      await fsyncDir(path.dirname(data));
+      await rename(tmp, this.entryPath('incoming', id));
+      await fsyncDir(this.stateDir('incoming'));
+      return entry;
+    } catch (err) {
+      await unlink(data).catch(() => undefined);
+      await unlink(path.join(this.tmp, `${id}.json`)).catch(() => undefined);
+      if (err instanceof Smtp365Error) throw err;
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'ENOSPC' || e.code === 'EDQUOT' || e.code === 'EROFS' || e.code === 'EIO' || e.code === 'EACCES') {
+        throw new Smtp365Error('QUEUE_IO', `The queue could not store the message: ${e.message}`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  /** Stores a ready message given in memory (bounces). */
+  async acceptBuffer(message: Buffer, meta: AcceptMeta): Promise<QueueEntry> {
+    const { Readable } = await import('node:stream');
+    return this.accept(Readable.from([message]), meta);
+  }
+
+  async read(state: QueueState, id: string): Promise<QueueEntry> {
+    return JSON.parse(await readFile(this.entryPath(state, id), 'utf8')) as QueueEntry;
+  }
+
+  async ids(state: QueueState): Promise<string[]> {
+    const names = await readdir(this.stateDir(state)).catch((err: unknown) => {
+      if (isNotFound(err)) return [] as string[];
+      throw err;
+    });
+    return names.filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -5)).sort();
+  }
+
+  async counts(): Promise<Record<QueueState, number>> {
+    const out = {} as Record<QueueState, number>;
+    for (const s of QUEUE_STATES) out[s] = (await this.ids(s)).length;
+    return out;
+  }
+
+  /** Where the message is now and its record, or undefined. */
+  async find(id: string): Promise<ListedEntry | undefined> {
+    for (const state of QUEUE_STATES) {
+      try {
+        return { ...(await this.read(state, id)), state };
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+    return undefined;
+  }
+
+  async list(states: readonly QueueState[] = QUEUE_STATES): Promise<ListedEntry[]> {
+    const out: ListedEntry[] = [];
+    for (const state of states) {
+      for (const id of await this.ids(state)) {
+        try {
+          out.push({ ...(await this.read(state, id)), state });
+        } catch (err) {
+          if (!isNotFound(err)) throw err; // moved meanwhile
+        }
+      }
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------ the relay's side
+
+  /** Takes a message for delivery (rename into active/). Undefined when someone else moved it first. */
+  async claim(id: string, from: 'incoming' | 'deferred'): Promise<QueueEntry | undefined> {
+    try {
+      await rename(this.entryPath(from, id), this.entryPath('active', id));
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+    return this.read('active', id);
+  }
+
+  /** Persists progress of an active message (per-recipient state) atomically and durably. */
+  async saveActive(entry: QueueEntry): Promise<void> {
+    await atomicWrite(this.entryPath('active', entry.id), JSON.stringify(entry, null, 1), this.tmp);
+  }
+
+  /** Moves an active message to deferred/failed/hold with its updated record. */
+  async moveActive(entry: QueueEntry, to: 'deferred' | 'failed' | 'hold' | 'incoming'): Promise<void> {
+    await this.saveActive(entry);
+    await rename(this.entryPath('active', entry.id), this.entryPath(to, entry.id));
+    await fsyncDir(this.stateDir(to));
+    await fsyncDir(this.stateDir('active'));
+  }
+
+  /** Delivery finished for every recipient: forget the message. */
+  async complete(id: string): Promise<void> {
+    await unlink(this.entryPath('active', id));
+    await fsyncDir(this.stateDir('active'));
+    await unlink(this.dataPath(id)).catch(() => undefined);
+  }
+
+  /** Removes a message from active/ without a trace (operator's delete). */
+  async dropActive(id: string): Promise<void> {
+    await this.complete(id);
+  }
+
+  /** Takes (and removes) a pending operator request for an active message. */
+  async takeControl(id: string): Promise<ControlAction | undefined> {
+    for (const action of ['delete', 'hold'] as const) {
+      const f = path.join(this.dir, 'ctl', `${id}.${action}`);
+      try {
+        await unlink(f);
+        return action;
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * After a crash or stop: every message still in active/ goes back to
+   * incoming/ (its per-recipient state says who already has it), temp files
+   * and bodies without an envelope are removed. Run only under the spool lock.
+   */
+  async recover(): Promise<{ requeued: string[]; orphansRemoved: number }> {
+    for (const name of await readdir(this.tmp)) await unlink(path.join(this.tmp, name)).catch(() => undefined);
+    const requeued: string[] = [];
+    for (const id of await this.ids('active')) {
+      await rename(this.entryPath('active', id), this.entryPath('incoming', id));
+      requeued.push(id);
+    }
+    // An operator's retry of a failed message writes incoming/ then removes failed/: finish it.
+    const live = new Set<string>();
+    for (const s of ['incoming', 'deferred', 'hold'] as const) for (const id of await this.ids(s)) live.add(id);
+    for (const id of await this.ids('failed')) {
+      if (live.has(id)) await unlink(this.entryPath('failed', id)).catch(() => undefined);
+      else live.add(id);
+    }
+    let orphansRemoved = 0;
+    for (const name of await readdir(path.join(this.dir, 'data'))) {
+      const id = name.replace(/\.eml$/, '');
+      if (!live.has(id)) {
+        await unlink(path.join(this.dir, 'data', name)).catch(() => undefined);
+        orphansRemoved++;
+      }
+    }
+    for (const name of await readdir(path.join(this.dir, 'ctl'))) {
+      const id = name.split('.')[0] ?? '';
+      if (!live.has(id)) await unlink(path.join(this.dir, 'ctl', name)).catch(() => undefined);
+    }
+    if (requeued.length > 0) {
+      await fsyncDir(this.stateDir('incoming'));
+      await fsyncDir(this.stateDir('active'));
+    }
+    return { requeued, orphansRemoved };
+  }
+
+  // ----------------------------------------------- operator commands (any process)
+
+  private async renameFrom(id: string, froms: readonly QueueState[], to: QueueState): Promise<QueueState | undefined> {
+    for (const from of froms) {
+      try {
+        await rename(this.entryPath(from, id), this.entryPath(to, id));
+        await fsyncDir(this.stateDir(to));
+        return from;
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+    return undefined;
+  }
+
+  private async requestControl(id: string, action: ControlAction): Promise<void> {
+    await writeFileSynced(path.join(this.dir, 'ctl', `${id}.${action}`), new Date().toISOString());
+  }
+
+  private notFound(id: string, what: string): Smtp365Error {
+    return new Smtp365Error('QUEUE_NOT_FOUND', `No queued message ${id}${what}`, { details: { id } });
+  }
+
+  private async where(id: string): Promise<QueueState | undefined> {
+    for (const s of QUEUE_STATES) {
+      try {
+        await stat(this.entryPath(s, id));
+        return s;
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+    return undefined;
+  }
+
+  /** Parks a message: nothing is attempted until it is released. */
+  async hold(id: string): Promise<OperatorResult> {
+    const from = await this.renameFrom(id, ['incoming', 'deferred'], 'hold');
+    if (from) return { id, from, to: 'hold' };
+    const now = await this.where(id);
+    if (now === 'active') {
+      await this.requestControl(id, 'hold');
+      return { id, from: 'active', to: 'pending' };
+    }
+    if (now === 'hold') return { id, from: 'hold', to: 'hold' };
+    throw this.notFound(id, now ? ` that can be held (it is ${now})` : '');
+  }
+
+  /** Releases a held message for delivery now. */
+  async release(id: string): Promise<OperatorResult> {
+    const from = await this.renameFrom(id, ['hold'], 'incoming');
+    if (from) return { id, from, to: 'incoming' };
+    const now = await this.where(id);
+    throw this.notFound(id, now ? ` on hold (it is ${now})` : '');
+  }
+
+  /**
+   * Delivery now: deferred/hold → incoming. A failed message is re-queued
+   * with its failed recipients pending again and a fresh queue lifetime.
+   */
+  async retry(id: string): Promise<OperatorResult> {
+    const from = await this.renameFrom(id, ['deferred', 'hold'], 'incoming');
+    if (from) return { id, from, to: 'incoming' };
+    let entry: QueueEntry;
+    try {
+      entry = await this.read('failed', id);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      const now = await this.where(id);
+      if (now === 'incoming' || now === 'active') return { id, from: now, to: now };
+      throw this.notFound(id, '');
+    }
+    const now = new Date().toISOString();
+    for (const r of entry.recipients) {
+      if (r.status === 'failed') {
+        r.status = 'pending';
+        delete r.code;
+        delete r.explanation;
+      }
+    }
+    entry.attempts = 0;
+    entry.lifetimeStart = now;
+    delete entry.nextAttemptAt;
+    delete entry.failedAt;
+    delete entry.failureReason;
+    await atomicWrite(this.entryPath('incoming', id), JSON.stringify(entry, null, 1), this.tmp);
+    await unlink(this.entryPath('failed', id)).catch(() => undefined);
+    return { id, from: 'failed', to: 'incoming' };
+  }
+
+  /** `queue flush` / `retry --all`: every deferred (and with includeHold, held) message becomes due now. */
+  async retryAll(opts: { includeHold?: boolean } = {}): Promise<OperatorResult[]> {
+    const out: OperatorResult[] = [];
+    const states: QueueState[] = opts.includeHold ? ['deferred', 'hold'] : ['deferred'];
+    for (const state of states) {
+      for (const id of await this.ids(state)) {
+        const from = await this.renameFrom(id, [state], 'incoming');
+        if (from) out.push({ id, from, to: 'incoming' });
+      }
+    }
+    return out;
+  }
+
+  /** Deletes a message without bouncing it. */
+  async delete(id: string): Promise<OperatorResult> {
+    for (const from of ['incoming', 'deferred', 'hold', 'failed'] as const) {
+      try {
+        await unlink(this.entryPath(from, id));
+      } catch (err) {
+        if (isNotFound(err)) continue;
+        throw err;
+      }
+      await fsyncDir(this.stateDir(from));
+      await unlink(this.dataPath(id)).catch(() => undefined);
+      return { id, from, to: 'deleted' };
+    }
+    if ((await this.where(id)) === 'active') {
+      await this.requestControl(id, 'delete');
+      return { id, from: 'active', to: 'pending' };
+    }
+    throw this.notFound(id, '');
+  }
+}
