@@ -1,7 +1,7 @@
 // The sandbox's identity side over real HTTPS: metadata, every grant, refresh
 // rotation, and each AADSTS error reached through the state that causes it.
 import assert from 'node:assert/strict';
-import { createHash, generateKeyPairSync, randomBytes, webcrypto } from 'node:crypto';
+import { createHash, createPrivateKey, generateKeyPairSync, randomBytes, webcrypto, type KeyObject } from 'node:crypto';
 import { test } from 'node:test';
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
@@ -257,12 +257,11 @@ test('client credentials with a secret: roles, wrong secret 7000215, no credenti
   assert.equal(claims(noRoles.json()['access_token'])['roles'], undefined);
 });
 
-async function selfSignedCert(): Promise<{ pem: string; key: import('node:crypto').KeyObject; sha1: string; sha256: string }> {
+async function selfSignedCert(): Promise<{ pem: string; key: KeyObject; sha1: string; sha256: string }> {
   x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
   const alg = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 };
-  const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as import('node:crypto').webcrypto.CryptoKeyPair;
+  const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const cert = await x509.X509CertificateGenerator.createSelfSigned({ serialNumber: '01', name: 'CN=smtp365 test app', notBefore: new Date(Date.now() - 86400_000), notAfter: new Date(Date.now() + 86400_000), signingAlgorithm: alg, keys });
-  const { createPrivateKey } = await import('node:crypto');
   const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
   const raw = Buffer.from(cert.rawData);
   return { pem: cert.toString('pem'), key: createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }), sha1: createHash('sha1').update(raw).digest('base64url'), sha256: createHash('sha256').update(raw).digest('base64url') };
