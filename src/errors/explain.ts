@@ -211,6 +211,18 @@ const SMTP_RULES: SmtpRule[] = [
     },
   },
   {
+    // Exchange also uses 4.3.2 when a front end goes away ("421 4.3.2 Service not
+    // available, closing transmission channel"): that is not the thread limit.
+    match: (r) => enh(r, '4.3.2') && has(r, 'Service not available'),
+    build: () => ({
+      code: 'SMTP_TEMPORARY',
+      title: 'Microsoft closed the connection (service not available)',
+      cause: 'The SMTP front end is restarting or overloaded.',
+      fix: ['Retry shortly; smtp365 retries automatically with backoff.'],
+      transient: true,
+    }),
+  },
+  {
     match: (r) => enh(r, '4.3.2') || has(r, 'thread limit exceeded'),
     build: () => ({
       code: 'SMTP_CONCURRENCY_LIMIT',
