@@ -1,5 +1,6 @@
 // Starts the sandbox in-process for a test: a temp state dir, everything
 // closed and removed when the test (or suite) ends.
+import { createHash, webcrypto } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -95,4 +96,31 @@ export async function sandboxRequest(
     if (body !== undefined) req.write(body);
     req.end();
   });
+}
+
+/** A self-signed RSA certificate for an app's certificate credential (client-certificate flow). */
+export interface TestCertificate {
+  certPem: string;
+  keyPem: string;
+  /** Hex, as MSAL's clientCertificate.thumbprint / thumbprintSha256 take them. */
+  thumbprintSha1Hex: string;
+  thumbprintSha256Hex: string;
+}
+
+export async function selfSignedCertificate(subject = 'CN=smtp365 test app'): Promise<TestCertificate> {
+  await import('reflect-metadata');
+  const x509 = await import('@peculiar/x509');
+  x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+  const alg = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 };
+  const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const now = Date.now();
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({ serialNumber: '01', name: subject, notBefore: new Date(now - 86_400_000), notAfter: new Date(now + 365 * 86_400_000), signingAlgorithm: alg, keys });
+  const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
+  const raw = Buffer.from(cert.rawData);
+  return {
+    certPem: cert.toString('pem'),
+    keyPem: `-----BEGIN PRIVATE KEY-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n').trim()}\n-----END PRIVATE KEY-----\n`,
+    thumbprintSha1Hex: createHash('sha1').update(raw).digest('hex').toUpperCase(),
+    thumbprintSha256Hex: createHash('sha256').update(raw).digest('hex').toUpperCase(),
+  };
 }
