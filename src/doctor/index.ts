@@ -6,7 +6,6 @@ import path from 'node:path';
 import { configCandidates, expandHome } from '../config/paths.ts';
 import { resolveAccount } from '../config/load.ts';
 import type { DoctorContext, DoctorDeps, DoctorOptions } from './context.ts';
-import type { Mailer } from '../send/types.ts';
 import { configCheck } from './checks/config.ts';
 import { appCheck, permissionsCheck, publicClientCheck, tenantCheck } from './checks/identity.ts';
 import { claimsCheck, signInCheck } from './checks/token.ts';
@@ -46,7 +45,6 @@ function findConfigPath(options: DoctorOptions, env: NodeJS.ProcessEnv): string 
   return configCandidates(env).find((c) => fs.existsSync(c)) ?? null;
 }
 
-const SEND_MODULE = '../send/index.ts';
 
 export const defaultDeps: DoctorDeps = {
   async resolveAccount(opts) {
@@ -59,8 +57,9 @@ export const defaultDeps: DoctorDeps = {
     return auth.createTokenProvider(account, { env });
   },
   async createMailer(account, tokenProvider) {
-    const send = (await import(SEND_MODULE)) as { createMailer: (o: { account: typeof account; tokenProvider: typeof tokenProvider }) => Mailer };
-    return send.createMailer({ account, tokenProvider });
+    const send = await import('../send/index.ts');
+    // One connection, no retries: doctor reports what happened on the first try.
+    return send.createMailer({ account, tokenProvider, retry: false, maxConnections: 1 });
   },
 };
 

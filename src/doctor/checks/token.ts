@@ -52,9 +52,23 @@ export const signInCheck: CheckDefinition<DoctorContext> = {
   },
 };
 
-/** Audiences Exchange Online accepts for SMTP: both outlook hosts, the account's resource, and Exchange's app id. */
+/** Audiences Exchange Online accepts for SMTP (all clouds), and the account's resource when it names Exchange. */
+const EXCHANGE_AUDIENCES = [
+  'https://outlook.office.com',
+  'https://outlook.office365.com',
+  'https://outlook.office365.us',
+  'https://partner.outlook.cn',
+  '00000002-0000-0ff1-ce00-000000000000',
+];
 function acceptedAudiences(resource: string): string[] {
-  const base = [resource, 'https://outlook.office.com', 'https://outlook.office365.com', '00000002-0000-0ff1-ce00-000000000000'];
+  let own: string[] = [];
+  try {
+    // A custom resource counts only when it is an Exchange (outlook) host: a Graph token must not pass.
+    if (/outlook/i.test(new URL(resource).host)) own = [resource];
+  } catch {
+    own = [];
+  }
+  const base = [...EXCHANGE_AUDIENCES, ...own];
   return [...base, ...base.map((a) => a + '/')].map((a) => a.toLowerCase());
 }
 
