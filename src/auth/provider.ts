@@ -64,6 +64,8 @@ export interface SignInOptions {
   signal?: AbortSignal;
   /** Opens the sign-in URL (browser flow). Default: the OS's opener; the URL is also passed to onBrowserUrl. */
   openBrowser?: (url: string) => void | Promise<void>;
+  /** Browser flow: how long to wait for the browser to come back (ms, default 15 min). */
+  timeoutMs?: number;
 }
 
 export interface AccountError {
@@ -126,6 +128,26 @@ export function openInBrowser(url: string): void {
     child.unref();
   } catch {
     /* no opener: the URL was shown */
+  }
+}
+
+/** Ends MSAL's loopback wait: an OAuth error with the right state, sent to the redirect URI. */
+async function releaseLoopback(authorizeUrl: string): Promise<void> {
+  try {
+    const q = new URL(authorizeUrl).searchParams;
+    const redirect = new URL(q.get('redirect_uri') ?? '');
+    const state = q.get('state') ?? '';
+    const { request } = await import('node:http');
+    await new Promise<void>((resolve) => {
+      const req = request({ host: '127.0.0.1', port: redirect.port, path: `${redirect.pathname}?error=access_denied&error_description=cancelled&state=${encodeURIComponent(state)}`, method: 'GET' }, (res) => {
+        res.resume();
+        res.on('end', resolve);
+      });
+      req.on('error', () => resolve());
+      req.end();
+    });
+  } catch {
+    /* nothing listening any more */
   }
 }
 
@@ -373,6 +395,7 @@ class MsalTokenProvider implements AccountTokenProvider {
     this.pendingSignIn = true;
     const marker = path.join(this.store.dir, `${a.name}.pending`);
     let result: AuthenticationResult | null;
+    let timedOut = false;
     try {
       let op: Promise<AuthenticationResult | null>;
       let onAbort: (() => void) | undefined;
@@ -391,16 +414,37 @@ class MsalTokenProvider implements AccountTokenProvider {
         op = app.acquireTokenByDeviceCode(request);
       } else if (flow === 'browser') {
         await this.writeMarker(marker, new Date(Date.now() + 15 * 60_000));
+        let authorizeUrl: string | undefined;
+        let stop = false;
+        const timeoutMs = options.timeoutMs ?? 15 * 60_000;
         op = app.acquireTokenInteractive({
           scopes,
           loginHint: a.user,
           openBrowser: async (url: string) => {
+            authorizeUrl = url;
+            if (stop) {
+              void releaseLoopback(url);
+              return;
+            }
             if (options.openBrowser) await options.openBrowser(url);
             else openInBrowser(url);
           },
           successTemplate: '<h1>Signed in</h1><p>smtp365 has its token. You can close this window.</p>',
           errorTemplate: '<h1>Sign-in failed</h1><p>See the terminal running smtp365 for what to do.</p>',
         });
+        // MSAL's loopback listener waits for ever; a cancelled or abandoned sign-in releases it.
+        const timer = setTimeout(() => {
+          timedOut = true;
+          stop = true;
+          if (authorizeUrl) void releaseLoopback(authorizeUrl);
+        }, timeoutMs);
+        timer.unref();
+        op.then(() => clearTimeout(timer), () => clearTimeout(timer));
+        onAbort = () => {
+          clearTimeout(timer);
+          stop = true;
+          if (authorizeUrl) void releaseLoopback(authorizeUrl);
+        };
       } else if (flow === 'password') {
         op = this.passwordSignIn(app);
       } else {
@@ -408,7 +452,12 @@ class MsalTokenProvider implements AccountTokenProvider {
       }
       result = await withSignal(op, options.signal, onAbort);
     } catch (err) {
-      const e = toAuthError(err, { account: a, operation: 'sign-in', serverError: this.network.lastError });
+      const e = timedOut
+        ? new Smtp365Error('AUTH_CANCELLED', 'The browser sign-in was not finished in time', {
+            cause: err,
+            explanation: { code: 'AUTH_CANCELLED', transient: false, title: 'The browser sign-in was not finished in time', cause: 'Nobody completed the sign-in page; smtp365 stopped waiting.', fix: ['Run smtp365 login --browser again, or use the device code: smtp365 login'] },
+          })
+        : toAuthError(err, { account: a, operation: 'sign-in', serverError: this.network.lastError });
       this.log({ type: 'sign-in', level: 'error', message: e.message, error: e });
       throw e;
     } finally {
