@@ -585,7 +585,8 @@ export type FindingId =
   | 'check-timeout'
   | 'setup-forbidden-app'
   | 'setup-forbidden-consent'
-  | 'setup-graph-failed';
+  | 'setup-graph-failed'
+  | 'setup-admin-consent';
 
 const FINDING_RULES: Record<FindingId, IdentityBuilder> = {
   'config-missing': (ctx) => ({
@@ -811,6 +812,17 @@ const FINDING_RULES: Record<FindingId, IdentityBuilder> = {
     title: 'Microsoft Graph refused a setup request',
     cause: 'The request above failed; Graph\'s message says why.',
     fix: ['Fix what Graph reports and run smtp365 setup again: it reuses what was already created.'],
+  }),
+  'setup-admin-consent': (ctx) => ({
+    code: 'AUTH_CONSENT_REQUIRED',
+    title: 'The administrator tool may not act on the directory for this user',
+    cause: `smtp365 setup signs in with a public client (${v(ctx.clientId, 'Microsoft Graph Command Line Tools')}) that needs Application.ReadWrite.All, DelegatedPermissionGrant.ReadWrite.All and AppRoleAssignment.ReadWrite.All; only an administrator can consent to those.`,
+    step: 'steps 1–19 (done by hand instead)',
+    fix: [
+      'Run smtp365 setup and sign in as a Global Administrator (or an Application Administrator once the tool has consent).',
+      'Or pass --admin-client-id with a public client app of your own that has these Graph permissions with admin consent.',
+      'Or follow the guide by hand and write the account with smtp365 init.',
+    ],
   }),
 };
 

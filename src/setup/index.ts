@@ -159,15 +159,24 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
   } else if (options.adminSession) {
     session = options.adminSession;
   } else {
-    session = await signInAdmin({
-      authorityHost,
-      tenant: options.tenant ?? 'organizations',
-      clientId: options.adminClientId ?? GRAPH_CLI_CLIENT_ID,
-      graphResource,
-      caFile: options.caFile,
-      onDeviceCode: options.onDeviceCode ?? (() => undefined),
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
+    const adminClientId = options.adminClientId ?? GRAPH_CLI_CLIENT_ID;
+    try {
+      session = await signInAdmin({
+        authorityHost,
+        tenant: options.tenant ?? 'organizations',
+        clientId: adminClientId,
+        graphResource,
+        caFile: options.caFile,
+        onDeviceCode: options.onDeviceCode ?? (() => undefined),
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+    } catch (err) {
+      // 65001 here is about the admin tool, not the app being set up: say so.
+      if (err instanceof Smtp365Error && err.code === 'AUTH_CONSENT_REQUIRED') {
+        throw new Smtp365Error('AUTH_CONSENT_REQUIRED', err.message, { cause: err, explanation: explainFinding('setup-admin-consent', { clientId: adminClientId }) });
+      }
+      throw err;
+    }
     step({ title: 'Administrator sign-in', status: 'done', detail: `${session.admin ?? 'administrator'} in tenant ${session.tenantId}` });
   }
   const user = options.user ?? session.admin ?? '<mailbox>';

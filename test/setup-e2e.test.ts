@@ -1,0 +1,177 @@
+// smtp365 setup against the sandbox's Graph: an administrator approves the
+// device code, setup creates the app, its service principal and the consent,
+// writes the account; the user then signs in and doctor passes. Run twice, it
+// reuses the app. App-only: the printed PowerShell, applied through the admin
+// API, is exactly what makes sending work.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { withSandbox, type Sandbox } from './helpers/sandbox.ts';
+import { adminClient, tempDir, statuses } from './doctor-helpers.ts';
+import { runSetup, type SetupOptions } from '../src/setup/index.ts';
+import { resolveAccount } from '../src/config/load.ts';
+import { createTokenProvider } from '../src/auth/index.ts';
+import { runDoctor } from '../src/doctor/index.ts';
+import type { Smtp365Error } from '../src/errors/error.ts';
+
+const ADMIN = 'alex@contoso.onmicrosoft.com';
+
+async function setupOptions(sb: Sandbox, configPath: string, extra: Partial<SetupOptions> = {}): Promise<SetupOptions> {
+  const admin = await adminClient(sb);
+  return {
+    tenant: sb.info.tenantId,
+    authority: sb.info.authority,
+    graphEndpoint: sb.info.graph,
+    smtpHost: sb.info.smtp.host,
+    smtpPort: sb.info.smtp.port,
+    caFile: sb.info.caFile,
+    configPath,
+    appName: 'smtp365 e2e',
+    env: {},
+    onDeviceCode: (dc) => void admin('POST', '/device-codes/approve', { userCode: dc.userCode, upn: ADMIN }),
+    ...extra,
+  };
+}
+
+async function appsNamed(sb: Sandbox, name: string): Promise<Array<{ appId: string }>> {
+  const admin = await adminClient(sb);
+  const all = (await admin('GET', '/apps')) as { apps: Array<{ appId: string; displayName: string }> };
+  return all.apps.filter((a) => a.displayName === name);
+}
+
+test('setup (delegated) end to end: app, consent, config; then login, doctor and a message; a second run reuses the app', async (t) => {
+  const sb = await withSandbox(t, { deviceCodeIntervalSeconds: 1 });
+  const dir = await tempDir(t, 'smtp365-setup-');
+  const configPath = path.join(dir, 'smtp365', 'config.yaml');
+  const steps: string[] = [];
+  const first = await runSetup({ ...(await setupOptions(sb, configPath)), onStep: (s) => steps.push(`${s.title}:${s.status}`) });
+
+  assert.equal(first.app.created, true);
+  assert.equal(first.servicePrincipal.created, true);
+  assert.equal(first.consent.granted, true);
+  assert.equal(first.consent.problem, null);
+  assert.equal(first.tenantId, sb.info.tenantId);
+  assert.equal(first.admin, ADMIN);
+  assert.equal(first.user, ADMIN, 'without --user the account sends as the administrator');
+  assert.deepEqual(steps, ['Administrator sign-in:done', 'App registration:done', 'Service principal:done', 'Admin consent:done', 'Configuration:done']);
+  assert.deepEqual(first.powershell, [`Connect-ExchangeOnline -UserPrincipalName ${ADMIN}`, `Set-CASMailbox -Identity ${ADMIN} -SmtpClientAuthenticationDisabled $false`]);
+  assert.deepEqual(
+    first.requests.map((r) => `${r.method} ${r.path.split('?')[0]}`),
+    ["GET /servicePrincipals(appId='00000003-0000-0000-c000-000000000000')", 'GET /applications', 'POST /applications', 'POST /servicePrincipals', 'POST /oauth2PermissionGrants'],
+  );
+
+  // The app as the guide sets it up, seen through the sandbox's admin API.
+  const [app] = await appsNamed(sb, 'smtp365 e2e');
+  const admin = await adminClient(sb);
+  const view = (await admin('GET', `/apps/${app!.appId}`)) as Record<string, unknown>;
+  assert.equal(view.isFallbackPublicClient, true);
+  assert.match(JSON.stringify(view), /SMTP\.Send/);
+
+  // The config file: the account, 0600, readable by the config loader.
+  const file = await fs.readFile(configPath, 'utf8');
+  const yaml = parseYaml(file) as { default: string; accounts: Record<string, Record<string, unknown>> };
+  assert.equal(yaml.default, 'default');
+  assert.equal(yaml.accounts.default!.clientId, first.app.appId);
+  assert.equal(yaml.accounts.default!.flow, 'device-code');
+  if (process.platform !== 'win32') assert.equal((await fs.stat(configPath)).mode & 0o777, 0o600);
+  const account = await resolveAccount({ configPath, env: {} });
+  assert.equal(account.clientId, first.app.appId);
+  assert.equal(account.authorityHost, sb.info.authority);
+
+  // The user signs in (smtp365 login) and doctor passes every check.
+  const home = await tempDir(t, 'smtp365-setup-home-');
+  const env = { SMTP365_HOME: home, HOME: home };
+  await createTokenProvider(account, { home, env }).signIn({ onDeviceCode: (dc) => void admin('POST', '/device-codes/approve', { userCode: dc.userCode, upn: ADMIN }) });
+  const report = await runDoctor({ configPath, env, timeoutSeconds: 20 });
+  for (const r of report.results) assert.ok(r.status === 'passed' || (r.id === 'send-test' && r.status === 'skipped'), `${r.id}: ${r.detail}\n${statuses(report.results)}`);
+  assert.equal(report.configPath, configPath);
+
+  // Second run: the same app, nothing duplicated, nothing re-granted.
+  const second = await runSetup(await setupOptions(sb, configPath));
+  assert.equal(second.app.created, false);
+  assert.equal(second.app.appId, first.app.appId);
+  assert.equal(second.servicePrincipal.created, false);
+  assert.equal(second.consent.alreadyGranted, true);
+  assert.equal((await appsNamed(sb, 'smtp365 e2e')).length, 1);
+  assert.ok(!second.requests.some((r) => r.method === 'POST'), second.requests.map((r) => r.method + ' ' + r.path).join('\n'));
+});
+
+test('setup --app-only: SMTP.SendAsApp, a secret in the 0600 config; the printed PowerShell makes AUTH work', async (t) => {
+  const sb = await withSandbox(t, { deviceCodeIntervalSeconds: 1 });
+  const dir = await tempDir(t, 'smtp365-setup-');
+  const configPath = path.join(dir, 'config.yaml');
+  const mailbox = 'megan@contoso.onmicrosoft.com';
+  const result = await runSetup({ ...(await setupOptions(sb, configPath)), appOnly: true, user: mailbox, account: 'daemon' });
+  assert.equal(result.consent.granted, true);
+  assert.equal(result.secret?.created, true);
+  assert.ok(result.secret?.masked && !result.secret.masked.includes('~'), 'the secret is masked in the result');
+  const account = await resolveAccount({ configPath, name: 'daemon', env: {} });
+  assert.equal(account.flow, 'client-secret');
+  assert.ok(account.clientSecret && account.clientSecret.length > 10);
+  const sp = result.servicePrincipal.id;
+  assert.deepEqual(result.powershell.slice(1), [
+    `Set-CASMailbox -Identity ${mailbox} -SmtpClientAuthenticationDisabled $false`,
+    `New-ServicePrincipal -AppId ${result.app.appId} -ObjectId ${sp}`,
+    `Add-MailboxPermission -Identity ${mailbox} -User ${sp} -AccessRights FullAccess`,
+  ]);
+
+  const home = await tempDir(t, 'smtp365-setup-home-');
+  const env = { SMTP365_HOME: home, HOME: home };
+  // Before the PowerShell: the token is right, Exchange refuses AUTH and doctor prints the same commands.
+  let report = await runDoctor({ configPath, account: 'daemon', env, timeoutSeconds: 20 });
+  const auth = report.results.find((r) => r.id === 'smtp-auth')!;
+  assert.equal(auth.status, 'failed', statuses(report.results));
+  assert.ok(auth.powershell.some((p) => p.startsWith(`New-ServicePrincipal -AppId ${result.app.appId}`)), auth.powershell.join('\n'));
+
+  // The administrator runs it (through the sandbox's admin API: the Exchange side of these cmdlets).
+  const admin = await adminClient(sb);
+  await admin('POST', '/exchange-service-principals', { appId: result.app.appId, objectId: sp });
+  await admin('PATCH', `/mailboxes/${mailbox}`, { fullAccess: { add: [sp] } });
+  report = await runDoctor({ configPath, account: 'daemon', env, timeoutSeconds: 20 });
+  for (const r of report.results) assert.ok(r.status === 'passed' || r.status === 'skipped', `${r.id}: ${r.detail}\n${statuses(report.results)}`);
+  assert.equal(report.results.find((r) => r.id === 'smtp-auth')!.status, 'passed');
+
+  // Re-running reuses the app and the secret in the config (no second secret).
+  const again = await runSetup({ ...(await setupOptions(sb, configPath)), appOnly: true, user: mailbox, account: 'daemon' });
+  assert.equal(again.app.created, false);
+  assert.equal(again.secret?.reused, true);
+  assert.ok(!again.requests.some((r) => r.path.endsWith('/addPassword')));
+});
+
+test('setup --dry-run signs nobody in, calls nothing and writes nothing', async (t) => {
+  const dir = await tempDir(t, 'smtp365-setup-');
+  const configPath = path.join(dir, 'config.yaml');
+  const result = await runSetup({ dryRun: true, configPath, user: 'printer@contoso.com', env: {}, onDeviceCode: () => assert.fail('no sign-in in a dry run') });
+  assert.equal(result.dryRun, true);
+  assert.deepEqual(
+    result.requests.map((r) => `${r.method} ${r.path.split('?')[0]}`),
+    ["GET /servicePrincipals(appId='00000003-0000-0000-c000-000000000000')", 'GET /applications', 'POST /applications', 'POST /servicePrincipals', 'POST /oauth2PermissionGrants'],
+  );
+  const create = result.requests.find((r) => r.method === 'POST' && r.path === '/applications')!;
+  assert.equal((create.body as { isFallbackPublicClient?: boolean }).isFallbackPublicClient, true);
+  await assert.rejects(fs.access(configPath));
+});
+
+test('setup signed in by a user who is no administrator: refused with what to do instead, nothing written', async (t) => {
+  const sb = await withSandbox(t, { deviceCodeIntervalSeconds: 1 });
+  const admin = await adminClient(sb);
+  await admin('PATCH', '/users/megan@contoso.onmicrosoft.com', { mfaRequired: false });
+  const dir = await tempDir(t, 'smtp365-setup-');
+  const configPath = path.join(dir, 'config.yaml');
+  const opts = await setupOptions(sb, configPath);
+  await assert.rejects(
+    runSetup({ ...opts, onDeviceCode: (dc) => void admin('POST', '/device-codes/approve', { userCode: dc.userCode, upn: 'megan@contoso.onmicrosoft.com' }) }),
+    (e: Smtp365Error) => {
+      assert.equal(e.code, 'AUTH_CONSENT_REQUIRED');
+      assert.match(e.message, /AADSTS65001/);
+      assert.match(e.explanation?.title ?? '', /administrator tool/);
+      assert.ok(e.explanation?.fix.some((f) => f.includes('--admin-client-id')));
+      assert.ok(e.explanation?.fix.some((f) => f.includes('smtp365 init')));
+      return true;
+    },
+  );
+  await assert.rejects(fs.access(configPath));
+  assert.equal((await appsNamed(sb, 'smtp365 e2e')).length, 0);
+});
