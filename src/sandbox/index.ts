@@ -82,7 +82,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   let built: { directory: SandboxDirectory; publicClientId: string | undefined; confidentialClientId: string | undefined };
   if (options.scenario !== undefined) {
     const input = typeof options.scenario === 'string' ? readScenarioFile(options.scenario) : options.scenario;
-    built = buildScenario(input, typeof options.scenario === 'string' ? options.scenario : 'scenario');
+    built = typeof options.scenario === 'string' ? buildScenario(input, options.scenario, path.dirname(path.resolve(options.scenario))) : buildScenario(input, 'scenario');
   } else if (existsSync(dirFile)) {
     try {
       built = JSON.parse(readFileSync(dirFile, 'utf8')) as typeof built;

@@ -2,6 +2,7 @@
 // into the sandbox's directory. Validated with zod; errors name the key.
 import { createHash, randomUUID, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { Directory, newMailbox } from './directory.ts';
@@ -104,7 +105,8 @@ export interface BuiltScenario {
 }
 
 /** Validates a scenario and builds the directory it describes. */
-export function buildScenario(input: unknown, source = 'scenario'): BuiltScenario {
+/** `baseDir`: where relative certificate paths are read from (the scenario file's folder). */
+export function buildScenario(input: unknown, source = 'scenario', baseDir = process.cwd()): BuiltScenario {
   const parsed = scenarioSchema.safeParse(input);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`);
@@ -175,7 +177,7 @@ export function buildScenario(input: unknown, source = 'scenario'): BuiltScenari
       if (exoAccess.length) rra.push({ resourceAppId: EXCHANGE.appId, resourceAccess: exoAccess });
       const certificates = (a.certificates ?? []).map((c, i) => {
         try {
-          return certificateRecord(c.includes('-----BEGIN') ? c : readFileSync(c, 'utf8'));
+          return certificateRecord(c.includes('-----BEGIN') ? c : readFileSync(path.resolve(baseDir, c), 'utf8'));
         } catch (e) {
           return fail(`${at}.certificates.${i}`, `not a PEM certificate or readable file: ${(e as Error).message}`);
         }
