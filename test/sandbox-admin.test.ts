@@ -179,6 +179,8 @@ test('a state dir keeps the CA, the signing key and the directory across restart
   await sandboxRequest(first.info, 'PATCH', `${first.info.admin}/tenant`, { json: { smtpClientAuthenticationDisabled: false } });
   const res = await sandboxRequest(first.info, 'POST', `/${first.info.tenantId}/oauth2/v2.0/token`, { form: { grant_type: 'client_credentials', client_id: first.info.confidentialClient.clientId, client_secret: first.info.confidentialClient.clientSecret, scope: 'https://outlook.office365.com/.default' } });
   const accessToken = String(res.json()['access_token']);
+  const ropc = await sandboxRequest(first.info, 'POST', `/${first.info.tenantId}/oauth2/v2.0/token`, { form: { grant_type: 'password', client_id: first.info.publicClientId, username: first.info.users[0]!.upn, password: first.info.users[0]!.password, scope: 'https://outlook.office.com/SMTP.Send offline_access' } });
+  const refreshToken = String(ropc.json()['refresh_token']);
   await first.close();
   assert.equal(statSync(path.join(stateDir, 'directory.json')).mode & 0o077, 0, 'the directory (passwords, secrets) is owner-only');
   assert.equal(statSync(path.join(stateDir, 'signing-key.pem')).mode & 0o077, 0);
@@ -188,6 +190,9 @@ test('a state dir keeps the CA, the signing key and the directory across restart
   assert.equal(readFileSync(second.info.caFile, 'utf8'), ca);
   assert.equal(second.directory.tenant(second.info.tenantId)!.smtpClientAuthenticationDisabled, false);
   assert.ok(second.issuer.verifyAccessToken(accessToken).ok, 'tokens issued before the restart still verify');
+  const refreshed = await sandboxRequest(second.info, 'POST', `/${second.info.tenantId}/oauth2/v2.0/token`, { form: { grant_type: 'refresh_token', client_id: second.info.publicClientId, refresh_token: refreshToken, scope: 'https://outlook.office.com/SMTP.Send offline_access' } });
+  assert.equal(refreshed.status, 200, `refresh tokens survive the restart: ${refreshed.text}`);
+  assert.ok(!readFileSync(path.join(stateDir, 'sessions.json'), 'utf8').includes(refreshToken), 'only hashes are stored');
 });
 
 test('smtp365 sandbox --json prints exactly one line with the contract, and stops cleanly on SIGTERM', async (t) => {

@@ -118,6 +118,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     authority: () => authority,
     deviceCodeIntervalSeconds: options.deviceCodeIntervalSeconds ?? 5,
     autoApprove: options.autoApproveDeviceCodes ?? false,
+    sessionsFile: path.join(stateDir, 'sessions.json'),
   });
   const log = options.quiet ? undefined : options.log;
 

@@ -3,6 +3,7 @@
 // token sessions, and the AADSTS errors each state leads to (reference §4–5).
 // routes.ts puts it on HTTPS; the admin API and the sign-in pages call it.
 import { createHash, randomInt, randomUUID, timingSafeEqual, X509Certificate } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { FaultInjector } from '../faults/injector.ts';
 import type { SandboxClock } from '../state/clock.ts';
 import type { Directory } from '../state/directory.ts';
@@ -30,6 +31,8 @@ export interface IdentityOptions {
   authority: () => string;
   deviceCodeIntervalSeconds: number;
   autoApprove: { afterMs: number; upn?: string } | false;
+  /** Where refresh token sessions are kept (only their hashes), so sign-ins survive a restart with the same state dir. */
+  sessionsFile?: string;
 }
 
 export interface DeviceCodeEntry {
@@ -108,6 +111,27 @@ export class IdentityService {
   constructor(options: IdentityOptions) {
     this.#o = options;
     ensureFirstPartyApps(options.directory);
+    this.#loadSessions();
+  }
+
+  #loadSessions(): void {
+    const file = this.#o.sessionsFile;
+    if (!file || !existsSync(file)) return;
+    try {
+      const entries = JSON.parse(readFileSync(file, 'utf8')) as Array<[string, Session]>;
+      for (const [k, v] of entries) this.#sessions.set(k, v);
+    } catch {
+      // A damaged sessions file only means people sign in again.
+    }
+  }
+
+  #saveSessions(): void {
+    const file = this.#o.sessionsFile;
+    if (!file) return;
+    const now = this.#o.clock.nowSeconds();
+    for (const [k, v] of this.#sessions) if (now - v.issuedAt > 2 * REFRESH_IDLE_LIFETIME) this.#sessions.delete(k);
+    writeFileSync(`${file}.tmp`, JSON.stringify([...this.#sessions]), { mode: 0o600 });
+    renameSync(`${file}.tmp`, file);
   }
 
   get directory(): Directory {
@@ -410,6 +434,7 @@ export class IdentityService {
   #newSession(s: Omit<Session, 'issuedAt' | 'retired'>): string {
     const token = `0.A${opaqueToken(96)}`;
     this.#sessions.set(hash(token), { ...s, issuedAt: this.#o.clock.nowSeconds(), retired: false });
+    this.#saveSessions();
     return token;
   }
 
@@ -577,6 +602,7 @@ export class IdentityService {
     const reply = this.#delegatedReply({ tenant, app, user, scope: withOffline, auth, amr: session.amr, authTime: session.authTime, clientInfo, interactive: false }, ctx);
     // Rotation: the new refresh token replaces this one.
     session.retired = true;
+    this.#saveSessions();
     return reply;
   }
 
