@@ -46,6 +46,12 @@ export function notSignedIn(account: Account): Smtp365Error {
   });
 }
 
+const DEVICE_POLL_ERRORS = new Set(['authorization_declined', 'expired_token', 'code_expired', 'bad_verification_code']);
+
+function aadstsOf(e: IdentityErrorInput): number | undefined {
+  return e.error_codes?.[0] ?? (e.error_description ? Number(/AADSTS(\d+)/.exec(e.error_description)?.[1]) || undefined : undefined);
+}
+
 const CLIENT_CODES_NOT_SIGNED_IN = new Set(['no_account_in_silent_request', 'no_tokens_found', 'no_account_found', 'refresh_token_expired', 'native_account_unavailable']);
 const CLIENT_CODES_NETWORK = new Set(['network_error', 'endpoints_resolution_error', 'openid_config_error', 'network_unavailable', 'request_cannot_be_made']);
 
@@ -55,6 +61,8 @@ export interface MapContext {
   operation: string;
   /** The identity service's last error body, if any arrived during the operation. */
   serverError?: IdentityErrorBody;
+  /** The last failed connection (MSAL's discovery hides its cause). */
+  networkFailure?: Error;
 }
 
 /** Maps anything thrown while getting a token into a Smtp365Error with an explanation. */
@@ -86,8 +94,11 @@ export function toAuthError(err: unknown, ctx: MapContext): Smtp365Error {
     if (server?.correlation_id) details.correlationId = server.correlation_id;
     if (status !== undefined) details.httpStatus = status;
     const transientServer = (status !== undefined && (status >= 500 || status === 429)) || fromServer.error === 'temporarily_unavailable';
-    let explanation = explainIdentityError(fromServer, ectx);
-    if (transientServer && explanation.aadsts === undefined) {
+    // Device-code polling answers are told by their OAuth error (Entra attaches a generic AADSTS code to them).
+    const polling = fromServer.error !== undefined && DEVICE_POLL_ERRORS.has(fromServer.error);
+    let explanation = explainIdentityError(polling ? { error: fromServer.error!, ...(fromServer.error_description ? { error_description: fromServer.error_description.replace(/AADSTS\d+/g, '') } : {}) } : fromServer, ectx);
+    if (polling && aadstsOf(fromServer) !== undefined) explanation = { ...explanation, aadsts: aadstsOf(fromServer)! };
+    if (transientServer && (explanation.code === 'AUTH_FAILED' || explanation.aadsts === undefined)) {
       explanation = own(
         'AUTH_NETWORK',
         'The identity service is temporarily unavailable',
@@ -103,7 +114,7 @@ export function toAuthError(err: unknown, ctx: MapContext): Smtp365Error {
   }
 
   const code = m?.errorCode ?? '';
-  const text = redact(m?.errorMessage || (err instanceof Error ? err.message : String(err)));
+  const text = redact(ctx.networkFailure?.message || m?.errorMessage || (err instanceof Error ? err.message : String(err)));
   if (code === 'device_code_polling_cancelled' || (err instanceof Error && err.name === 'AbortError')) {
     return new Smtp365Error('AUTH_CANCELLED', 'Sign-in was cancelled', {
       cause: err,

@@ -34,6 +34,8 @@ export class HttpsNetworkClient implements INetworkModule {
   private readonly timeoutMs: number;
   /** The last error body an identity endpoint sent (cleared by the provider before each operation). */
   lastError: IdentityErrorBody | undefined;
+  /** The last request that failed to connect or complete (TLS, refused, timeout). */
+  lastFailure: Error | undefined;
 
   constructor(opts: HttpsNetworkOptions = {}) {
     this.ca = readCa(opts.caFile);
@@ -92,7 +94,11 @@ export class HttpsNetworkClient implements INetworkModule {
         },
       );
       req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${Math.round((timeout ?? this.timeoutMs) / 1000)} s`), { code: 'ETIMEDOUT' })));
-      req.on('error', (err) => reject(networkError(u, err)));
+      req.on('error', (err) => {
+        const e = networkError(u, err);
+        this.lastFailure = new Error(e.errorMessage);
+        reject(e);
+      });
       if (body) req.end(body);
       else req.end();
     });

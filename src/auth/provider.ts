@@ -285,6 +285,7 @@ class MsalTokenProvider implements AccountTokenProvider {
   private async refresh(forced: boolean, min: number): Promise<AccessToken> {
     return this.store.withLock(async () => {
       this.network.lastError = undefined;
+    this.network.lastFailure = undefined;
       this.changedMsal = undefined;
       try {
         this.loaded = await this.store.read();
@@ -302,7 +303,7 @@ class MsalTokenProvider implements AccountTokenProvider {
           result = await this.acquire(true);
         }
       } catch (err) {
-        const e = toAuthError(err, { account: this.account, operation: 'token refresh', serverError: this.network.lastError });
+        const e = toAuthError(err, { account: this.account, operation: 'token refresh', serverError: this.network.lastError, networkFailure: this.network.lastFailure });
         meta.lastError = { code: e.code, message: e.message, transient: e.transient, at: new Date().toISOString(), ...(typeof e.explanation?.aadsts === 'number' ? { aadsts: e.explanation.aadsts } : {}) };
         if (this.loaded || this.changedMsal) await this.persist(meta).catch(() => undefined);
         this.flight.set(undefined);
@@ -392,6 +393,7 @@ class MsalTokenProvider implements AccountTokenProvider {
     const app = new PublicClientApplication(this.config(false));
     const scopes = smtpScopes(a);
     this.network.lastError = undefined;
+    this.network.lastFailure = undefined;
     this.pendingSignIn = true;
     const marker = path.join(this.store.dir, `${a.name}.pending`);
     let result: AuthenticationResult | null;
@@ -457,7 +459,7 @@ class MsalTokenProvider implements AccountTokenProvider {
             cause: err,
             explanation: { code: 'AUTH_CANCELLED', transient: false, title: 'The browser sign-in was not finished in time', cause: 'Nobody completed the sign-in page; smtp365 stopped waiting.', fix: ['Run smtp365 login --browser again, or use the device code: smtp365 login'] },
           })
-        : toAuthError(err, { account: a, operation: 'sign-in', serverError: this.network.lastError });
+        : toAuthError(err, { account: a, operation: 'sign-in', serverError: this.network.lastError, networkFailure: this.network.lastFailure });
       this.log({ type: 'sign-in', level: 'error', message: e.message, error: e });
       throw e;
     } finally {
