@@ -1,14 +1,15 @@
 // Fidelity: Microsoft's @azure/msal-node, unmodified, in a child process that
 // only trusts the sandbox's CA (NODE_EXTRA_CA_CERTS) and names the sandbox as
 // its authority: device code approved through the admin API, a forced silent
-// refresh, and a confidential client with a secret and with a certificate.
+// refresh, interactive sign-in (authorization code + PKCE through the sign-in
+// page), and a confidential client with a secret and with a certificate.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { sandboxRequest, selfSignedCertificate, withSandbox } from './helpers/sandbox.ts';
+import { sandboxRequest, selfSignedCertificate, signInThroughBrowser, withSandbox } from './helpers/sandbox.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -34,6 +35,13 @@ out({ type: 'silent-token', accessToken: silent.accessToken, fromCache: silent.f
 const cca = new ConfidentialClientApplication({ auth: { clientId: cfg.clientId, clientSecret: cfg.clientSecret, authority, knownAuthorities }, system });
 const app = await cca.acquireTokenByClientCredential({ scopes: ['https://outlook.office365.com/.default'] });
 out({ type: 'secret-token', accessToken: app.accessToken });
+
+const interactive = await pca.acquireTokenInteractive({
+  scopes: ['https://outlook.office.com/SMTP.Send'],
+  openBrowser: async (url) => out({ type: 'browser', url }),
+  successTemplate: 'signed in', errorTemplate: 'failed',
+});
+out({ type: 'interactive-token', accessToken: interactive.accessToken, account: interactive.account?.username });
 
 const ccaCert = new ConfidentialClientApplication({ auth: { clientId: cfg.clientId, clientCertificate: { thumbprintSha256: cfg.thumbprintSha256, privateKey: cfg.privateKey }, authority, knownAuthorities }, system });
 const appCert = await ccaCert.acquireTokenByClientCredential({ scopes: ['https://outlook.office365.com/.default'] });
@@ -69,6 +77,10 @@ test('@azure/msal-node works unmodified against the sandbox', async (t) => {
       const r = await sandboxRequest(sb.info, 'POST', '/admin/device-codes/approve', { json: { userCode: msg['userCode'], upn: sb.info.users[0]!.upn } });
       assert.equal(r.status, 200, r.text);
     }
+    if (msg['type'] === 'browser') {
+      // The person in the browser MSAL opened: Megan, with her MFA step.
+      await signInThroughBrowser(sb.info, String(msg['url']), sb.info.users[1]!);
+    }
   }
   const code = await new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.on('exit', resolve)));
   assert.equal(code, 0, stderr);
@@ -89,6 +101,9 @@ test('@azure/msal-node works unmodified against the sandbox', async (t) => {
   assert.equal(results.get('silent-token')?.['fromCache'], false);
   assert.notEqual(results.get('silent-token')?.['accessToken'], results.get('devicecode-token')?.['accessToken']);
   assert.equal(silent.upn, sb.info.users[0]!.upn);
+  const browser = verify('interactive-token');
+  assert.equal(browser.upn, sb.info.users[1]!.upn);
+  assert.deepEqual(browser['amr'], ['pwd', 'mfa']);
   for (const type of ['secret-token', 'certificate-token']) {
     const app = verify(type);
     assert.equal(app.aud, 'https://outlook.office365.com');

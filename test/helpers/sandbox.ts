@@ -124,3 +124,36 @@ export async function selfSignedCertificate(subject = 'CN=smtp365 test app'): Pr
     thumbprintSha256Hex: createHash('sha256').update(raw).digest('hex').toUpperCase(),
   };
 }
+
+/**
+ * Plays the person in a browser: opens an /authorize URL (as MSAL's openBrowser
+ * gets it), signs in with password (and the MFA code when the user needs it),
+ * presses Continue (or Cancel), and follows the redirect to the app's loopback
+ * redirect URI so the waiting client receives the code. Returns that redirect.
+ */
+export async function signInThroughBrowser(
+  info: Pick<SandboxInfo, 'authority' | 'caFile'>,
+  authorizeUrl: string,
+  user: { upn: string; password: string; mfaCode?: string },
+  opts: { decline?: boolean; followRedirect?: boolean } = {},
+): Promise<string> {
+  const page = await sandboxRequest(info, 'GET', authorizeUrl);
+  const txn = /name="txn" value="([^"]+)"/.exec(page.text)?.[1];
+  if (!txn) throw new Error(`the sign-in page did not open (HTTP ${page.status}): ${page.text.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').slice(0, 300)}`);
+  let step = await sandboxRequest(info, 'POST', '/login', { form: { txn, step: 'password', login: user.upn, passwd: user.password } });
+  if (/name="step" value="mfa"/.test(step.text)) step = await sandboxRequest(info, 'POST', '/login', { form: { txn, step: 'mfa', otc: user.mfaCode ?? '123456' } });
+  if (!/name="step" value="confirm"/.test(step.text)) throw new Error(`sign-in failed: ${step.text.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').slice(0, 300)}`);
+  const done = await sandboxRequest(info, 'POST', '/login', { form: { txn, step: 'confirm', action: opts.decline ? 'cancel' : 'continue' } });
+  let location = typeof done.headers['location'] === 'string' ? done.headers['location'] : undefined;
+  if (!location) {
+    // response_mode=form_post: an auto-submitting form.
+    const action = /<form method="post" action="([^"]+)"/.exec(done.text)?.[1];
+    if (!action) throw new Error(`no redirect after sign-in (HTTP ${done.status})`);
+    const params = Object.fromEntries([...done.text.matchAll(/name="([^"]+)" value="([^"]*)"/g)].map((m) => [m[1]!, m[2]!.replace(/&amp;/g, '&').replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>')]));
+    location = action;
+    if (opts.followRedirect !== false) await fetch(action, { method: 'POST', body: new URLSearchParams(params) });
+    return location;
+  }
+  if (opts.followRedirect !== false && location.startsWith('http://')) await fetch(location).then((r) => r.text());
+  return location;
+}
