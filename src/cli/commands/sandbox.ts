@@ -97,6 +97,10 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   const info = sandbox.info;
+  if (!['127.0.0.1', '::1', 'localhost'].includes(o.host)) {
+    // The admin API has no authentication: it is a local test tool.
+    process.stderr.write(`smtp365 sandbox: warning: listening on ${o.host}; anyone who can reach it can use the admin API (no authentication). Use it on trusted networks only.\n`);
+  }
   if (o.json) {
     process.stdout.write(JSON.stringify(info) + '\n');
   } else {

@@ -128,7 +128,7 @@ interface Out {
 
 function route(d: Directory, caller: Caller, method: string, path: string, q: URLSearchParams, body: Record<string, unknown> | undefined, base: string, ctx: AdminContext): Out {
   const segs = splitPath(path);
-  const [head, id, sub, subId] = segs;
+  const [head, id, sub] = segs;
   const collection = (name: string, items: Array<Record<string, unknown>>): Out => ({ status: 200, body: { '@odata.context': `${base}/$metadata#${name}`, value: select(applyFilter(items, q.get('$filter')), q).slice(0, topOf(q)) } });
   const entity = (name: string, item: Record<string, unknown>, status = 200): Out => ({ status, body: { '@odata.context': `${base}/$metadata#${name}/$entity`, ...select([item], q)[0] } });
 
@@ -289,7 +289,6 @@ function route(d: Directory, caller: Caller, method: string, path: string, q: UR
         requireAny(caller, READ_APPS);
         return collection('oauth2PermissionGrants', d.delegatedGrantsFor(sp.id).map((g) => ({ ...g })));
       }
-      void subId;
       throw notFound(id.name);
     }
     case 'oauth2PermissionGrants': {

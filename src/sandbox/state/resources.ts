@@ -82,7 +82,7 @@ export function resourceByIdentifier(identifier: string): { resource: Resource; 
   for (const r of RESOURCES) {
     if (r.identifierUris.some((u) => u.replace(/\/+$/, '').toLowerCase() === id)) {
       // Outlook tokens carry the URI that was asked for (outlook.office.com vs outlook.office365.com).
-      const audience = r === EXCHANGE && id.startsWith('https://') ? id : r === EXCHANGE ? r.audience : r.audience;
+      const audience = r === EXCHANGE && id.startsWith('https://') ? id : r.audience;
       return { resource: r, audience };
     }
   }
