@@ -196,3 +196,25 @@ test('9 XOAUTH2 app-only: no Exchange service principal: 5.7.3 with New-ServiceP
   assert.match(x.powershell[0] ?? '', new RegExp(`^New-ServicePrincipal -AppId ${r.account.clientId} -ObjectId `));
   assert.match(x.powershell[1] ?? '', new RegExp(`^Add-MailboxPermission -Identity ${r.account.user} -User .* -AccessRights FullAccess$`));
 });
+
+test('6 sign-in: a refresh token idle for more than 90 days (AADSTS700082): sign in again', async (t) => {
+  const r = await rig(t);
+  await r.admin('POST', '/clock', { advanceSeconds: 91 * 86400 });
+  const results = await r.doctor();
+  const x = only(results, 'sign-in', 'failed');
+  assert.equal(x.code, 'AUTH_SIGNIN_EXPIRED');
+  assert.match(x.detail, /AADSTS700082/);
+  assert.match(x.problem ?? '', /90 days/);
+  assert.ok(x.fix.some((f) => f.includes('smtp365 login --account sandbox')), x.fix.join(' | '));
+  skippedBecause(results, ['token-claims', 'smtp-auth'], 6);
+});
+
+test('5 permissions: delegated consent revoked after sign-in is found on the next refresh (AADSTS65001)', async (t) => {
+  const r = await rig(t);
+  await r.admin('PATCH', `/apps/${r.account.clientId}`, { adminConsent: false });
+  const results = await r.doctor();
+  const x = only(results, 'permissions', 'failed');
+  assert.equal(x.code, 'AUTH_CONSENT_REQUIRED');
+  assert.match(x.step ?? '', /steps 12–19/);
+  assert.match(x.portal ?? '', /SMTP\.Send, openid, offline_access, User\.Read › Grant admin consent/);
+});

@@ -75,7 +75,8 @@ function enableSmtpAuthFix(ctx: ExplainContext): Pick<Explanation, 'fix' | 'port
 }
 
 function relogin(ctx: ExplainContext): string {
-  return ctx.appOnly ? 'Check the client secret or certificate of the app.' : 'Sign in again: smtp365 login';
+  const account = ctx.accountName && ctx.accountName !== 'default' ? ` --account ${ctx.accountName}` : '';
+  return ctx.appOnly ? 'Check the client secret or certificate of the app.' : `Sign in again: smtp365 login${account}`;
 }
 
 // ---------------------------------------------------------------- SMTP replies

@@ -24,7 +24,9 @@ export function tokenAttempt(ctx: DoctorContext): Promise<TokenAttempt> {
       ctx.provider ??= await ctx.deps.createTokenProvider(account, ctx.env);
       // Read the sign-in's state first: getting a token renews the refresh token and resets its age.
       ctx.signInBefore = await ctx.provider.state?.().catch(() => undefined);
-      return { token: await ctx.provider.getAccessToken() };
+      // Forced: "signed in" must mean the identity service accepts the sign-in (or the secret) now,
+      // not that a cached access token has not expired yet. It also renews the 90-day idle clock.
+      return { token: await ctx.provider.getAccessToken({ forceRefresh: true }) };
     } catch (error) {
       return { error };
     }
