@@ -204,6 +204,7 @@ class MailerImpl implements Smtp365Mailer {
   private composer: Mail<SendResult> | undefined;
   private readonly pending = new Set<Promise<unknown>>();
   private closed = false;
+  private closing: Promise<void> | undefined;
   private counters = { sent: 0, failed: 0, retries: 0, tokenRenewals: 0, tokenFetches: 0 };
 
   constructor(options: MailerOptions) {
@@ -237,6 +238,7 @@ class MailerImpl implements Smtp365Mailer {
     const transcript = options.transcript && this.log.debug ? this.transcriptLogger() : undefined;
     this.pool = new ConnectionPool({
       maxConnections: Math.min(max, MICROSOFT_MAX_CONNECTIONS),
+      authUser: account.user,
       idleTimeoutMs: options.idleTimeoutMs ?? 30_000,
       settings: {
         host: account.smtpHost,
@@ -270,11 +272,14 @@ class MailerImpl implements Smtp365Mailer {
     this.pool.release(conn, true);
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
-    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
-    await this.pool.close();
-    this.composer?.close();
+  close(): Promise<void> {
+    // Memoised: nodemailer's Mail.close() calls the transport's close(), which lands here again.
+    this.closing ??= (async () => {
+      this.closed = true;
+      while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+      await this.pool.close();
+    })();
+    return this.closing;
   }
 
   stats(): MailerStats {

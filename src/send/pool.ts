@@ -25,6 +25,8 @@ export interface ConnectionSettings {
 
 export interface PoolOptions {
   maxConnections: number;
+  /** The mailbox (for nodemailer's log lines; the XOAUTH2 payload is built by `authenticate`). */
+  authUser: string;
   settings: ConnectionSettings;
   /** Runs the XOAUTH2 exchange; returns when the token used expires (ms since epoch). */
   authenticate: (ctx: SMTPConnectionCustomAuthContext) => Promise<number>;
@@ -297,7 +299,8 @@ export class ConnectionPool {
       smtp.once('end', () => fail(Object.assign(new Error('Connection closed during setup'), { code: 'ECONNECTION' })));
       smtp.connect((err) => {
         if (err) return fail(err);
-        smtp.login({ user: 'xoauth2', method: 'XOAUTH2' }, (loginErr) => {
+        // `oauth2` only tells nodemailer that XOAUTH2 can run; the exchange itself is our customAuth handler.
+        smtp.login({ user: this.opts.authUser, method: 'XOAUTH2', oauth2: {} as never }, (loginErr) => {
           if (loginErr) return fail(loginErr);
           if (settled) return;
           settled = true;

@@ -82,7 +82,11 @@ export function parseAddressField(field: string, input: AddressInput): string[] 
     if (parsed.length === 0) throw invalidAddress(field, v, 'no address found');
     for (const p of parsed) {
       const addr = (p.address ?? '').trim();
-      if (!addr) throw invalidAddress(field, v, p.name ? `"${p.name}" has no address` : 'no address found');
+      if (!addr) {
+        // addressparser files a bare word ("bob", "root") under name
+        const word = (p.name ?? '').trim();
+        throw invalidAddress(field, word || v, (word && addressProblem(word)) || 'no address found');
+      }
       const problem = addressProblem(addr);
       if (problem) throw invalidAddress(field, addr, problem);
       out.push(addr);

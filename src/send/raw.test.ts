@@ -1,0 +1,73 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { prepareSubmissionHeaders, parseHeaderBlock, findHeaderEnd, messageIdOf } from './raw.ts';
+import { spoolMessage, splitHeaderSection } from './spool.ts';
+
+test('header blocks are unfolded; several To lines all count', () => {
+  const f = parseHeaderBlock('To: a@x.com,\r\n b@x.com\r\nSubject: hi\r\nTo: c@x.com\r\n');
+  assert.equal(f.length, 3);
+  assert.equal(f[0]!.value, 'a@x.com, b@x.com');
+  const p = prepareSubmissionHeaders('To: a@x.com,\r\n b@x.com\r\nSubject: hi\r\nTo: c@x.com\r\n', { defaultFrom: 'me@contoso.com' });
+  assert.deepEqual(p.to, ['a@x.com', 'b@x.com', 'c@x.com']);
+});
+
+test('submission headers: Bcc stripped, From/Date/Message-ID added only when missing', () => {
+  const p = prepareSubmissionHeaders('To: a@x.com\nBcc: hidden@x.com,\n  also@x.com\nSubject: s\n', { defaultFrom: 'me@contoso.com', fromName: 'Cron Daemon' });
+  assert.deepEqual(p.bcc, ['hidden@x.com', 'also@x.com']);
+  assert.ok(!/hidden|also@/.test(p.text), p.text);
+  assert.match(p.text, /^From: "?Cron Daemon"? <me@contoso\.com>\n/m);
+  assert.match(p.text, /^Date: \w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} \+0000\n/m);
+  assert.match(p.text, /^Message-ID: <[0-9a-f]+\.[0-9a-z]+@contoso\.com>\n/m);
+  assert.ok(p.text.endsWith('Subject: s\n\n'));
+  assert.deepEqual(p.added.sort(), ['Date', 'From', 'Message-ID']);
+  const q = prepareSubmissionHeaders('From: Boss <boss@contoso.com>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <x@y>\r\nTo: a@x.com\r\n', { defaultFrom: 'me@contoso.com' });
+  assert.deepEqual(q.added, []);
+  assert.equal(q.from, 'boss@contoso.com');
+  assert.equal(q.messageId, '<x@y>');
+  assert.ok(q.text.endsWith('\r\n\r\n'));
+});
+
+test('findHeaderEnd and messageIdOf read the header section only', async () => {
+  assert.equal(findHeaderEnd(Buffer.from('A: 1\r\n\r\nbody')), 8);
+  assert.equal(findHeaderEnd(Buffer.from('A: 1\n\nbody')), 6);
+  assert.equal(findHeaderEnd(Buffer.from('A: 1\nB: 2\n')), undefined);
+  assert.equal(await messageIdOf('Message-ID: <abc@d>\r\n\r\nMessage-ID: <body@x>'), '<abc@d>');
+});
+
+test('splitHeaderSection: no headers at all starts the body at once', () => {
+  assert.deepEqual(splitHeaderSection(Buffer.from('hello\nworld\n'), true), { header: '', bodyStart: 0 });
+  assert.deepEqual(splitHeaderSection(Buffer.from('Subject: x\nhello\n'), true), { header: 'Subject: x\n', bodyStart: 11 });
+  assert.equal(splitHeaderSection(Buffer.from('Subject: x\nTo: a'), false), undefined);
+  assert.deepEqual(splitHeaderSection(Buffer.from('From me Mon Jan 1\nSubject: x\n\nb'), true), { header: 'Subject: x\n', bodyStart: 30 });
+});
+
+async function spool(input: string[], dotTerminates: boolean) {
+  const seen: string[] = [];
+  const s = await spoolMessage(Readable.from(input.map((x) => Buffer.from(x))), {
+    dotTerminates,
+    onHeaders: (h) => {
+      seen.push(h);
+      return `X-Seen: yes\n${h}\n`;
+    },
+  });
+  const text = await readFile(s.path, 'utf8');
+  await s.cleanup();
+  return { text, headers: seen[0] };
+}
+
+test('spoolMessage rewrites headers and keeps the body byte for byte', async () => {
+  const r = await spool(['Subject: a\nTo: b@x.com\n', '\nline 1\n', '.leading dot\nend'], false);
+  assert.equal(r.headers, 'Subject: a\nTo: b@x.com\n');
+  assert.equal(r.text, 'X-Seen: yes\nSubject: a\nTo: b@x.com\n\nline 1\n.leading dot\nend');
+});
+
+test('without -i a line holding only "." ends the message, even split across chunks', async () => {
+  assert.equal((await spool(['Subject: a\n\nbody\n.', '\nignored\n'], true)).text, 'X-Seen: yes\nSubject: a\n\nbody\n');
+  assert.equal((await spool(['Subject: a\n\nbody\n', '.\r', '\nignored'], true)).text, 'X-Seen: yes\nSubject: a\n\nbody\n');
+  assert.equal((await spool(['Subject: a\n\n.. two dots stay\n.x\n'], true)).text, 'X-Seen: yes\nSubject: a\n\n.. two dots stay\n.x\n');
+  assert.equal((await spool(['Subject: a\n.\nrest'], true)).text, 'X-Seen: yes\nSubject: a\n\n');
+  // with -i the dot line is content
+  assert.equal((await spool(['Subject: a\n\nx\n.\ny'], false)).text, 'X-Seen: yes\nSubject: a\n\nx\n.\ny');
+});
