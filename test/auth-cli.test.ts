@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { withSandbox, type Sandbox } from './helpers/sandbox.ts';
 import { adminFor, decodeJwt } from './auth-sandbox-admin.ts';
 
@@ -201,4 +201,51 @@ test('login: a declined sign-in is explained (exit 77); Ctrl-C cancels cleanly (
   assert.match(c.stderr, /Sign-in cancelled; nothing was saved/);
   const acc = await cli(t, ['accounts', '--json'], env);
   assert.equal((JSON.parse(acc.stdout) as { accounts: Array<{ state: string }> }).accounts[0]!.state, 'empty');
+});
+
+const hasMsmtp = (() => {
+  const r = spawnSync('msmtp', ['--version'], { encoding: 'utf8' });
+  return !r.error && r.status === 0;
+})();
+
+test('msmtp sends with passwordeval "smtp365 token" (the docs/auth.md example)', { skip: hasMsmtp ? false : 'msmtp is not installed (Debian: apt-get install msmtp)' }, async (t) => {
+  const sb = await withSandbox(t, { deviceCodeIntervalSeconds: 1 });
+  const env = await envFor(t, sb);
+  const upn = sb.info.users[0]!.upn;
+  assert.equal((await cli(t, ['login', '--no-qr'], env, { onStdout: approveFromOutput(sb, upn) })).code, 0);
+  const rc = path.join(env.HOME!, 'msmtprc');
+  await fs.writeFile(
+    rc,
+    [
+      'account office365',
+      `host ${sb.info.smtp.host}`,
+      `port ${sb.info.smtp.port}`,
+      'tls on',
+      'tls_starttls on',
+      `tls_trust_file ${sb.info.caFile}`,
+      'auth xoauth2',
+      `user ${upn}`,
+      `from ${upn}`,
+      `passwordeval "${process.execPath} ${MAIN} token"`,
+      '',
+      'account default : office365',
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
+  const subject = `msmtp via smtp365 token ${Date.now()}`;
+  const r = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+    const child = spawn('msmtp', ['-C', rc, sb.info.users[1]!.upn], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['pipe', 'ignore', 'pipe'] });
+    t.after(() => child.kill());
+    let stderr = '';
+    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+    child.on('error', reject);
+    child.on('exit', (code) => resolve({ code, stderr }));
+    child.stdin!.end(`From: ${upn}\r\nTo: ${sb.info.users[1]!.upn}\r\nSubject: ${subject}\r\n\r\nhello\r\n`);
+  });
+  assert.equal(r.code, 0, r.stderr);
+  const got = sb.messages.list().find((m) => m.subject === subject);
+  assert.ok(got, 'the sandbox received the message');
+  assert.equal(got.authIdentity, upn);
+  assert.equal(got.authUser, upn);
 });

@@ -81,6 +81,7 @@ export function adminFor(sb: Sandbox) {
     },
     /** Removes every delegated consent grant for the app (as if consent was never given). */
     async revokeConsent(clientId: string): Promise<void> {
+      if (await call('PATCH', `/apps/${clientId}`, { adminConsent: false })) return;
       const sp = sb.directory.servicePrincipalByAppId(sb.info.tenantId, clientId);
       sb.directory.data.delegatedGrants = sb.directory.data.delegatedGrants.filter((g) => g.clientId !== sp?.id);
       sb.directory.changed();
