@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Smtp365Error } from '../errors/error.ts';
+import type { Smtp365Error } from '../errors/error.ts';
 import { addressProblem, base64Size, parseAddressField, validateMailOptions, validateRawMessage, DEFAULT_MAX_MESSAGE_BYTES } from './validate.ts';
 
 function code(fn: () => unknown): string | undefined {

@@ -1,6 +1,362 @@
-// Placeholder until the module that owns this command lands; replaced, not extended.
+// `smtp365 send`: one message from flags (to, cc, bcc, subject, text or
+// HTML, attachments, headers) or a whole RFC 5322 message on stdin. Exit
+// codes follow sysexits.h (75: temporary, retry later; 65: bad input; 77:
+// permission/sign-in; 69: refused), --json prints the result for scripts,
+// and a progress line appears on a terminal for large messages. Heavy
+// modules (config, auth, nodemailer) load only once a message is really sent.
+import { Command, InvalidArgumentError } from 'commander';
+import type { Readable } from 'node:stream';
 import { Smtp365Error } from '../../errors/error.ts';
+import { addAccountOptions, resolveOptionsFromFlags, type AccountFlagValues } from '../../config/flags.ts';
+import type { Account } from '../../config/account.ts';
+import type { Smtp365Mailer, MailerLogger, SendProgress } from '../../send/mailer.ts';
+import type { SendResult } from '../../send/types.ts';
+import { reportError, printJson, EXIT } from '../output.ts';
 
-export async function run(_argv: string[]): Promise<number> {
-  throw new Smtp365Error('INTERNAL', 'smtp365 send is not available in this build yet');
+interface SendFlags extends AccountFlagValues {
+  to: string[];
+  cc: string[];
+  bcc: string[];
+  from?: string;
+  replyTo?: string;
+  subject?: string;
+  text?: string;
+  textFile?: string;
+  html?: string;
+  htmlFile?: string;
+  attach: string[];
+  header: string[];
+  stdin?: boolean;
+  maxSize?: number;
+  retry: boolean;
+  timeout?: number;
+  json?: boolean;
+  verbose?: boolean;
+  quiet?: boolean;
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+/** "35MB", "150M", "2.5 GB", "36700160" → bytes. */
+export function parseSize(value: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$/i.exec(value);
+  if (!m) throw new InvalidArgumentError('expected a size such as 35MB, 150M or a number of bytes');
+  const unit = (m[2] ?? 'b').toLowerCase()[0];
+  const mult = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1;
+  const n = Math.round(Number(m[1]) * mult);
+  if (n < 1024) throw new InvalidArgumentError('the size limit must be at least 1 KB');
+  return n;
+}
+
+function seconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || n > 86_400) throw new InvalidArgumentError('expected seconds, from 1 to 86400');
+  return n;
+}
+
+/** "X-Tag: value" → ["X-Tag", "value"]. */
+export function parseHeaderFlag(h: string): [string, string] {
+  const m = /^([!-9;-~]+)\s*:\s?(.*)$/s.exec(h);
+  if (!m) throw new Smtp365Error('INPUT_INVALID', `--header "${h}": expected "Name: value"`);
+  if (/[\r\n]/.test(m[2]!)) throw new Smtp365Error('INPUT_INVALID', `--header "${m[1]}": the value must not contain line breaks`);
+  const name = m[1]!;
+  if (/^(to|cc|bcc|from|subject)$/i.test(name)) {
+    throw new Smtp365Error('INPUT_INVALID', `--header "${name}": use --${name.toLowerCase()} instead`);
+  }
+  return [name, m[2]!];
+}
+
+export interface CliMailerOptions {
+  account: Account;
+  verbose?: boolean;
+  retry?: boolean;
+  timeoutSeconds?: number;
+  maxSize?: number;
+  /** Where retry notes go (stderr on a TTY or with --verbose). */
+  notes?: (line: string) => void;
+}
+
+/** The account's mailer with CLI defaults: pacing off (one message), retries within --timeout. */
+export async function cliMailer(o: CliMailerOptions): Promise<Smtp365Mailer> {
+  const [{ createMailer }, { createTokenProvider }, { redact }] = await Promise.all([
+    import('../../send/mailer.ts'),
+    import('../../auth/provider.ts'),
+    import('../../util/redact.ts'),
+  ]);
+  const notes = o.notes;
+  const logger: MailerLogger = {
+    warn: (m) => notes?.(m),
+    info: (m) => notes?.(m),
+    ...(o.verbose ? { debug: (m: string) => process.stderr.write(`  ${redact(m).replace(/\n/g, '\n  ')}\n`) } : {}),
+  };
+  const verboseAuth = o.verbose ? (await import('./login.ts')).verboseLogger(true) : undefined;
+  const budgetMs = (o.timeoutSeconds ?? 120) * 1000;
+  return createMailer({
+    account: o.account,
+    tokenProvider: createTokenProvider(o.account, verboseAuth ? { logger: verboseAuth } : {}),
+    // One process sends one message: pacing has nothing to pace, and the
+    // relay is the tool for steady streams.
+    rateLimit: false,
+    maxConnections: 1,
+    retry: o.retry === false ? false : { budgetMs, maxAttempts: 6 },
+    timeouts: { connectMs: Math.min(30_000, budgetMs), socketMs: Math.max(60_000, Math.min(300_000, budgetMs)) },
+    ...(o.maxSize ? { maxMessageBytes: o.maxSize } : {}),
+    logger,
+    transcript: o.verbose === true,
+  });
+}
+
+/** Environment fallback for the size limit: SMTP365_MAX_MESSAGE_SIZE (e.g. "150MB"). */
+export function maxSizeFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const v = env.SMTP365_MAX_MESSAGE_SIZE;
+  if (!v) return undefined;
+  try {
+    return parseSize(v);
+  } catch {
+    throw new Smtp365Error('CONFIG_INVALID', `SMTP365_MAX_MESSAGE_SIZE: expected a size such as 35MB, got ${JSON.stringify(v)}`);
+  }
+}
+
+const MB = 1024 * 1024;
+
+function fmtMB(n: number): string {
+  return `${(n / MB).toFixed(1)} MB`;
+}
+
+/** A progress line on stderr for large messages, only when stderr is a terminal. */
+export function progressLine(enabled: boolean): { onProgress?: (p: SendProgress) => void; done(): void } {
+  if (!enabled || process.stderr.isTTY !== true) return { done: () => undefined };
+  let shown = false;
+  return {
+    onProgress: (p) => {
+      const total = p.totalBytes;
+      if ((total ?? p.sentBytes) < MB) return;
+      shown = true;
+      const pct = total ? ` (${Math.min(100, Math.round((p.sentBytes / total) * 100))}%)` : '';
+      const attempt = p.attempt > 1 ? `, attempt ${p.attempt}` : '';
+      process.stderr.write(`\r\x1b[2KSending… ${fmtMB(p.sentBytes)}${total ? ` of ~${fmtMB(total)}` : ''}${pct}${attempt}`);
+    },
+    done: () => {
+      if (shown) process.stderr.write('\r\x1b[2K');
+    },
+  };
+}
+
+/** Prints a SendResult: one line for people, the object for --json. */
+export function printResult(r: SendResult, json: boolean | undefined, quiet: boolean | undefined): void {
+  if (json) {
+    printJson({ ok: true, ...r });
+    return;
+  }
+  if (quiet) return;
+  const lines = [`Sent ${r.messageId || '(no Message-ID)'} to ${r.accepted.join(', ')}`];
+  lines.push(`  Server said: ${r.response}`);
+  if (r.attempts > 1) lines.push(`  After ${r.attempts} attempts`);
+  for (const x of r.rejected) lines.push(`  Rejected ${x.address}: ${[x.reply.code, x.reply.enhanced, x.reply.text].filter(Boolean).join(' ')}`);
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+/** Reads all of stdin as UTF-8 text (for --text-file - and a piped plain body). */
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(c as string));
+  return Buffer.concat(chunks);
+}
+
+/** Whether piped input is a whole message (starts with a header line) rather than a plain body. */
+export function looksLikeMessage(head: Buffer): boolean {
+  const firstLine = head.toString('utf8', 0, Math.min(head.length, 1000)).split(/\r?\n/)[0] ?? '';
+  return /^[!-9;-~]+[ \t]*:/.test(firstLine) || /^From \S+/.test(firstLine);
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const cmd = new Command('smtp365 send')
+    .description(
+      'Send a message through Microsoft 365.\n\n' +
+        'Either build it from flags, or pipe a whole RFC 5322 message on stdin (--stdin; also assumed\n' +
+        'when no body flag is given and the piped input starts with a header line). Piped text that is\n' +
+        'not a message becomes the text body.\n\n' +
+        'Exit codes: 0 sent, 64 usage, 65 bad input, 69 refused, 75 temporary (retry later),\n' +
+        '77 permission or sign-in problem, 78 configuration.',
+    )
+    .option('-t, --to <address>', 'recipient; repeat or separate with commas', collect, [])
+    .option('--cc <address>', 'copy recipient; repeatable', collect, [])
+    .option('--bcc <address>', 'blind copy recipient; repeatable', collect, [])
+    .option('-f, --from <address>', 'From address (default: the account\'s mailbox; another address needs SendAs)')
+    .option('--reply-to <address>', 'Reply-To address')
+    .option('-s, --subject <text>', 'subject')
+    .option('--text <text>', 'plain-text body')
+    .option('--text-file <file>', 'plain-text body from a file ("-" for stdin)')
+    .option('--html <html>', 'HTML body')
+    .option('--html-file <file>', 'HTML body from a file ("-" for stdin)')
+    .option('--attach <file>', 'attach a file (streamed from disk); repeatable', collect, [])
+    .option('-H, --header <"Name: value">', 'extra header; repeatable', collect, [])
+    .option('--stdin', 'read a whole RFC 5322 message from stdin')
+    .option('--max-size <size>', 'largest message to send, after encoding (default 35MB or SMTP365_MAX_MESSAGE_SIZE)', parseSize)
+    .option('--no-retry', 'fail at once on temporary errors instead of retrying')
+    .option('--timeout <seconds>', 'give up retrying after this long (default 120)', seconds)
+    .option('--json', 'print the result (or the error) as JSON on stdout')
+    .option('-q, --quiet', 'print nothing on success')
+    .option('--verbose', 'show the SMTP dialogue and details of errors (secrets masked)')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  addAccountOptions(cmd, { overrides: true });
+  try {
+    cmd.parse(argv, { from: 'user' });
+  } catch (err) {
+    return (err as { exitCode?: number }).exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+  }
+  const o = cmd.opts<SendFlags>();
+  if (cmd.args.length > 0) {
+    process.stderr.write(`smtp365 send: unexpected argument "${cmd.args[0]}" (recipients go after --to)\n`);
+    return EXIT.USAGE;
+  }
+  try {
+    return await send(o);
+  } catch (err) {
+    return reportError(err, { json: o.json ?? false, verbose: o.verbose ?? false });
+  }
+}
+
+async function send(o: SendFlags): Promise<number> {
+  if (o.text !== undefined && o.textFile !== undefined) throw new Smtp365Error('INPUT_INVALID', 'Give either --text or --text-file, not both');
+  if (o.html !== undefined && o.htmlFile !== undefined) throw new Smtp365Error('INPUT_INVALID', 'Give either --html or --html-file, not both');
+  if (o.textFile === '-' && o.htmlFile === '-') throw new Smtp365Error('INPUT_INVALID', 'Only one of --text-file and --html-file can read stdin');
+  const headers = o.header.map(parseHeaderFlag);
+  const bodyFlags = o.text !== undefined || o.textFile !== undefined || o.html !== undefined || o.htmlFile !== undefined;
+  const stdinPiped = process.stdin.isTTY !== true;
+
+  // Decide the mode before loading anything heavy.
+  let rawMode = o.stdin === true;
+  let pipedBody: Buffer | undefined;
+  if (o.stdin && bodyFlags) throw new Smtp365Error('INPUT_INVALID', '--stdin reads a whole message; it cannot be combined with --text/--html');
+  if (!bodyFlags && !o.stdin && stdinPiped && o.attach.length === 0) {
+    // Peek at the first chunk: a header line means a whole message, anything else is the text body.
+    const first = await firstChunk(process.stdin);
+    if (first && first.length > 0) {
+      if (looksLikeMessage(first)) {
+        rawMode = true;
+      } else {
+        pipedBody = Buffer.concat([first, await readAll(process.stdin)]);
+      }
+    }
+  }
+  if (!rawMode && o.subject === undefined) {
+    throw new Smtp365Error('INPUT_INVALID', 'A subject is required: --subject "…" (it may be empty: --subject "")');
+  }
+
+  const { resolveAccount } = await import('../../config/load.ts');
+  const account = await resolveAccount(resolveOptionsFromFlags(o));
+  const maxSize = o.maxSize ?? maxSizeFromEnv();
+  const notesOn = o.verbose === true || process.stderr.isTTY === true;
+  const mailer = await cliMailer({
+    account,
+    ...(o.verbose ? { verbose: true } : {}),
+    retry: o.retry,
+    ...(o.timeout ? { timeoutSeconds: o.timeout } : {}),
+    ...(maxSize ? { maxSize } : {}),
+    ...(notesOn && !o.json ? { notes: (l: string) => process.stderr.write(`smtp365: ${l}\n`) } : {}),
+  });
+  const progress = progressLine(!o.json && !o.quiet);
+  try {
+    let result: SendResult;
+    if (rawMode) {
+      result = await sendRawFromStdin(mailer, account, o, progress.onProgress);
+    } else {
+      const readBody = async (file: string | undefined, inline: string | undefined) => {
+        if (inline !== undefined) return inline;
+        if (file === undefined) return undefined;
+        if (file === '-') return (await readAll(process.stdin)).toString('utf8');
+        const { checkReadableFile } = await import('../../send/validate.ts');
+        await checkReadableFile(file, 'the body file');
+        return { path: file };
+      };
+      const text = (await readBody(o.textFile, o.text)) ?? pipedBody?.toString('utf8');
+      const html = await readBody(o.htmlFile, o.html);
+      const path = await import('node:path');
+      result = await mailer.send(
+        {
+          ...(o.from ? { from: o.from } : {}),
+          ...(o.replyTo ? { replyTo: o.replyTo } : {}),
+          to: o.to,
+          cc: o.cc,
+          bcc: o.bcc,
+          subject: o.subject ?? '',
+          ...(text !== undefined ? { text } : {}),
+          ...(html !== undefined ? { html } : {}),
+          attachments: o.attach.map((p) => ({ path: p, filename: path.basename(p) })),
+          ...(headers.length ? { headers: headers.map(([key, value]) => ({ key, value })) } : {}),
+        },
+        progress.onProgress ? { onProgress: progress.onProgress } : {},
+      );
+    }
+    progress.done();
+    printResult(result, o.json, o.quiet);
+    return EXIT.OK;
+  } catch (err) {
+    progress.done();
+    throw err;
+  } finally {
+    await mailer.close();
+  }
+}
+
+async function firstChunk(stream: Readable): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const onData = (c: Buffer | string) => {
+      cleanup();
+      stream.pause();
+      const b = Buffer.isBuffer(c) ? c : Buffer.from(c);
+      stream.unshift(b);
+      resolve(b);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(undefined);
+    };
+    const onError = (e: Error) => {
+      cleanup();
+      reject(e);
+    };
+    const cleanup = () => {
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('error', onError);
+    };
+    stream.on('data', onData);
+    stream.on('end', onEnd);
+    stream.on('error', onError);
+  });
+}
+
+async function sendRawFromStdin(
+  mailer: Smtp365Mailer,
+  account: Account,
+  o: SendFlags,
+  onProgress: ((p: SendProgress) => void) | undefined,
+): Promise<SendResult> {
+  const [{ spoolMessage }, { prepareSubmissionHeaders }, { parseAddressField }] = await Promise.all([
+    import('../../send/spool.ts'),
+    import('../../send/raw.ts'),
+    import('../../send/validate.ts'),
+  ]);
+  const flagRecipients = [...o.to, ...o.cc, ...o.bcc].flatMap((v, i) => parseAddressField(i < o.to.length ? 'to' : 'cc/bcc', v));
+  const from = o.from ? parseAddressField('from', o.from)[0]! : account.user;
+  let headerRecipients: string[] = [];
+  const spooled = await spoolMessage(process.stdin, {
+    dotTerminates: false,
+    onHeaders: (h) => {
+      let text = h;
+      if (o.subject !== undefined && !/^subject[ \t]*:/im.test(h)) text = `Subject: ${o.subject}\n` + text;
+      const p = prepareSubmissionHeaders(text, { defaultFrom: from });
+      headerRecipients = [...p.to, ...p.cc, ...p.bcc];
+      return p.text;
+    },
+  });
+  try {
+    const to = flagRecipients.length > 0 ? flagRecipients : headerRecipients;
+    return await mailer.send({ raw: { path: spooled.path }, envelope: { from, to: [...new Set(to)] } }, onProgress ? { onProgress } : {});
+  } finally {
+    await spooled.cleanup();
+  }
 }
