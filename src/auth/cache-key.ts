@@ -3,9 +3,9 @@
 //   1. SMTP365_CACHE_KEY (or SMTP365_CACHE_PASSPHRASE): a passphrase from the
 //      environment, stretched with scrypt and a per-file salt — containers and
 //      CI, where the secret store injects it;
-//   2. the OS keyring (macOS Keychain, Windows Credential Manager, Secret
-//      Service on a Linux desktop) when the optional @napi-rs/keyring module is
-//      installed and a keyring answers — silently skipped on headless servers;
+//   2. the OS keyring (macOS Keychain, Windows Credential Manager; on a Linux
+//      desktop with SMTP365_KEYRING=1, the Secret Service) through the optional
+//      @napi-rs/keyring module, when it answers — silently skipped otherwise;
 //   3. a random 256-bit key in <home>/cache.key, mode 0600 in a 0700 directory.
 // The cache file records which source encrypted it, so reading never guesses.
 import crypto from 'node:crypto';
@@ -65,10 +65,14 @@ let keyringModule: Promise<KeyringModule | null> | undefined;
 
 /** The keyring module when installed and usable here; null otherwise (never throws). */
 async function loadKeyring(env: NodeJS.ProcessEnv): Promise<KeyringModule | null> {
-  if (env.SMTP365_KEYRING === '0' || env.SMTP365_KEYRING === 'false' || env.SMTP365_KEYRING === 'off') return null;
-  // A Linux machine without a desktop session has no Secret Service to ask; D-Bus
-  // calls there only time out. Don't even try.
-  if (process.platform === 'linux' && !env.DBUS_SESSION_BUS_ADDRESS) return null;
+  const setting = (env.SMTP365_KEYRING ?? '').toLowerCase();
+  if (['0', 'false', 'off', 'no'].includes(setting)) return null;
+  if (process.platform === 'linux' || process.platform === 'freebsd') {
+    // Opt-in on Linux: without a desktop session there is no Secret Service
+    // (D-Bus calls only time out), and a kernel keyring does not survive a
+    // reboot — a cache key lost at reboot would mean signing in again.
+    if (!['1', 'true', 'on', 'yes'].includes(setting) || !env.DBUS_SESSION_BUS_ADDRESS) return null;
+  }
   keyringModule ??= (async () => {
     try {
       const name = '@napi-rs/keyring';

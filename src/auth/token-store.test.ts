@@ -148,3 +148,30 @@ test('in one process, withLock runs one holder at a time', async (t) => {
   await assert.rejects(s.withLock(async () => Promise.reject(new Error('boom'))), /boom/);
   assert.equal(await s.withLock(async () => 'free'), 'free');
 });
+
+test('the OS keyring holds the key when asked for and usable; the file records it', async (t) => {
+  const home = await tmp(t);
+  const env = { SMTP365_KEYRING: '1', DBUS_SESSION_BUS_ADDRESS: process.env.DBUS_SESSION_BUS_ADDRESS ?? 'unix:path=/nonexistent' };
+  const { keyForWrite } = await import('./cache-key.ts');
+  const wk = await keyForWrite(home, env);
+  if (wk.source !== 'keyring') {
+    // No usable keyring here: the fallback is the key file, silently.
+    assert.equal(wk.source, 'file');
+    t.skip('no usable OS keyring on this machine');
+    return;
+  }
+  const s = new TokenStore({ home, account: 'kr', env });
+  await s.withLock(() => s.write(payload));
+  assert.equal((JSON.parse(await fs.readFile(s.file, 'utf8')) as { keySource: string }).keySource, 'keyring');
+  await assert.rejects(fs.stat(path.join(home, 'cache.key')), 'no key file when the keyring holds the key');
+  assert.deepEqual(await s.read(), payload);
+  // Without the keyring (turned off), the cache says why it cannot be read.
+  assert.match((await corruptCode(new TokenStore({ home, account: 'kr', env: { SMTP365_KEYRING: '0' } }).read())).message, /OS keyring/);
+});
+
+test('headless Linux or SMTP365_KEYRING=0: the key file, silently', async (t) => {
+  const home = await tmp(t);
+  const { keyForWrite } = await import('./cache-key.ts');
+  assert.equal((await keyForWrite(home, { SMTP365_KEYRING: '0' })).source, 'file');
+  if (process.platform === 'linux') assert.equal((await keyForWrite(home, {})).source, 'file');
+});
