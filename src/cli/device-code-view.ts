@@ -36,16 +36,18 @@ function formatLeft(ms: number): string {
 export function startWaiting(expiresOn: Date, opts: { indent?: number; hint?: string; stream?: NodeJS.WriteStream } = {}): () => void {
   const out = opts.stream ?? process.stdout;
   const pad = ' '.repeat(opts.indent ?? 0);
-  const hint = opts.hint ? pc.dim(` (${opts.hint})`) : '';
+  if (opts.hint) out.write(`${pad}${pc.dim(opts.hint)}\n`);
   if (!out.isTTY) {
-    out.write(`${pad}Waiting for the sign-in to finish; the code expires in ${formatLeft(expiresOn.getTime() - Date.now())}${hint}\n`);
+    out.write(`${pad}Waiting for the sign-in to finish; the code expires in ${formatLeft(expiresOn.getTime() - Date.now())}\n`);
     return () => undefined;
   }
   const frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
   let i = 0;
   const draw = () => {
     const left = formatLeft(expiresOn.getTime() - Date.now());
-    out.write(`\r\x1b[2K${pad}${pc.cyan(frames[i++ % frames.length]!)} waiting for sign-in · code expires in ${left}${hint}`);
+    // One short line, never wider than the terminal: a wrapped line could not be redrawn in place.
+    const text = `waiting for sign-in · code expires in ${left}`.slice(0, Math.max(10, (out.columns ?? 80) - pad.length - 3));
+    out.write(`\r\x1b[2K${pad}${pc.cyan(frames[i++ % frames.length]!)} ${text}`);
   };
   draw();
   const timer = setInterval(draw, 100);

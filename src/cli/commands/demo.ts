@@ -69,7 +69,7 @@ export async function run(argv: string[]): Promise<number> {
       line('tenant', `${info.tenantDomain} ${pc.dim(`(${info.tenantId})`)}`);
       line('identity', `${info.authority}/${info.tenantId}/oauth2/v2.0/…`);
       line('smtp', `${info.smtp.host}:${info.smtp.port} ${pc.dim('STARTTLS · AUTH XOAUTH2 · TLS 1.2+')}`);
-      line('app', `${info.publicClientId} ${pc.dim('(public client, SMTP.Send, as the setup guide registers it)')}`);
+      line('app', `${info.publicClientId} ${pc.dim('public client · SMTP.Send')}`);
     }
 
     const account = {
@@ -97,7 +97,7 @@ export async function run(argv: string[]): Promise<number> {
         process.stdout.write(renderDeviceCode(dc, { indent: 3 }) + '\n');
         stopWaiting = startWaiting(dc.expiresOn, {
           indent: 3,
-          hint: `the sandbox approves as ${sender.upn} in ${(approveAfter / 1000).toFixed(1)} s`,
+          hint: `(the sandbox signs in as ${sender.upn} on that page in ${(approveAfter / 1000).toFixed(1)} s, as a person would)`,
         });
       },
     });
@@ -105,7 +105,9 @@ export async function run(argv: string[]): Promise<number> {
     const token = await provider.getAccessToken();
     const minutes = Math.round((token.expiresOn.getTime() - Date.now()) / 60_000);
     if (!quiet) {
-      ok(`signed in as ${pc.bold(token.username ?? sender.upn)} · access token valid for ${minutes} min · refresh token stored encrypted`);
+      ok(`signed in as ${pc.bold(token.username ?? sender.upn)}`);
+      line('access token', `valid for ${minutes} min, renewed automatically before it expires`);
+      line('refresh token', 'stored encrypted (AES-256-GCM), rotated on every use');
     }
 
     if (!quiet) step(3, 'Sending a message over STARTTLS + AUTH XOAUTH2');
@@ -122,7 +124,10 @@ export async function run(argv: string[]): Promise<number> {
     } finally {
       await mailer.close();
     }
-    if (!quiet) ok(`${pc.bold(result.response.split(' ').slice(0, 2).join(' '))} ${pc.dim(result.response.split(' ').slice(2).join(' '))}`);
+    if (!quiet) {
+      ok(`accepted: ${pc.bold(result.response.split(' ').slice(0, 3).join(' '))}`);
+      line('message id', result.messageId);
+    }
 
     if (!quiet) step(4, "What Microsoft's side received");
     const captured = sandbox.messages.list().find((m) => m.subject === subject);
