@@ -1,0 +1,417 @@
+// The relay, composed: listener → queue → delivery, with metrics, a status
+// file for `smtp365 relay status`, SIGTERM (graceful stop: no new mail,
+// transactions in progress finish, the rest stays queued) and SIGHUP (reload
+// the config and the relay users).
+import { writeFile, rename } from 'node:fs/promises';
+import path from 'node:path';
+import type { Account } from '../config/account.ts';
+import type { TokenProvider } from '../auth/types.ts';
+import type { Mailer } from '../send/types.ts';
+import { Smtp365Error } from '../errors/error.ts';
+import type { RelayConfig } from './config.ts';
+import { Delivery, type AccountAlert, type AccountHandle } from './delivery/delivery.ts';
+import { RelayListener, type BoundListener } from './listener/server.ts';
+import { loadTls, type TlsMaterial } from './listener/tls.ts';
+import { createLogger, type Logger } from './log.ts';
+import { createMetrics, startMetricsServer, type MetricsServer, type RelayMetrics } from './metrics.ts';
+import { acquireSpoolLock, type SpoolLock } from './queue/lock.ts';
+import { Queue } from './queue/queue.ts';
+import type { QueueState } from './queue/types.ts';
+import { loadUsersFile, mergeUsers, type RelayUser } from './users.ts';
+
+/** An account ready to deliver: given directly (tests, embedding) or resolved from smtp365's config. */
+export interface AccountSetup {
+  account: Account;
+  tokenProvider?: TokenProvider;
+  /** A ready Mailer (skips createMailer). */
+  mailer?: Mailer;
+}
+
+export interface RelayOptions {
+  config: RelayConfig;
+  /** Accounts by name. Without it, accounts are resolved from the smtp365 config (auth module). */
+  accounts?: Record<string, AccountSetup>;
+  log?: Logger;
+  /** Reload source for SIGHUP; default: keep the config, reload users only. */
+  reloadConfig?: () => Promise<RelayConfig>;
+  /** Install SIGTERM/SIGINT/SIGHUP handlers (the CLI does). */
+  handleSignals?: boolean;
+  /** Extra createMailer options (timeouts, tests). */
+  mailerOptions?: Record<string, unknown>;
+}
+
+export interface AccountStatusLine {
+  name: string;
+  mailbox: string | null;
+  token: string;
+  tokenError?: string;
+  alert?: AccountAlert;
+  inFlight: number;
+  pausedUntil?: string;
+}
+
+export interface RelayStatus {
+  pid: number;
+  startedAt: string;
+  updatedAt: string;
+  spool: string;
+  listeners: BoundListener[];
+  metrics: string | null;
+  certificate: { path: string; selfSigned: boolean; fingerprint256: string };
+  queue: Record<QueueState, number>;
+  accounts: AccountStatusLine[];
+  counters: { accepted: number; refused: number; authFailures: number; delivered: number; deferred: number; bounced: number };
+  lastErrors: Array<{ at: string; id?: string; account?: string; error: string }>;
+}
+
+interface LiveAccount {
+  handle: AccountHandle | undefined;
+  setup?: AccountSetup;
+  tokenState: string;
+  tokenError?: string;
+  stop?: () => void;
+  close?: () => Promise<void>;
+}
+
+export class RelayDaemon {
+  config: RelayConfig;
+  readonly queue: Queue;
+  readonly delivery: Delivery;
+  readonly listener: RelayListener;
+  readonly metrics: RelayMetrics;
+  readonly tls: TlsMaterial;
+  readonly log: Logger;
+  private readonly lock: SpoolLock;
+  private readonly opts: RelayOptions;
+  private users = new Map<string, RelayUser>();
+  private readonly accounts = new Map<string, LiveAccount>();
+  private defaultAccountName: string;
+  private metricsServer: MetricsServer | undefined;
+  private readonly startedAt = new Date().toISOString();
+  private readonly counters = { delivered: 0, deferred: 0, bounced: 0 };
+  private readonly lastErrors: RelayStatus['lastErrors'] = [];
+  private statusTimer: NodeJS.Timeout | undefined;
+  private signalHandlers: Array<[NodeJS.Signals, () => void]> = [];
+  private stopping: Promise<void> | undefined;
+  private readonly stoppedResolvers: Array<() => void> = [];
+
+  private constructor(opts: RelayOptions, queue: Queue, lock: SpoolLock, tls: TlsMaterial, log: Logger) {
+    this.opts = opts;
+    this.config = opts.config;
+    this.queue = queue;
+    this.lock = lock;
+    this.tls = tls;
+    this.log = log;
+    this.defaultAccountName = opts.config.account ?? Object.keys(opts.accounts ?? {})[0] ?? 'default';
+    this.metrics = createMetrics(() => this.queue.counts());
+    const d = opts.config.delivery;
+    this.delivery = new Delivery({
+      queue,
+      log,
+      settings: { ...d },
+      accounts: (name) => this.accounts.get(name)?.handle,
+    });
+    this.listener = new RelayListener({
+      config: () => this.config,
+      queue,
+      users: () => this.users,
+      mailboxOf: (a) => this.accounts.get(a)?.handle?.mailbox,
+      defaultAccount: () => this.defaultAccountName,
+      tls,
+      log,
+      onAccepted: () => {
+        this.metrics.accepted.inc();
+        this.delivery.notify();
+      },
+    });
+    this.wireEvents();
+  }
+
+  static async start(opts: RelayOptions): Promise<RelayDaemon> {
+    const log = opts.log ?? createLogger();
+    const cfg = opts.config;
+    const queue = await Queue.open(cfg.spool);
+    const lock = await acquireSpoolLock(queue.dir);
+    let daemon: RelayDaemon | undefined;
+    try {
+      const rec = await queue.recover();
+      if (rec.requeued.length > 0 || rec.orphansRemoved > 0) {
+        log.info('recovered the queue after a stop', { requeued: rec.requeued.length, orphansRemoved: rec.orphansRemoved });
+      }
+      const tls = await loadTls({ spool: queue.dir, configured: cfg.tls, ...(cfg.hostname ? { hostname: cfg.hostname } : {}) });
+      if (tls.generated) log.info('made a self-signed certificate for STARTTLS', { cert: tls.certPath, sha256: tls.fingerprint256 });
+      daemon = new RelayDaemon(opts, queue, lock, tls, log);
+      await daemon.loadUsers();
+      await daemon.setupAccounts();
+      const bound = await daemon.listener.start();
+      for (const b of bound) log.info('listening', { address: `${b.host}:${b.port}`, tls: b.tls });
+      if (cfg.metrics) {
+        daemon.metricsServer = await startMetricsServer({ host: cfg.metrics.host, port: cfg.metrics.port, metrics: daemon.metrics, health: () => daemon!.health() });
+        log.info('metrics and health', { url: daemon.metricsServer.url });
+      }
+      daemon.delivery.start();
+      if (opts.handleSignals) daemon.installSignals();
+      daemon.statusTimer = setInterval(() => void daemon!.writeStatus(), 2000);
+      daemon.statusTimer.unref();
+      await daemon.writeStatus();
+      if (daemon.users.size === 0 && cfg.allow.length === 0) {
+        log.warn('no relay users and no allowed networks: every client is refused (530). Add one: smtp365 relay user add NAME');
+      }
+      return daemon;
+    } catch (err) {
+      if (daemon) await daemon.stop().catch(() => undefined);
+      else await lock.release();
+      throw err;
+    }
+  }
+
+  get listeners(): BoundListener[] {
+    return this.listener.bound;
+  }
+  get metricsUrl(): string | undefined {
+    return this.metricsServer?.url;
+  }
+
+  private wireEvents(): void {
+    const m = this.metrics;
+    this.delivery.on('delivered', (e) => {
+      this.counters.delivered++;
+      m.delivered.inc({ account: e.account });
+      m.latency.observe({ account: e.account }, e.latencyMs / 1000);
+    });
+    this.delivery.on('deferred', (e) => {
+      this.counters.deferred++;
+      m.deferred.inc({ account: e.account });
+      this.recordError({ id: e.id, account: e.account, error: e.error.reply ?? e.error.message });
+      if (e.error.code.startsWith('AUTH_')) m.tokenRefreshFailures.inc({ account: e.account });
+    });
+    this.delivery.on('bounced', (e) => {
+      this.counters.bounced++;
+      m.bounced.inc({ account: e.account });
+      this.recordError({ id: e.id, account: e.account, error: `bounced: ${e.reason}` });
+    });
+    this.delivery.on('alert', (a) => {
+      m.accountAlert.set({ account: a.account }, 1);
+      this.recordError({ account: a.account, error: `ALERT ${a.code}: ${a.message}` });
+      void this.writeStatus();
+    });
+    this.delivery.on('alertCleared', (a) => {
+      m.accountAlert.set({ account: a.account }, 0);
+      void this.writeStatus();
+    });
+  }
+
+  private recordError(e: { id?: string; account?: string; error: string }): void {
+    this.lastErrors.unshift({ at: new Date().toISOString(), ...e });
+    this.lastErrors.length = Math.min(this.lastErrors.length, 20);
+  }
+
+  private async loadUsers(): Promise<void> {
+    const fromFile = await loadUsersFile(this.config.usersFile);
+    this.users = mergeUsers(this.config.users as RelayUser[], fromFile);
+  }
+
+  private referencedAccounts(): Set<string> {
+    const names = new Set<string>([this.defaultAccountName]);
+    for (const u of this.users.values()) if (u.account) names.add(u.account);
+    for (const n of this.config.allow) if (n.account) names.add(n.account);
+    for (const n of Object.keys(this.opts.accounts ?? {})) names.add(n);
+    return names;
+  }
+
+  private async setupAccounts(): Promise<void> {
+    if (!this.opts.accounts && !this.config.account) {
+      // The smtp365 config's default account.
+      try {
+        const { resolveAccount } = await import('../config/index.ts');
+        this.defaultAccountName = (await resolveAccount({})).name;
+      } catch (err) {
+        this.log.error('no default account for the relay', { error: (err as Error).message });
+      }
+    }
+    for (const name of this.referencedAccounts()) {
+      if (this.accounts.has(name)) continue;
+      this.accounts.set(name, await this.buildAccount(name));
+    }
+  }
+
+  private async buildAccount(name: string): Promise<LiveAccount> {
+    const d = this.config.delivery;
+    let setup = this.opts.accounts?.[name];
+    try {
+      if (!setup) {
+        const { resolveAccount } = await import('../config/index.ts');
+        setup = { account: await resolveAccount({ name }) };
+      }
+      const live: LiveAccount = { handle: undefined, setup, tokenState: 'unknown' };
+      let provider = setup.tokenProvider;
+      if (!provider && !setup.mailer) {
+        const auth = await import('../auth/index.ts');
+        const p = auth.createTokenProvider(setup.account, {
+          logger: (ev) => {
+            if (ev.type === 'refresh-failed') {
+              this.metrics.tokenRefreshFailures.inc({ account: name });
+              this.recordError({ account: name, error: `token refresh failed: ${ev.message}` });
+            }
+          },
+        });
+        provider = p;
+        const ka = auth.startKeepAlive(p, {
+          onEvent: (ev) => {
+            if (ev.type === 'failed' || ev.type === 'retrying') {
+              live.tokenState = ev.type === 'failed' ? 'failed' : 'retrying';
+              live.tokenError = ev.error?.message;
+              if (ev.type === 'failed') this.log.error('token keep-alive failed: sign in again', { account: name, error: ev.error?.message });
+              this.metrics.tokenRefreshFailures.inc({ account: name });
+            } else if (ev.type === 'refreshed' || ev.type === 'recovered') {
+              live.tokenState = 'active';
+              delete live.tokenError;
+            }
+          },
+        });
+        live.stop = () => ka.stop();
+        void p.state().then(
+          (s) => {
+            live.tokenState = s.state;
+            if (s.lastError) live.tokenError = s.lastError.message;
+          },
+          () => undefined,
+        );
+      } else {
+        live.tokenState = 'external';
+      }
+      let mailer = setup.mailer;
+      if (!mailer) {
+        const { createMailer } = await import('../send/index.ts');
+        const m = createMailer({
+          account: setup.account,
+          ...(provider ? { tokenProvider: provider } : {}),
+          retry: false,
+          maxConnections: d.maxConnections,
+          rateLimit: d.ratePerMinute > 0 ? { messagesPerMinute: d.ratePerMinute } : false,
+          ...(this.opts.mailerOptions ?? {}),
+        });
+        mailer = m;
+        live.close = () => m.close();
+      }
+      live.handle = { mailer, mailbox: setup.account.user };
+      return live;
+    } catch (err) {
+      this.log.error('account cannot be used; its mail stays queued', { account: name, error: (err as Error).message });
+      this.recordError({ account: name, error: (err as Error).message });
+      return { handle: undefined, tokenState: 'failed', tokenError: (err as Error).message };
+    }
+  }
+
+  /** SIGHUP: re-read the config (listeners need a restart to change) and the users; resume paused accounts. */
+  async reload(): Promise<void> {
+    try {
+      if (this.opts.reloadConfig) {
+        const next = await this.opts.reloadConfig();
+        const changedListeners = JSON.stringify(next.listen) !== JSON.stringify(this.config.listen) || next.spool !== this.config.spool;
+        if (changedListeners) this.log.warn('listeners and spool change only on restart; other settings reloaded');
+        this.config = { ...next, listen: this.config.listen, spool: this.config.spool };
+        this.delivery.updateSettings({ ...next.delivery });
+        if (next.account) this.defaultAccountName = next.account;
+      }
+      await this.loadUsers();
+      await this.setupAccounts();
+      this.delivery.resumeAccounts();
+      this.log.info('reloaded', { users: this.users.size, networks: this.config.allow.length });
+    } catch (err) {
+      this.log.error('reload failed; keeping the previous configuration', { error: (err as Error).message });
+      throw err;
+    }
+  }
+
+  async health(): Promise<{ ok: boolean; body: Record<string, unknown> }> {
+    const alerts = this.delivery.alerts();
+    const queue = await this.queue.counts();
+    return { ok: true, body: { status: alerts.length > 0 ? 'degraded' : 'ok', alerts, queue } };
+  }
+
+  async status(): Promise<RelayStatus> {
+    const workers = new Map(this.delivery.workerStates().map((w) => [w.account, w]));
+    return {
+      pid: process.pid,
+      startedAt: this.startedAt,
+      updatedAt: new Date().toISOString(),
+      spool: this.queue.dir,
+      listeners: this.listener.bound,
+      metrics: this.metricsServer?.url ?? null,
+      certificate: { path: this.tls.certPath, selfSigned: this.tls.selfSigned, fingerprint256: this.tls.fingerprint256 },
+      queue: await this.queue.counts(),
+      accounts: [...this.accounts.entries()].map(([name, a]) => {
+        const w = workers.get(name);
+        return {
+          name,
+          mailbox: a.handle?.mailbox ?? null,
+          token: a.tokenState,
+          ...(a.tokenError ? { tokenError: a.tokenError } : {}),
+          ...(w?.alert ? { alert: w.alert } : {}),
+          inFlight: w?.inFlight ?? 0,
+          ...(w?.pausedUntil ? { pausedUntil: w.pausedUntil } : {}),
+        };
+      }),
+      counters: { accepted: this.listener.stats.accepted, refused: this.listener.stats.rejected, authFailures: this.listener.stats.authFailures, ...this.counters },
+      lastErrors: this.lastErrors,
+    };
+  }
+
+  private async writeStatus(): Promise<void> {
+    try {
+      const file = path.join(this.queue.dir, 'status.json');
+      const tmp = `${file}.${process.pid}.tmp`;
+      await writeFile(tmp, JSON.stringify(await this.status(), null, 2), { mode: 0o600 });
+      await rename(tmp, file);
+    } catch {
+      // Status is best effort; the queue is the truth.
+    }
+  }
+
+  private installSignals(): void {
+    const term = () => {
+      this.log.info('stopping: no new mail; transactions in progress finish; the rest stays queued');
+      void this.stop();
+    };
+    const hup = () => void this.reload().catch(() => undefined);
+    for (const [sig, fn] of [['SIGTERM', term], ['SIGINT', term], ['SIGHUP', hup]] as Array<[NodeJS.Signals, () => void]>) {
+      process.on(sig, fn);
+      this.signalHandlers.push([sig, fn]);
+    }
+  }
+
+  /** Resolves when the relay has stopped (after stop(), or a signal). */
+  stopped(): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.stopping) void this.stopping.then(resolve);
+      else this.stoppedResolvers.push(resolve);
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopping) return this.stopping;
+    this.stopping = (async () => {
+      await this.listener.stop();
+      await this.delivery.stop();
+      if (this.statusTimer) clearInterval(this.statusTimer);
+      for (const a of this.accounts.values()) {
+        a.stop?.();
+        await a.close?.().catch(() => undefined);
+      }
+      await this.metricsServer?.close();
+      await this.writeStatus();
+      for (const [sig, fn] of this.signalHandlers) process.removeListener(sig, fn);
+      await this.lock.release();
+      this.log.info('stopped', { queue: await this.queue.counts().catch(() => ({})) });
+    })();
+    void this.stopping.then(() => this.stoppedResolvers.forEach((r) => r()));
+    return this.stopping;
+  }
+}
+
+export function startRelay(opts: RelayOptions): Promise<RelayDaemon> {
+  return RelayDaemon.start(opts);
+}
+
+export { Smtp365Error };

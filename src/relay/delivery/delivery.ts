@@ -1,0 +1,428 @@
+// Delivery: takes due messages from the queue (incoming/ at once, deferred/
+// when their time comes), one worker per account with at most
+// maxConnections messages in flight (the Mailer paces to ratePerMinute),
+// records per-recipient progress, and decides: done, deferred with backoff,
+// failed with a bounce, or kept queued with an account alert.
+import { watch, type FSWatcher } from 'node:fs';
+import { EventEmitter } from 'node:events';
+import { isSmtp365Error, parseSmtpReply, Smtp365Error, type SmtpReply } from '../../errors/error.ts';
+import type { Explanation } from '../../errors/explain.ts';
+import type { Mailer } from '../../send/types.ts';
+import type { Logger } from '../log.ts';
+import type { Queue } from '../queue/queue.ts';
+import type { QueueEntry, QueueError, RecipientState } from '../queue/types.ts';
+import { nextDelay } from './backoff.ts';
+import { buildBounce, deliverableSender } from './bounce.ts';
+import { explainRecipient, outcomeOf, rejectedOf, replyText, type Outcome } from './classify.ts';
+
+export interface DeliverySettings {
+  maxConnections: number;
+  minBackoff: number;
+  maxBackoff: number;
+  maxLifetime: number;
+  accountPause: number;
+  scanInterval: number;
+  bounces: boolean;
+}
+
+export interface AccountHandle {
+  mailer: Mailer;
+  /** The mailbox (XOAUTH2 user) the account sends as. */
+  mailbox: string;
+}
+
+export interface AccountAlert {
+  account: string;
+  code: string;
+  message: string;
+  explanation?: Explanation;
+  since: string;
+  lastAt: string;
+}
+
+export interface DeliveryEvents {
+  delivered: [{ id: string; account: string; recipients: number; latencyMs: number }];
+  deferred: [{ id: string; account: string; error: QueueError; nextAttemptAt: string }];
+  bounced: [{ id: string; account: string; recipients: string[]; reason: string; bounceId?: string }];
+  alert: [AccountAlert];
+  alertCleared: [{ account: string }];
+}
+
+interface Worker {
+  account: string;
+  inFlight: number;
+  pausedUntil: number;
+  alert?: AccountAlert;
+}
+
+export class Delivery extends EventEmitter<DeliveryEvents> {
+  private readonly queue: Queue;
+  private readonly log: Logger;
+  private settings: DeliverySettings;
+  private readonly accounts: (name: string) => AccountHandle | undefined;
+  private readonly workers = new Map<string, Worker>();
+  /** id → account, for messages we have looked at (so 10,000 queued are read once). */
+  private readonly accountOf = new Map<string, string>();
+  /** deferred id → due time (ms). */
+  private readonly deferredDue = new Map<string, number>();
+  private readonly inFlight = new Map<string, Promise<void>>();
+  private timer: NodeJS.Timeout | undefined;
+  private watcher: FSWatcher | undefined;
+  private pumping = false;
+  private again = false;
+  private stopped = true;
+  private stopRequested = false;
+  private wakeAt = 0;
+
+  constructor(opts: { queue: Queue; log: Logger; settings: DeliverySettings; accounts: (name: string) => AccountHandle | undefined }) {
+    super();
+    this.queue = opts.queue;
+    this.log = opts.log;
+    this.settings = opts.settings;
+    this.accounts = opts.accounts;
+  }
+
+  updateSettings(s: DeliverySettings): void {
+    this.settings = s;
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.stopRequested = false;
+    this.timer = setInterval(() => this.notify(), this.settings.scanInterval);
+    try {
+      this.watcher = watch(this.queue.stateDir('incoming'), () => this.notify());
+      this.watcher.on('error', () => undefined);
+    } catch {
+      // Polling alone still works.
+    }
+    this.notify();
+  }
+
+  /** Finishes messages in flight (their results are recorded), starts no new ones. */
+  async stop(): Promise<void> {
+    this.stopRequested = true;
+    if (this.timer) clearInterval(this.timer);
+    this.watcher?.close();
+    await Promise.allSettled([...this.inFlight.values()]);
+    this.stopped = true;
+  }
+
+  alerts(): AccountAlert[] {
+    return [...this.workers.values()].flatMap((w) => (w.alert ? [w.alert] : []));
+  }
+
+  workerStates(): Array<{ account: string; inFlight: number; pausedUntil?: string; alert?: AccountAlert }> {
+    return [...this.workers.values()].map((w) => ({
+      account: w.account,
+      inFlight: w.inFlight,
+      ...(w.pausedUntil > Date.now() ? { pausedUntil: new Date(w.pausedUntil).toISOString() } : {}),
+      ...(w.alert ? { alert: w.alert } : {}),
+    }));
+  }
+
+  get busy(): number {
+    return this.inFlight.size;
+  }
+
+  /** Something changed (new mail, an operator command): look at the queue soon. */
+  notify(): void {
+    if (this.stopRequested) return;
+    if (this.pumping) {
+      this.again = true;
+      return;
+    }
+    this.pumping = true;
+    void this.pump()
+      .catch((err: unknown) => this.log.error('delivery scan failed', { error: (err as Error).message }))
+      .finally(() => {
+        this.pumping = false;
+        if (this.again) {
+          this.again = false;
+          setImmediate(() => this.notify());
+        }
+      });
+  }
+
+  private worker(account: string): Worker {
+    let w = this.workers.get(account);
+    if (!w) {
+      w = { account, inFlight: 0, pausedUntil: 0 };
+      this.workers.set(account, w);
+    }
+    return w;
+  }
+
+  private hasRoom(account: string, now: number): boolean {
+    const w = this.worker(account);
+    return w.inFlight < this.settings.maxConnections && w.pausedUntil <= now;
+  }
+
+  private async accountFor(state: 'incoming' | 'deferred', id: string): Promise<string | undefined> {
+    const known = this.accountOf.get(id);
+    if (known) return known;
+    try {
+      const e = await this.queue.read(state, id);
+      this.accountOf.set(id, e.account);
+      if (state === 'deferred') this.deferredDue.set(id, e.nextAttemptAt ? Date.parse(e.nextAttemptAt) : 0);
+      return e.account;
+    } catch {
+      return undefined; // moved meanwhile
+    }
+  }
+
+  private async pump(): Promise<void> {
+    const now = Date.now();
+    // incoming/: due now, oldest first.
+    const incoming = await this.queue.ids('incoming');
+    for (const id of incoming) {
+      if (this.stopRequested) return;
+      if (this.inFlight.has(id)) continue;
+      const account = await this.accountFor('incoming', id);
+      if (!account || !this.hasRoom(account, now)) continue;
+      const entry = await this.queue.claim(id, 'incoming');
+      if (entry) this.dispatch(entry);
+    }
+    // deferred/: when due. The directory listing is the truth; the map caches due times.
+    const deferred = await this.queue.ids('deferred');
+    const present = new Set(deferred);
+    for (const id of this.deferredDue.keys()) if (!present.has(id)) this.deferredDue.delete(id);
+    for (const id of deferred) {
+      if (this.stopRequested) return;
+      if (this.inFlight.has(id)) continue;
+      const account = await this.accountFor('deferred', id);
+      const due = this.deferredDue.get(id) ?? 0;
+      if (!account || due > now || !this.hasRoom(account, now)) continue;
+      const entry = await this.queue.claim(id, 'deferred');
+      if (entry) this.dispatch(entry);
+    }
+    // Forget cached accounts of messages that left the queue.
+    if (this.accountOf.size > incoming.length + deferred.length + this.inFlight.size + 1000) {
+      const keep = new Set([...incoming, ...deferred, ...this.inFlight.keys()]);
+      for (const id of this.accountOf.keys()) if (!keep.has(id)) this.accountOf.delete(id);
+    }
+    // Wake up for the earliest deferred message or paused account even between scans.
+    let earliest = Infinity;
+    for (const due of this.deferredDue.values()) if (due > now) earliest = Math.min(earliest, due);
+    for (const w of this.workers.values()) if (w.pausedUntil > now) earliest = Math.min(earliest, w.pausedUntil);
+    if (earliest < now + this.settings.scanInterval && earliest !== this.wakeAt) {
+      this.wakeAt = earliest;
+      setTimeout(() => this.notify(), Math.max(0, earliest - now) + 5).unref();
+    }
+  }
+
+  private dispatch(entry: QueueEntry): void {
+    const w = this.worker(entry.account);
+    w.inFlight++;
+    this.deferredDue.delete(entry.id);
+    const p = this.deliver(entry)
+      .catch(async (err: unknown) => {
+        // Recording the result failed (disk): leave it in active/, recovery will retry it.
+        this.log.error('could not record a delivery result', { id: entry.id, error: (err as Error).message });
+      })
+      .finally(() => {
+        w.inFlight--;
+        this.inFlight.delete(entry.id);
+        this.accountOf.delete(entry.id);
+        this.notify();
+      });
+    this.inFlight.set(entry.id, p);
+  }
+
+  private async deliver(entry: QueueEntry): Promise<void> {
+    const now = new Date();
+    const pending = entry.recipients.filter((r) => r.status === 'pending');
+    if (pending.length === 0) return this.finish(entry, now);
+    const handle = this.accounts(entry.account);
+    if (!handle) {
+      const err = new Smtp365Error('CONFIG_NOT_FOUND', `The relay has no account "${entry.account}" to deliver with`);
+      return this.afterFailure(entry, err, 'account', now);
+    }
+    entry.attempts++;
+    entry.lastAttemptAt = now.toISOString();
+    let result;
+    try {
+      result = await handle.mailer.send({ raw: { path: this.queue.dataPath(entry.id) }, envelope: { from: entry.from, to: pending.map((r) => r.address) } });
+    } catch (err) {
+      const e = isSmtp365Error(err) ? err : new Smtp365Error('INTERNAL', (err as Error)?.message ?? String(err), { cause: err });
+      // All recipients refused at RCPT: per-recipient replies decide.
+      const rejected = rejectedOf(e);
+      if (rejected.length > 0 && outcomeOf(e) !== 'account') {
+        this.applyRejections(entry, rejected, handle.mailbox, now);
+        if (entry.recipients.some((r) => r.status === 'pending')) {
+          const transient = rejected.find((r) => r.reply.code >= 400 && r.reply.code < 500);
+          return this.afterFailure(entry, e, transient ? 'transient' : 'permanent', now, true);
+        }
+        return this.finish(entry, now);
+      }
+      return this.afterFailure(entry, e, outcomeOf(e), now);
+    }
+    this.clearAlert(entry.account);
+    const accepted = new Set(result.accepted.map((a) => a.toLowerCase()));
+    for (const r of pending) {
+      if (accepted.has(r.address.toLowerCase())) {
+        r.status = 'delivered';
+        r.reply = result.response;
+        r.at = now.toISOString();
+      }
+    }
+    this.applyRejections(entry, result.rejected, handle.mailbox, now);
+    const stillPending = entry.recipients.some((r) => r.status === 'pending');
+    if (!stillPending) return this.finish(entry, now);
+    // Partly delivered: record who has it before anything else can happen.
+    await this.queue.saveActive(entry);
+    const err = new Smtp365Error('SMTP_TEMPORARY', 'Some recipients were refused temporarily', { transient: true });
+    return this.afterFailure(entry, err, 'transient', now, true);
+  }
+
+  private applyRejections(entry: QueueEntry, rejected: Array<{ address: string; reply: SmtpReply }>, mailbox: string, now: Date): void {
+    for (const rej of rejected) {
+      const r = entry.recipients.find((x) => x.status === 'pending' && x.address.toLowerCase() === rej.address.toLowerCase());
+      if (!r) continue;
+      const reply = rej.reply.code ? rej.reply : (parseSmtpReply(rej.reply.text, 'RCPT') ?? { code: 550, text: rej.reply.text, command: 'RCPT' });
+      r.reply = replyText(reply);
+      r.at = now.toISOString();
+      if (reply.code >= 400 && reply.code < 500) continue; // stays pending
+      const explanation = explainRecipient(reply, mailbox, entry.from);
+      r.status = 'failed';
+      r.code = explanation.code;
+      r.explanation = explanation;
+    }
+  }
+
+  private async afterFailure(entry: QueueEntry, err: Smtp365Error, outcome: Outcome, now: Date, perRecipientDone = false): Promise<void> {
+    const reply = err.smtp ? replyText(err.smtp) : undefined;
+    const qe: QueueError = {
+      code: err.code,
+      message: err.message,
+      ...(reply ? { reply } : {}),
+      transient: outcome !== 'permanent',
+      ...(err.explanation ? { explanation: err.explanation } : {}),
+      at: now.toISOString(),
+    };
+    entry.lastError = qe;
+    if (outcome === 'permanent' && !perRecipientDone) {
+      for (const r of entry.recipients) {
+        if (r.status !== 'pending') continue;
+        r.status = 'failed';
+        r.at = now.toISOString();
+        if (reply) r.reply = reply;
+        r.code = err.code;
+        if (err.explanation) r.explanation = err.explanation;
+        else r.reply ??= err.message;
+      }
+      entry.failureReason = reply ? `${reply}` : err.message;
+      return this.finish(entry, now);
+    }
+    if (outcome === 'account') {
+      this.raiseAlert(entry.account, err, now);
+      // The attempt did not reach the message: it does not count, and the lifetime does not bounce it.
+      entry.attempts = Math.max(0, entry.attempts - 1);
+      return this.defer(entry, now.getTime() + this.settings.accountPause, qe);
+    }
+    const expired = now.getTime() - Date.parse(entry.lifetimeStart) >= this.settings.maxLifetime;
+    if (expired) {
+      for (const r of entry.recipients) {
+        if (r.status !== 'pending') continue;
+        r.status = 'failed';
+        r.at = now.toISOString();
+        r.reply ??= reply ?? err.message;
+        r.code = err.code;
+        if (err.explanation) r.explanation = err.explanation;
+      }
+      entry.failureReason = `Queue lifetime (${Math.round(this.settings.maxLifetime / 1000)} s) exceeded; last error: ${reply ?? err.message}`;
+      return this.finish(entry, now);
+    }
+    if (entry.recipients.some((r) => r.status === 'pending')) {
+      return this.defer(entry, now.getTime() + nextDelay(entry.attempts, this.settings.minBackoff, this.settings.maxBackoff), qe);
+    }
+    return this.finish(entry, now);
+  }
+
+  private async defer(entry: QueueEntry, due: number, error: QueueError): Promise<void> {
+    entry.nextAttemptAt = new Date(due).toISOString();
+    const ctl = await this.queue.takeControl(entry.id);
+    if (ctl === 'delete') {
+      await this.queue.dropActive(entry.id);
+      this.log.info('deleted by operator', { id: entry.id });
+      return;
+    }
+    await this.queue.moveActive(entry, ctl === 'hold' ? 'hold' : 'deferred');
+    if (ctl !== 'hold') this.deferredDue.set(entry.id, due);
+    this.log.info(ctl === 'hold' ? 'held by operator' : 'deferred', { id: entry.id, account: entry.account, attempt: entry.attempts, next: entry.nextAttemptAt, error: error.reply ?? error.message });
+    this.emit('deferred', { id: entry.id, account: entry.account, error, nextAttemptAt: entry.nextAttemptAt });
+  }
+
+  /** No recipient pending: gone if all delivered, else failed/ plus a bounce. */
+  private async finish(entry: QueueEntry, now: Date): Promise<void> {
+    await this.queue.takeControl(entry.id); // nothing left to hold or delete
+    const failed = entry.recipients.filter((r) => r.status === 'failed');
+    const delivered = entry.recipients.filter((r) => r.status === 'delivered');
+    if (failed.length === 0) {
+      await this.queue.complete(entry.id);
+      this.log.info('delivered', { id: entry.id, account: entry.account, rcpts: delivered.length, attempts: entry.attempts });
+      this.emit('delivered', { id: entry.id, account: entry.account, recipients: delivered.length, latencyMs: now.getTime() - Date.parse(entry.receivedAt) });
+      return;
+    }
+    entry.failedAt = now.toISOString();
+    entry.failureReason ??= failed.map((r) => `<${r.address}>: ${r.reply ?? r.code ?? 'failed'}`).join('; ');
+    delete entry.nextAttemptAt;
+    let bounceId: string | undefined;
+    const handle = this.accounts(entry.account);
+    if (this.settings.bounces && !entry.bounceOf && handle && deliverableSender(entry.from)) {
+      try {
+        const dsn = await buildBounce({ entry, failed, mailbox: handle.mailbox, dataPath: this.queue.dataPath(entry.id) });
+        const b = await this.queue.acceptBuffer(dsn, {
+          from: handle.mailbox,
+          recipients: [entry.from],
+          account: entry.account,
+          client: { address: '127.0.0.1', tls: false, user: 'smtp365-relay' },
+          bounceOf: entry.id,
+        });
+        bounceId = b.id;
+        entry.bounceId = b.id;
+      } catch (err) {
+        this.log.error('could not queue the bounce', { id: entry.id, error: (err as Error).message });
+      }
+    }
+    await this.queue.moveActive(entry, 'failed');
+    this.log.warn('bounced', { id: entry.id, account: entry.account, failed: failed.map((r) => r.address), reason: entry.failureReason, bounce: bounceId });
+    this.emit('bounced', { id: entry.id, account: entry.account, recipients: failed.map((r) => r.address), reason: entry.failureReason, ...(bounceId ? { bounceId } : {}) });
+    if (bounceId) this.notify();
+  }
+
+  private raiseAlert(account: string, err: Smtp365Error, now: Date): void {
+    const w = this.worker(account);
+    w.pausedUntil = now.getTime() + this.settings.accountPause;
+    const fresh = !w.alert || w.alert.code !== err.code;
+    w.alert = {
+      account,
+      code: err.code,
+      message: err.message,
+      ...(err.explanation ? { explanation: err.explanation } : {}),
+      since: fresh ? now.toISOString() : w.alert!.since,
+      lastAt: now.toISOString(),
+    };
+    if (fresh) {
+      this.log.error('ACCOUNT ALERT: mail for this account stays queued until this is fixed', { account, kind: err.code, error: err.message, fix: err.explanation?.fix.join(' ') });
+      this.emit('alert', w.alert);
+    }
+  }
+
+  private clearAlert(account: string): void {
+    const w = this.worker(account);
+    if (w.alert) {
+      this.log.info('account alert cleared: delivering again', { account, was: w.alert.code });
+      delete w.alert;
+      this.emit('alertCleared', { account });
+    }
+  }
+
+  /** Resume a paused account now (operator fixed the sign-in: flush, or SIGHUP). */
+  resumeAccounts(): void {
+    for (const w of this.workers.values()) w.pausedUntil = 0;
+    this.notify();
+  }
+}
+
+export type { RecipientState };

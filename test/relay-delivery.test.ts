@@ -1,0 +1,143 @@
+// Relay end-to-end against the sandbox: accepted mail reaches Microsoft's
+// side; transient faults are retried until delivered; permanent refusals
+// bounce with the reason; a broken account keeps mail queued with an alert.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { withSandbox, sandboxRequest, type Sandbox } from './helpers/sandbox.ts';
+import { client, fault, sandboxMessages, startRig, until, type RelayRig } from './relay-helpers.ts';
+
+let sandbox: Sandbox;
+const cleanups: Array<() => unknown> = [];
+before(async () => {
+  sandbox = await withSandbox({ after: (fn) => cleanups.push(fn) });
+});
+after(async () => {
+  for (const fn of cleanups.reverse()) await fn();
+});
+
+async function reset(): Promise<void> {
+  await sandboxRequest(sandbox.info, 'DELETE', `${sandbox.info.admin}/messages`);
+  await sandboxRequest(sandbox.info, 'DELETE', `${sandbox.info.admin}/faults`);
+}
+
+async function send(rig: RelayRig, subject: string, to = ['someone@example.com']): Promise<string> {
+  const info = await client(rig.port).sendMail({ from: rig.account.user, to, subject, text: `body of ${subject}` });
+  return info.response;
+}
+
+const empty = (rig: RelayRig) => async () => {
+  const c = await rig.relay.queue.counts();
+  return c.incoming + c.active + c.deferred === 0;
+};
+
+test('accepted messages are delivered through the sandbox and leave the queue', async (t) => {
+  await reset();
+  const rig = await startRig(t, { sandbox });
+  const replies = [];
+  for (let i = 0; i < 3; i++) replies.push(await send(rig, `hello ${i}`, ['a@example.com', 'b@example.com']));
+  for (const r of replies) assert.match(r, /^250 2\.0\.0 Ok: queued as [0-9A-Z]{17}$/);
+  const got = await sandboxMessages(rig, 3);
+  assert.deepEqual(got.map((m) => m.subject).sort(), ['hello 0', 'hello 1', 'hello 2']);
+  assert.deepEqual(got[0]!.rcptTo.sort(), ['a@example.com', 'b@example.com']);
+  assert.equal(got[0]!.mailFrom, rig.account.user);
+  await until(rig.relay, empty(rig), 'queue empty');
+  const status = await rig.relay.status();
+  assert.equal(status.counters.delivered, 3);
+  // Metrics and health on the loopback port.
+  const metrics = await (await fetch(`${rig.relay.metricsUrl}/metrics`)).text();
+  assert.match(metrics, /smtp365_relay_delivered_total\{account="sandbox"\} 3/);
+  assert.match(metrics, /smtp365_relay_queue_messages\{state="deferred"\} 0/);
+  assert.match(metrics, /smtp365_relay_delivery_latency_seconds_count\{account="sandbox"\} 3/);
+  const health = await fetch(`${rig.relay.metricsUrl}/healthz`);
+  assert.equal(health.status, 200);
+  assert.equal(((await health.json()) as { status: string }).status, 'ok');
+});
+
+test('transient faults (421, 451, 432 4.3.2, drop mid-DATA, token endpoint down and slow) are retried until delivered', async (t) => {
+  await reset();
+  const rig = await startRig(t, { sandbox });
+  await fault(rig, [
+    { stage: 'connect', reply: '421 4.3.2 Service not available, closing transmission channel', times: 1 },
+    { stage: 'data-end', reply: '451 4.7.0 Temporary server error. Please try again later. PRX4', times: 2 },
+    { stage: 'mail', reply: '432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded', times: 1 },
+    { stage: 'data', drop: true, times: 1 },
+    { stage: 'token', drop: true, times: 2 },
+    { stage: 'token', delayMs: 300, times: 1 },
+  ]);
+  for (let i = 0; i < 4; i++) await send(rig, `retry ${i}`);
+  const got = await sandboxMessages(rig, 4);
+  assert.deepEqual(got.map((m) => m.subject).sort(), ['retry 0', 'retry 1', 'retry 2', 'retry 3']);
+  await until(rig.relay, empty(rig), 'queue empty');
+  const st = await rig.relay.status();
+  assert.ok(st.counters.deferred >= 3, `deferred ${st.counters.deferred} times`);
+  assert.equal(st.counters.bounced, 0);
+  assert.equal(st.queue.failed, 0);
+  // Each message exactly once.
+  assert.equal((await sandboxMessages(rig)).length, 4);
+});
+
+test('a permanent refusal bounces at once: failed/ keeps the reply and its explanation, a DSN goes to the sender', async (t) => {
+  await reset();
+  const rig = await startRig(t, { sandbox });
+  await fault(rig, { stage: 'data-end', reply: '550 5.7.60 SMTP; Client does not have permissions to send as this sender', times: 1 });
+  const reply = await send(rig, 'will bounce', ['x@example.com']);
+  const id = /queued as (\S+)/.exec(reply)![1]!;
+  await until(rig.relay, async () => (await rig.relay.queue.counts()).failed === 1, 'message failed');
+  const failed = await rig.relay.queue.read('failed', id);
+  assert.equal(failed.attempts, 1, 'no retry of a permanent failure');
+  assert.equal(failed.recipients[0]!.status, 'failed');
+  assert.match(failed.recipients[0]!.reply!, /^550 5\.7\.60/);
+  assert.equal(failed.recipients[0]!.explanation?.code, 'SMTP_SEND_AS_DENIED');
+  assert.ok(failed.bounceId);
+  // The DSN reaches the envelope sender through the sandbox.
+  const got = await sandboxMessages(rig, 1);
+  assert.equal(got[0]!.subject, 'Undelivered Mail Returned to Sender');
+  assert.deepEqual(got[0]!.rcptTo, [rig.account.user]);
+  const raw = (await sandboxRequest(sandbox.info, 'GET', `${sandbox.info.admin}/messages/${got[0]!.id}/raw`)).text;
+  assert.match(raw, /multipart\/report; report-type=delivery-status/);
+  assert.match(raw, /Final-Recipient: rfc822; x@example\.com/);
+  assert.match(raw, /Status: 5\.7\.60/);
+  assert.match(raw, /Subject: will bounce/, 'original headers attached');
+  // The queue file says why, in plain sight.
+  const onDisk = JSON.parse(await readFile(path.join(rig.spool, 'failed', `${id}.json`), 'utf8')) as { failureReason: string };
+  assert.match(onDisk.failureReason, /5\.7\.60/);
+});
+
+test('a recipient refused at RCPT bounces alone; the others are delivered', async (t) => {
+  await reset();
+  const rig = await startRig(t, { sandbox });
+  await fault(rig, { stage: 'rcpt', reply: '550 5.1.1 RESOLVER.ADR.RecipNotFound; not found', match: rig.account.user, times: 1 });
+  const reply = await send(rig, 'partial', ['gone@example.com', 'ok@example.com']);
+  const id = /queued as (\S+)/.exec(reply)![1]!;
+  await until(rig.relay, async () => (await rig.relay.queue.counts()).failed === 1, 'message failed');
+  const got = await sandboxMessages(rig, 2); // the message to ok@ and the DSN
+  const delivered = got.find((m) => m.subject === 'partial')!;
+  assert.deepEqual(delivered.rcptTo, ['ok@example.com']);
+  const failed = await rig.relay.queue.read('failed', id);
+  assert.deepEqual(failed.recipients.map((r) => [r.address, r.status]), [['gone@example.com', 'failed'], ['ok@example.com', 'delivered']]);
+});
+
+test('a disabled mailbox keeps mail queued with an alert, no bounce; delivered once fixed', async (t) => {
+  await reset();
+  const rig = await startRig(t, { sandbox });
+  const mbx = `${sandbox.info.admin}/mailboxes/${rig.account.user}`;
+  await sandboxRequest(sandbox.info, 'PATCH', mbx, { json: { smtpClientAuthenticationDisabled: true } });
+  t.after(() => sandboxRequest(sandbox.info, 'PATCH', mbx, { json: { smtpClientAuthenticationDisabled: null } }));
+  await send(rig, 'held for the admin');
+  await until(rig.relay, async () => (await rig.relay.status()).accounts.some((a) => a.alert), 'alert raised');
+  const st = await rig.relay.status();
+  const acct = st.accounts.find((a) => a.name === 'sandbox')!;
+  assert.equal(acct.alert!.code, 'SMTP_AUTH_DISABLED_MAILBOX');
+  assert.equal(st.counters.bounced, 0);
+  assert.equal(st.queue.failed, 0);
+  const metrics = await (await fetch(`${rig.relay.metricsUrl}/metrics`)).text();
+  assert.match(metrics, /smtp365_relay_account_alert\{account="sandbox"\} 1/);
+  const health = (await (await fetch(`${rig.relay.metricsUrl}/healthz`)).json()) as { status: string };
+  assert.equal(health.status, 'degraded');
+  await sandboxRequest(sandbox.info, 'PATCH', mbx, { json: { smtpClientAuthenticationDisabled: false } });
+  const got = await sandboxMessages(rig, 1);
+  assert.equal(got[0]!.subject, 'held for the admin');
+  await until(rig.relay, async () => !(await rig.relay.status()).accounts.some((a) => a.alert), 'alert cleared');
+});

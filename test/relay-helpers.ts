@@ -1,0 +1,106 @@
+// Shared rig for the relay's end-to-end tests: the sandbox (Microsoft's
+// side), an app-only account pointed at it, and a relay in-process with a
+// temp spool and short retry intervals. Everything closes in t.after.
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import nodemailer from 'nodemailer';
+import { createTokenProvider } from '../src/auth/index.ts';
+import type { Account } from '../src/config/account.ts';
+import { parseRelayConfig, type RelayConfigInput } from '../src/relay/config.ts';
+import { startRelay, type RelayDaemon } from '../src/relay/daemon.ts';
+import { silentLogger, createLogger } from '../src/relay/log.ts';
+import { hashPassword } from '../src/relay/users.ts';
+import { withSandbox, sandboxAccount, sandboxRequest, type HasAfter, type Sandbox } from './helpers/sandbox.ts';
+
+export const RELAY_USER = 'printer';
+export const RELAY_PASS = 'printer-secret-1';
+
+export interface RelayRig {
+  sandbox: Sandbox;
+  account: Account;
+  relay: RelayDaemon;
+  port: number;
+  spool: string;
+  home: string;
+}
+
+/** Test config: short backoffs, no pacing, ephemeral ports. */
+export function testConfigInput(spool: string, extra: Partial<RelayConfigInput> = {}): RelayConfigInput {
+  return {
+    listen: [{ address: '127.0.0.1:0' }],
+    spool,
+    usersFile: path.join(spool, 'users.json'),
+    metrics: '127.0.0.1:0',
+    account: 'sandbox',
+    ...extra,
+    delivery: { minBackoff: '30ms', maxBackoff: '200ms', ratePerMinute: 0, scanInterval: '50ms', accountPause: '150ms', ...(extra.delivery ?? {}) },
+  };
+}
+
+export async function tempDir(t: HasAfter, prefix: string): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export async function startRig(t: HasAfter, opts: { config?: Partial<RelayConfigInput>; sandbox?: Sandbox; verbose?: boolean } = {}): Promise<RelayRig> {
+  const sandbox = opts.sandbox ?? (await withSandbox(t));
+  const account = sandboxAccount(sandbox.info, { flow: 'client-secret', name: 'sandbox' });
+  const home = await tempDir(t, 'smtp365-relay-home-');
+  const spool = await tempDir(t, 'smtp365-relay-spool-');
+  const users = [{ name: RELAY_USER, passwordHash: await hashPassword(RELAY_PASS), rewriteSender: true }];
+  const config = parseRelayConfig(testConfigInput(spool, { users, ...opts.config }));
+  const tokenProvider = createTokenProvider(account, { home });
+  const relay = await startRelay({
+    config,
+    accounts: { sandbox: { account, tokenProvider } },
+    log: opts.verbose || process.env.SMTP365_TEST_VERBOSE ? createLogger({ level: 'debug' }) : silentLogger,
+    mailerOptions: { timeouts: { connectMs: 5000, greetingMs: 5000, socketMs: 10_000 } },
+  });
+  t.after(() => relay.stop());
+  return { sandbox, account, relay, port: relay.listeners[0]!.port, spool, home };
+}
+
+export function client(port: number, auth: { user: string; pass: string } | null = { user: RELAY_USER, pass: RELAY_PASS }) {
+  return nodemailer.createTransport({
+    host: '127.0.0.1',
+    port,
+    secure: false,
+    ...(auth ? { auth } : {}),
+    tls: { rejectUnauthorized: false },
+    connectionTimeout: 10_000,
+    greetingTimeout: 10_000,
+    socketTimeout: 30_000,
+  });
+}
+
+export interface CapturedMessage {
+  id: string;
+  mailFrom: string;
+  rcptTo: string[];
+  subject: string;
+  messageId: string;
+  size: number;
+}
+
+/** Waits (server-side, no polling loop here) until the sandbox holds at least `count` messages. */
+export async function sandboxMessages(rig: { sandbox: Sandbox }, count = 0, timeoutMs = 60_000): Promise<CapturedMessage[]> {
+  const q = count > 0 ? `?count=${count}&timeoutMs=${timeoutMs}` : "";
+  const r = await sandboxRequest(rig.sandbox.info, 'GET', `${rig.sandbox.info.admin}/messages${q}`);
+  return r.json<{ messages: CapturedMessage[] }>().messages;
+}
+
+export async function fault(rig: { sandbox: Sandbox }, f: Record<string, unknown> | Array<Record<string, unknown>>): Promise<void> {
+  const r = await sandboxRequest(rig.sandbox.info, 'POST', `${rig.sandbox.info.admin}/faults`, { json: f });
+  if (r.status >= 300) throw new Error(`fault refused: ${r.status} ${r.text}`);
+}
+
+/** Resolves when the relay's queue satisfies `pred` (checked on delivery events and on a short timer). */
+export async function until(relay: RelayDaemon, pred: () => Promise<boolean>, what: string, limitMs = 60_000): Promise<void> {
+  const start = Date.now();
+  while (!(await pred())) {
+    if (Date.now() - start > limitMs) throw new Error(`gave up waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
