@@ -2,3 +2,4 @@
 export * from './errors/index.ts';
 export * from './config/index.ts';
 export * from './auth/index.ts';
+export * from './send/index.ts';
