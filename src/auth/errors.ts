@@ -93,7 +93,10 @@ export function toAuthError(err: unknown, ctx: MapContext): Smtp365Error {
     if (server?.trace_id) details.traceId = server.trace_id;
     if (server?.correlation_id) details.correlationId = server.correlation_id;
     if (status !== undefined) details.httpStatus = status;
-    const transientServer = (status !== undefined && (status >= 500 || status === 429)) || fromServer.error === 'temporarily_unavailable';
+    const transientServer =
+      (status !== undefined && (status >= 500 || status === 429)) ||
+      fromServer.error === 'temporarily_unavailable' ||
+      /temporarily_unavailable|transient error|service (is )?(temporarily )?unavailable/i.test(fromServer.error_description ?? '');
     // Device-code polling answers are told by their OAuth error (Entra attaches a generic AADSTS code to them).
     const polling = fromServer.error !== undefined && DEVICE_POLL_ERRORS.has(fromServer.error);
     let explanation = explainIdentityError(polling ? { error: fromServer.error!, ...(fromServer.error_description ? { error_description: fromServer.error_description.replace(/AADSTS\d+/g, '') } : {}) } : fromServer, ectx);

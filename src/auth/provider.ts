@@ -398,6 +398,8 @@ class MsalTokenProvider implements AccountTokenProvider {
     const marker = path.join(this.store.dir, `${a.name}.pending`);
     let result: AuthenticationResult | null;
     let timedOut = false;
+    let markerWritten: Promise<void> = Promise.resolve();
+    let finished = false;
     try {
       let op: Promise<AuthenticationResult | null>;
       let onAbort: (() => void) | undefined;
@@ -405,8 +407,9 @@ class MsalTokenProvider implements AccountTokenProvider {
         const request: DeviceCodeRequest = {
           scopes,
           deviceCodeCallback: (r) => {
+            if (finished) return; // cancelled before the code arrived
             const expiresOn = new Date(Date.now() + r.expiresIn * 1000);
-            void this.writeMarker(marker, expiresOn);
+            markerWritten = this.writeMarker(marker, expiresOn);
             options.onDeviceCode?.({ userCode: r.userCode, verificationUri: r.verificationUri, message: r.message, expiresOn });
           },
         };
@@ -415,7 +418,7 @@ class MsalTokenProvider implements AccountTokenProvider {
         };
         op = app.acquireTokenByDeviceCode(request);
       } else if (flow === 'browser') {
-        await this.writeMarker(marker, new Date(Date.now() + 15 * 60_000));
+        markerWritten = this.writeMarker(marker, new Date(Date.now() + 15 * 60_000));
         let authorizeUrl: string | undefined;
         let stop = false;
         const timeoutMs = options.timeoutMs ?? 15 * 60_000;
@@ -464,6 +467,8 @@ class MsalTokenProvider implements AccountTokenProvider {
       throw e;
     } finally {
       this.pendingSignIn = false;
+      finished = true;
+      await markerWritten;
       await fsp.rm(marker, { force: true }).catch(() => undefined);
     }
     if (!result) throw toAuthError(new Error('no token was returned'), { account: a, operation: 'sign-in' });
