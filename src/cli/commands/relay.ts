@@ -1,6 +1,228 @@
-// Placeholder until the module that owns this command lands; replaced, not extended.
+// `smtp365 relay`: the local SMTP relay (listener → durable queue → delivery
+// with OAuth2), `relay user add|remove|list` for the devices' credentials,
+// and `relay status` (works while the relay runs, from another process).
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Command } from 'commander';
+import pc from 'picocolors';
+import { EXIT, printJson, reportError } from '../output.ts';
 import { Smtp365Error } from '../../errors/error.ts';
+import { applyOverrides, loadRelayConfig, type RelayConfig } from '../../relay/config.ts';
+import type { RelayStatus } from '../../relay/daemon.ts';
 
-export async function run(_argv: string[]): Promise<number> {
-  throw new Smtp365Error('INTERNAL', 'smtp365 relay is not available in this build yet');
+function collect(v: string, prev: string[] = []): string[] {
+  return [...prev, v];
+}
+
+async function readPassword(opts: { stdin?: boolean }): Promise<string> {
+  if (opts.stdin || !process.stdin.isTTY) {
+    const chunks: Buffer[] = [];
+    for await (const c of process.stdin) chunks.push(c as Buffer);
+    const line = Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0] ?? '';
+    if (!line) throw new Smtp365Error('INPUT_INVALID', 'No password on standard input');
+    return line;
+  }
+  const ask = (prompt: string) =>
+    new Promise<string>((resolve, reject) => {
+      process.stderr.write(prompt);
+      const stdin = process.stdin;
+      stdin.setRawMode(true);
+      stdin.resume();
+      let buf = '';
+      const onData = (d: Buffer) => {
+        for (const ch of d.toString('utf8')) {
+          if (ch === '\r' || ch === '\n') {
+            stdin.setRawMode(false);
+            stdin.pause();
+            stdin.off('data', onData);
+            process.stderr.write('\n');
+            return resolve(buf);
+          }
+          if (ch === '\u0003') {
+            stdin.setRawMode(false);
+            stdin.off('data', onData);
+            return reject(new Smtp365Error('INPUT_INVALID', 'Cancelled'));
+          }
+          if (ch === '\u007f') buf = buf.slice(0, -1);
+          else buf += ch;
+        }
+      };
+      stdin.on('data', onData);
+    });
+  const a = await ask('Password for the relay user: ');
+  const b = await ask('Again: ');
+  if (a !== b) throw new Smtp365Error('INPUT_INVALID', 'The passwords differ');
+  return a;
+}
+
+async function configFrom(o: { config?: string; spool?: string; listen?: string[]; allow?: string[]; account?: string }): Promise<RelayConfig> {
+  const cfg = await loadRelayConfig(o.config);
+  return applyOverrides(cfg, {
+    ...(o.listen ? { listen: o.listen } : {}),
+    ...(o.allow ? { allow: o.allow } : {}),
+    ...(o.spool ? { spool: o.spool } : {}),
+    ...(o.account ? { account: o.account } : {}),
+  });
+}
+
+async function runRelay(o: { config?: string; listen?: string[]; allow?: string[]; spool?: string; account?: string; json?: boolean; logJson?: boolean; verbose?: boolean }): Promise<number> {
+  const cfg = await configFrom(o);
+  const { startRelay } = await import('../../relay/daemon.ts');
+  const { createLogger } = await import('../../relay/log.ts');
+  const log = createLogger({ json: Boolean(o.logJson), level: o.verbose ? 'debug' : 'info' });
+  const relay = await startRelay({ config: cfg, log, handleSignals: true, reloadConfig: () => configFrom(o) });
+  const st = await relay.status();
+  if (o.json) {
+    process.stdout.write(JSON.stringify({ pid: st.pid, listeners: st.listeners, metrics: st.metrics, spool: st.spool, certificate: st.certificate, accounts: st.accounts.map((a) => ({ name: a.name, mailbox: a.mailbox })) }) + '\n');
+  } else {
+    const label = (s: string) => pc.dim(s.padEnd(13));
+    const lines = [`${pc.bold('smtp365 relay')} ${pc.dim(`pid ${st.pid}`)}`];
+    for (const l of st.listeners) lines.push(`${label('listening')}${l.host}:${l.port} ${pc.dim(l.tls === 'starttls' ? 'STARTTLS offered' : l.tls === 'implicit' ? 'implicit TLS' : 'no TLS')}`);
+    lines.push(`${label('certificate')}${st.certificate.path}${st.certificate.selfSigned ? pc.dim(' (self-signed; SHA-256 ' + st.certificate.fingerprint256 + ')') : ''}`);
+    lines.push(`${label('spool')}${st.spool}`);
+    if (st.metrics) lines.push(`${label('metrics')}${st.metrics}/metrics  ${pc.dim('health: ' + st.metrics + '/healthz')}`);
+    for (const a of st.accounts) lines.push(`${label('account')}${a.name} → ${a.mailbox ?? pc.red('not usable: ' + (a.tokenError ?? 'unknown'))}`);
+    lines.push(pc.dim('SIGTERM stops (mail stays queued), SIGHUP reloads config and users.'));
+    process.stderr.write(lines.join('\n') + '\n');
+  }
+  await relay.stopped();
+  return EXIT.OK;
+}
+
+async function runStatus(o: { config?: string; spool?: string; json?: boolean }): Promise<number> {
+  const cfg = await configFrom(o);
+  const { Queue } = await import('../../relay/queue/queue.ts');
+  const { readLock } = await import('../../relay/queue/lock.ts');
+  const queue = await Queue.open(cfg.spool);
+  const lock = await readLock(queue.dir);
+  const running = Boolean(lock?.alive);
+  let live: RelayStatus | undefined;
+  try {
+    live = JSON.parse(await readFile(path.join(queue.dir, 'status.json'), 'utf8')) as RelayStatus;
+  } catch {
+    live = undefined;
+  }
+  const counts = await queue.counts();
+  const out = {
+    running,
+    ...(lock ? { pid: lock.pid, since: lock.since } : {}),
+    spool: queue.dir,
+    queue: counts,
+    ...(live && running ? { listeners: live.listeners, metrics: live.metrics, accounts: live.accounts, counters: live.counters, lastErrors: live.lastErrors, updatedAt: live.updatedAt } : {}),
+  };
+  if (o.json) {
+    printJson(out);
+    return running ? EXIT.OK : EXIT.UNAVAILABLE;
+  }
+  const lines = [`relay: ${running ? pc.green(`running (pid ${lock!.pid}, since ${lock!.since})`) : pc.yellow('not running')}`, `spool: ${queue.dir}`];
+  lines.push(`queue: ${Object.entries(counts).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  if (live && running) {
+    for (const l of live.listeners) lines.push(`listening: ${l.host}:${l.port} (${l.tls})`);
+    for (const a of live.accounts) {
+      lines.push(`account ${a.name} (${a.mailbox ?? '?'}): token ${a.token}${a.tokenError ? ` — ${a.tokenError}` : ''}${a.inFlight ? `, ${a.inFlight} in flight` : ''}`);
+      if (a.alert) lines.push(pc.red(`  ALERT ${a.alert.code} since ${a.alert.since}: ${a.alert.message}`) + (a.alert.explanation ? `\n  Fix: ${a.alert.explanation.fix.join(' ')}` : ''));
+    }
+    const c = live.counters;
+    lines.push(`since start: accepted ${c.accepted}, delivered ${c.delivered}, deferred ${c.deferred}, bounced ${c.bounced}, refused ${c.refused}, failed AUTH ${c.authFailures}`);
+    if (live.lastErrors.length > 0) {
+      lines.push('last errors:');
+      for (const e of live.lastErrors.slice(0, 10)) lines.push(`  ${e.at} ${e.id ? e.id + ' ' : ''}${e.account ? '[' + e.account + '] ' : ''}${e.error}`);
+    }
+  }
+  process.stdout.write(lines.join('\n') + '\n');
+  return running ? EXIT.OK : EXIT.UNAVAILABLE;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let result: Promise<number> = Promise.resolve(EXIT.OK);
+  const program = new Command('smtp365 relay')
+    .description('Run the local SMTP relay: devices send with a user name + password (or from allowed networks); the relay queues durably and delivers through Microsoft 365 with OAuth2.')
+    .option('--config <file>', 'relay config (default: relay.yaml beside config.yaml, or SMTP365_RELAY_CONFIG)')
+    .option('--listen <host:port>', 'listen here (repeatable; tls://HOST:PORT for implicit TLS, plain:// for none; default 127.0.0.1:2525 with STARTTLS)', collect)
+    .option('--allow <cidr>', 'let this network relay without AUTH (repeatable)', collect)
+    .option('--spool <dir>', 'queue directory')
+    .option('--account <name>', 'smtp365 account that delivers (default: the config\'s default account)')
+    .option('--json', 'print one JSON line when ready (for scripts)')
+    .option('--log-json', 'log as JSON lines')
+    .option('--verbose', 'debug logging')
+    .enablePositionalOptions()
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    .action((o) => {
+      result = runRelay(o as Parameters<typeof runRelay>[0]);
+    });
+
+  const user = program.command('user').description('Manage relay users (scrypt hashes in the users file)');
+  const fileOf = async (o: { config?: string }) => (await loadRelayConfig(o.config)).usersFile;
+  user
+    .command('add <name>')
+    .description('Add or replace a relay user; the password is asked for (or read from standard input)')
+    .option('--config <file>', 'relay config')
+    .option('--account <name>', 'smtp365 account that delivers this user\'s mail')
+    .option('--sender <pattern>', 'allowed envelope sender (repeatable; *@contoso.com)', collect)
+    .option('--rewrite-sender', 'replace a disallowed envelope sender with the account\'s mailbox instead of refusing it')
+    .option('--password-stdin', 'read the password from standard input')
+    .action((name: string, o: { config?: string; account?: string; sender?: string[]; rewriteSender?: boolean; passwordStdin?: boolean }) => {
+      result = (async () => {
+        const { addUser } = await import('../../relay/users.ts');
+        const file = await fileOf(o);
+        const password = await readPassword({ stdin: Boolean(o.passwordStdin) });
+        const replaced = await addUser(file, name, password, { ...(o.account ? { account: o.account } : {}), ...(o.sender ? { senders: o.sender } : {}), rewriteSender: Boolean(o.rewriteSender) });
+        process.stderr.write(`${replaced ? 'Replaced' : 'Added'} relay user ${name} in ${file}. A running relay picks it up on SIGHUP (systemctl reload smtp365-relay).\n`);
+        return EXIT.OK;
+      })();
+    });
+  user
+    .command('remove <name>')
+    .description('Remove a relay user')
+    .option('--config <file>', 'relay config')
+    .action((name: string, o: { config?: string }) => {
+      result = (async () => {
+        const { removeUser } = await import('../../relay/users.ts');
+        const file = await fileOf(o);
+        if (!(await removeUser(file, name))) throw new Smtp365Error('INPUT_INVALID', `No relay user ${name} in ${file}`);
+        process.stderr.write(`Removed relay user ${name}. A running relay forgets it on SIGHUP.\n`);
+        return EXIT.OK;
+      })();
+    });
+  user
+    .command('list')
+    .description('List relay users (never the hashes)')
+    .option('--config <file>', 'relay config')
+    .option('--json', 'JSON output')
+    .action((o: { config?: string; json?: boolean }) => {
+      result = (async () => {
+        const { loadUsersFile } = await import('../../relay/users.ts');
+        const cfg = await loadRelayConfig(o.config);
+        const users = [...cfg.users.map((u) => ({ ...u, source: cfg.source })), ...(await loadUsersFile(cfg.usersFile)).map((u) => ({ ...u, source: cfg.usersFile }))].map(
+          ({ passwordHash: _h, ...rest }) => rest,
+        );
+        if (o.json) printJson({ users });
+        else if (users.length === 0) process.stdout.write('No relay users. Add one: smtp365 relay user add NAME\n');
+        else for (const u of users) process.stdout.write(`${u.name}\taccount=${u.account ?? '(default)'}\tsenders=${u.senders?.join(',') ?? 'any'}${u.rewriteSender ? '\trewrite-sender' : ''}\t${pc.dim(u.source)}\n`);
+        return EXIT.OK;
+      })();
+    });
+  program
+    .command('status')
+    .description('Queue counts per state, per-account token state and alerts, last errors')
+    .option('--config <file>', 'relay config')
+    .option('--spool <dir>', 'queue directory')
+    .option('--json', 'JSON output')
+    .action((o: { config?: string; spool?: string; json?: boolean }) => {
+      result = runStatus(o);
+    });
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (err) {
+    const code = (err as { exitCode?: number; code?: string }).exitCode;
+    if (code !== undefined && (err as { code?: string }).code?.startsWith('commander.')) return code === 0 ? EXIT.OK : EXIT.USAGE;
+    throw err;
+  }
+  try {
+    return await result;
+  } catch (err) {
+    return reportError(err, { json: argv.includes('--json'), verbose: argv.includes('--verbose') });
+  }
 }

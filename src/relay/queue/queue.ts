@@ -55,6 +55,11 @@ export function isQueueId(id: string): boolean {
   return ID_RE.test(id);
 }
 
+/** Operator input names a file: only well-formed ids get near the filesystem. */
+function checkId(id: string): void {
+  if (!ID_RE.test(id)) throw new Smtp365Error('INPUT_INVALID', `Not a queue id: "${id}" (17 characters like 0MWX64RPTEECB3636; see smtp365 queue list)`);
+}
+
 /**
  * Counts bytes and refuses past the limit (keeps reading, so the client's
  * DATA is consumed and it gets a clean 552), and turns bare LF into CRLF so
@@ -226,6 +231,7 @@ export class Queue {
 
   /** Where the message is now and its record, or undefined. */
   async find(id: string): Promise<ListedEntry | undefined> {
+    checkId(id);
     for (const state of QUEUE_STATES) {
       try {
         return { ...(await this.read(state, id)), state };
@@ -377,6 +383,7 @@ export class Queue {
 
   /** Parks a message: nothing is attempted until it is released. */
   async hold(id: string): Promise<OperatorResult> {
+    checkId(id);
     const from = await this.renameFrom(id, ['incoming', 'deferred'], 'hold');
     if (from) return { id, from, to: 'hold' };
     const now = await this.where(id);
@@ -390,6 +397,7 @@ export class Queue {
 
   /** Releases a held message for delivery now. */
   async release(id: string): Promise<OperatorResult> {
+    checkId(id);
     const from = await this.renameFrom(id, ['hold'], 'incoming');
     if (from) return { id, from, to: 'incoming' };
     const now = await this.where(id);
@@ -401,6 +409,7 @@ export class Queue {
    * with its failed recipients pending again and a fresh queue lifetime.
    */
   async retry(id: string): Promise<OperatorResult> {
+    checkId(id);
     const from = await this.renameFrom(id, ['deferred', 'hold'], 'incoming');
     if (from) return { id, from, to: 'incoming' };
     let entry: QueueEntry;
@@ -445,6 +454,7 @@ export class Queue {
 
   /** Deletes a message without bouncing it. */
   async delete(id: string): Promise<OperatorResult> {
+    checkId(id);
     for (const from of ['incoming', 'deferred', 'hold', 'failed'] as const) {
       try {
         await unlink(this.entryPath(from, id));
