@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pc from 'picocolors';
 import { reportError, EXIT } from '../output.ts';
+import { parseCommand } from '../parse.ts';
 import { renderDeviceCode, startWaiting } from '../device-code-view.ts';
 
 interface DemoOptions {
@@ -30,14 +31,9 @@ export async function run(argv: string[]): Promise<number> {
     .option('--to <address>', 'recipient (default: the other sandbox user)')
     .option('--keep', 'keep the sandbox running afterwards so you can explore it (Ctrl-C to stop)')
     .option('--json', 'print one JSON result instead of the walk-through')
-    .option('--verbose', 'show details of errors')
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  try {
-    cmd.parse(argv, { from: 'user' });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode === 0 ? EXIT.OK : EXIT.USAGE;
-  }
+    .option('--verbose', 'show details of errors');
+  const early = parseCommand(cmd, argv);
+  if (early !== undefined) return early;
   const opts = cmd.opts<DemoOptions>();
   const approveAfter = Number(opts.approveAfter);
   if (!Number.isFinite(approveAfter) || approveAfter < 0 || approveAfter > 600_000) {
