@@ -9,7 +9,8 @@ function when(d: Date, now = Date.now()): string {
   const iso = d.toISOString().replace('T', ' ').slice(0, 16) + ' UTC';
   const diff = d.getTime() - now;
   const abs = Math.abs(diff);
-  const span = abs < 90_000 ? `${Math.round(abs / 1000)} s` : abs < 5_400_000 ? `${Math.round(abs / 60_000)} min` : abs < 2 * DAY ? `${Math.round(abs / 3_600_000)} h` : `${Math.round(abs / DAY)} days`;
+  if (abs < 60_000) return `${iso} (${diff >= 0 ? 'in under a minute' : 'just now'})`;
+  const span = abs < 5_400_000 ? `${Math.round(abs / 60_000)} min` : abs < 2 * DAY ? `${Math.round(abs / 3_600_000)} h` : `${Math.round(abs / DAY)} days`;
   return `${iso} (${diff >= 0 ? `in ${span}` : `${span} ago`})`;
 }
 
