@@ -60,7 +60,7 @@ export interface MailerOptions {
   timeouts?: MailerTimeouts;
   /** Largest message accepted, after encoding (default 35 MB, Microsoft's default MaxSendSize). */
   maxMessageBytes?: number;
-  /** Close connections idle this long (default 30 000 ms). */
+  /** Close connections idle this long (default 10 000 ms: idle connections count against Microsoft's 3 per mailbox). */
   idleTimeoutMs?: number;
   /** EHLO name (default: this host's FQDN, else [127.0.0.1]). */
   clientName?: string;
@@ -216,8 +216,13 @@ class MailerImpl implements Smtp365Mailer {
     if (!Number.isInteger(account.smtpPort) || account.smtpPort < 1 || account.smtpPort > 65535) {
       throw invalidOption(`The account's smtpPort must be a port number, got ${String(account.smtpPort)}`);
     }
-    const mbx = parseAddressField('account.user', account.user);
-    if (mbx.length !== 1) throw invalidOption(`The account's user must be one mailbox address, got "${account.user}"`);
+    let mbx: string[] = [];
+    try {
+      mbx = parseAddressField('account.user', account.user);
+    } catch {
+      // reported below
+    }
+    if (mbx.length !== 1) throw invalidOption(`The account's user must be one mailbox address (name@domain), got "${account.user}"`);
     this.account = account;
     this.options = options;
     this.log = options.logger ?? {};
@@ -239,7 +244,7 @@ class MailerImpl implements Smtp365Mailer {
     this.pool = new ConnectionPool({
       maxConnections: Math.min(max, MICROSOFT_MAX_CONNECTIONS),
       authUser: account.user,
-      idleTimeoutMs: options.idleTimeoutMs ?? 30_000,
+      idleTimeoutMs: options.idleTimeoutMs ?? 10_000,
       settings: {
         host: account.smtpHost,
         port: account.smtpPort,

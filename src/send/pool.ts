@@ -30,7 +30,7 @@ export interface PoolOptions {
   settings: ConnectionSettings;
   /** Runs the XOAUTH2 exchange; returns when the token used expires (ms since epoch). */
   authenticate: (ctx: SMTPConnectionCustomAuthContext) => Promise<number>;
-  /** Close a connection after it was idle this long (default 30 000 ms). */
+  /** Close a connection after it was idle this long (default 10 000 ms). */
   idleTimeoutMs?: number;
   /** Open a new connection after this many messages (default 100). */
   maxMessagesPerConnection?: number;
@@ -118,7 +118,8 @@ export class ConnectionPool {
       signal?.throwIfAborted();
       const idle = this.connections.find((c) => !c.busy);
       if (idle) {
-        if (idle.dead || !this.reusable(idle)) {
+        // Over the (possibly shrunk) limit: close idle connections instead of reusing them.
+        if (idle.dead || !this.reusable(idle) || this.connections.length + this.opening > this.limit) {
           this.destroy(idle);
           continue;
         }
@@ -154,7 +155,7 @@ export class ConnectionPool {
       return;
     }
     socketOf(c)?.unref();
-    const idleMs = this.opts.idleTimeoutMs ?? 30_000;
+    const idleMs = this.opts.idleTimeoutMs ?? 10_000;
     c.idleTimer = setTimeout(() => {
       if (!c.busy) this.destroy(c, true);
     }, idleMs);
