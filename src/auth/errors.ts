@@ -25,7 +25,7 @@ function isMsalError(err: unknown): err is MsalLikeError & Error {
 }
 
 export function explainContext(account: Account): ExplainContext {
-  return { tenantId: account.tenant, clientId: account.clientId, mailbox: account.user, appOnly: isAppOnly(account), accountName: account.name } as ExplainContext;
+  return { tenantId: account.tenant, clientId: account.clientId, mailbox: account.user, appOnly: isAppOnly(account), accountName: account.name };
 }
 
 function relogin(account: Account): string {
