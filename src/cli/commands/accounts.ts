@@ -4,6 +4,7 @@
 import { Command } from 'commander';
 import pc from 'picocolors';
 import { reportError, printJson, EXIT } from '../output.ts';
+import { parseCommand } from '../parse.ts';
 import { loadAccounts, resolveAccount } from '../../config/load.ts';
 import { addAccountOptions, resolveOptionsFromFlags, type AccountFlagValues } from '../../config/flags.ts';
 import { createTokenProvider } from '../../auth/provider.ts';
@@ -19,15 +20,10 @@ export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('smtp365 accounts')
     .description('List accounts and their sign-in state.')
     .option('--json', 'print the states as JSON')
-    .option('--verbose', 'show details of errors')
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .option('--verbose', 'show details of errors');
   addAccountOptions(cmd);
-  try {
-    cmd.parse(argv, { from: 'user' });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode === 0 ? EXIT.OK : EXIT.USAGE;
-  }
+  const early = parseCommand(cmd, argv);
+  if (early !== undefined) return early;
   const o = cmd.opts<AccountsFlags>();
   try {
     const loaded = await loadAccounts(o.config ? { configPath: o.config } : {});

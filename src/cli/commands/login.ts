@@ -5,6 +5,7 @@
 import { Command, Option } from 'commander';
 import pc from 'picocolors';
 import { reportError, printJson, EXIT } from '../output.ts';
+import { parseCommand } from '../parse.ts';
 import { renderDeviceCode, startWaiting } from '../device-code-view.ts';
 import { resolveAccount } from '../../config/load.ts';
 import { addAccountOptions, resolveOptionsFromFlags, type AccountFlagValues } from '../../config/flags.ts';
@@ -47,15 +48,10 @@ export async function run(argv: string[]): Promise<number> {
     .option('--no-open', 'with --browser: do not open the browser, only print the URL')
     .option('--json', 'print the resulting account state as JSON (prompts go to stderr)')
     .option('--verbose', 'show details (secrets masked)')
-    .addOption(new Option('--flow <flow>', 'sign-in flow').choices(['device-code', 'browser', 'password', 'client-secret', 'client-certificate']).hideHelp())
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .addOption(new Option('--flow <flow>', 'sign-in flow').choices(['device-code', 'browser', 'password', 'client-secret', 'client-certificate']).hideHelp());
   addAccountOptions(cmd, { overrides: true });
-  try {
-    cmd.parse(argv, { from: 'user' });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode === 0 ? EXIT.OK : EXIT.USAGE;
-  }
+  const early = parseCommand(cmd, argv);
+  if (early !== undefined) return early;
   const o = cmd.opts<LoginFlags>();
   const chosen = [o.browser && 'browser', o.deviceCode && 'device-code', o.password && 'password'].filter(Boolean) as Flow[];
   if (chosen.length > 1) {

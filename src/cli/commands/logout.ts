@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import pc from 'picocolors';
 import { reportError, printJson, EXIT } from '../output.ts';
+import { parseCommand } from '../parse.ts';
 import { loadAccounts, resolveAccount } from '../../config/load.ts';
 import { addAccountOptions, resolveOptionsFromFlags, type AccountFlagValues } from '../../config/flags.ts';
 import { createTokenProvider } from '../../auth/provider.ts';
@@ -18,15 +19,10 @@ export async function run(argv: string[]): Promise<number> {
     .description("Remove an account's saved tokens from this machine (the sign-in itself stays valid at Microsoft until revoked).")
     .option('--all', 'every configured account')
     .option('--json', 'print the result as JSON')
-    .option('--verbose', 'show details of errors')
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .option('--verbose', 'show details of errors');
   addAccountOptions(cmd);
-  try {
-    cmd.parse(argv, { from: 'user' });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode === 0 ? EXIT.OK : EXIT.USAGE;
-  }
+  const early = parseCommand(cmd, argv);
+  if (early !== undefined) return early;
   const o = cmd.opts<LogoutFlags>();
   try {
     let accounts: Account[];

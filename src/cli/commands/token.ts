@@ -4,6 +4,7 @@
 // temporary, try again; 77 = sign in again / fix the setup).
 import { Command } from 'commander';
 import { reportError, printJson, EXIT } from '../output.ts';
+import { parseCommand } from '../parse.ts';
 import { resolveAccount } from '../../config/load.ts';
 import { addAccountOptions, resolveOptionsFromFlags, type AccountFlagValues } from '../../config/flags.ts';
 import { createTokenProvider } from '../../auth/provider.ts';
@@ -22,15 +23,10 @@ export async function run(argv: string[]): Promise<number> {
     .option('--json', 'print {"token","expiresOn","account","user"} instead')
     .option('--force', 'renew even if the cached token is still valid')
     .option('--min-validity <seconds>', 'renew when fewer seconds than this remain', '300')
-    .option('--verbose', 'show details on stderr (secrets masked)')
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .option('--verbose', 'show details on stderr (secrets masked)');
   addAccountOptions(cmd, { overrides: true });
-  try {
-    cmd.parse(argv, { from: 'user' });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode === 0 ? EXIT.OK : EXIT.USAGE;
-  }
+  const early = parseCommand(cmd, argv);
+  if (early !== undefined) return early;
   const o = cmd.opts<TokenFlags>();
   const min = Number(o.minValidity);
   if (!Number.isInteger(min) || min < 0 || min > 3600) {
