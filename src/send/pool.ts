@@ -211,9 +211,14 @@ export class ConnectionPool {
       (c) =>
         new Promise<void>((resolve) => {
           if (c.dead) return resolve();
-          c.smtp.once('end', () => resolve());
+          // Idle sockets are unref'd; hold the process until the goodbye is done
+          // (a caller awaiting close() must not find the event loop empty).
+          socketOf(c)?.ref();
           const t = setTimeout(resolve, 2_000);
-          t.unref();
+          c.smtp.once('end', () => {
+            clearTimeout(t);
+            resolve();
+          });
           this.destroy(c, !c.busy);
         }),
     );

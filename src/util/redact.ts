@@ -8,7 +8,9 @@ const PATTERNS: Array<[RegExp, string]> = [
   [/(auth=Bearer\s+)[^\s\x01]+/gi, '$1[redacted]'],
   [/(Bearer\s+)[A-Za-z0-9._~+/=-]{8,}/g, '$1[redacted]'],
   // form or JSON fields
-  [/((?:refresh_token|access_token|id_token|client_secret|client_assertion|password|code_verifier|device_code|code)["']?\s*[:=]\s*["']?)[^"'&\s,}]+/gi, '$1[redacted]'],
+  [/((?:refresh_token|access_token|id_token|client_secret|client_assertion|password|code_verifier|device_code)["']?\s*[:=]\s*["']?)[^"'&\s,}]+/gi, '$1[redacted]'],
+  // an OAuth authorization code (long); not error codes such as "code": "SMTP_TEMPORARY" or "code": 451
+  [/((?<![A-Za-z0-9_])code["']?\s*[:=]\s*["']?)[A-Za-z0-9._~*-]{20,}/g, '$1[redacted]'],
 ];
 
 export function redact(text: string): string {

@@ -1,0 +1,168 @@
+// `smtp365 send` and `smtp365 sendmail` as child processes, configured only
+// through SMTP365_* environment variables and a temp SMTP365_HOME, the way
+// cron, PHP and scripts run them: happy paths, exit codes, --json.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { sendSandbox, childEnv, ALEX, MEGAN } from './send-support.ts';
+
+const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function smtp365(args: string[], env: NodeJS.ProcessEnv, input?: string | Buffer): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [MAIN, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(input ?? '');
+  });
+}
+
+test('smtp365 send: flags, attachment, header, --json result', async (t) => {
+  const s = await sendSandbox(t);
+  const env = childEnv(s);
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'smtp365-cli-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(path.join(dir, 'report.csv'), 'a,b\n1,2\n');
+  await writeFile(path.join(dir, 'body.html'), '<h1>Report</h1>');
+  const r = await smtp365(
+    ['send', '--to', MEGAN, '--cc', 'boss@example.com', '--bcc', 'audit@example.com', '--subject', 'Nightly report', '--text', 'See attached.', '--html-file', path.join(dir, 'body.html'), '--attach', path.join(dir, 'report.csv'), '--header', 'X-Job: nightly', '--json'],
+    env,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { ok: boolean; messageId: string; accepted: string[]; attempts: number };
+  assert.equal(out.ok, true);
+  assert.deepEqual(out.accepted, [MEGAN, 'boss@example.com', 'audit@example.com']);
+  const [m] = s.messages();
+  assert.equal(m?.subject, 'Nightly report');
+  assert.equal(m?.messageId, out.messageId);
+  const raw = await s.raw(m!.id);
+  assert.match(raw, /^X-Job: nightly\r$/m);
+  assert.match(raw, /filename=report\.csv/);
+  assert.match(raw, /Content-Type: text\/html/);
+  assert.ok(!/^Bcc:/im.test(raw));
+});
+
+test('smtp365 send: a whole message on stdin, and piped text as the body', async (t) => {
+  const s = await sendSandbox(t);
+  const env = childEnv(s);
+  const msg = `To: ${MEGAN}\nBcc: hidden@example.com\nSubject: from stdin\n\nline one\n.\nline three\n`;
+  let r = await smtp365(['send', '--stdin'], env, msg);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^Sent <.+> to megan@contoso\.onmicrosoft\.com, hidden@example\.com/);
+  // no body flags and piped input that starts with a header: the same
+  r = await smtp365(['send', '--to', MEGAN], env, msg.replace('from stdin', 'auto-detected'));
+  assert.equal(r.code, 0, r.stderr);
+  // plain text piped: the body of a message built from flags
+  r = await smtp365(['send', '--to', MEGAN, '--subject', 'piped body', '-q'], env, 'disk 91% full on /var\n');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, '');
+  const msgs = s.messages();
+  assert.deepEqual(msgs.map((m) => m.subject), ['from stdin', 'auto-detected', 'piped body']);
+  assert.deepEqual(msgs[1]!.rcptTo, [MEGAN], '--to replaces the header recipients');
+  const raw0 = await s.raw(msgs[0]!.id);
+  assert.ok(!/^Bcc:/im.test(raw0));
+  assert.match(raw0, /^From: alex@contoso\.onmicrosoft\.com\r$/m, 'From added');
+  assert.match(raw0, /^Message-ID: </m);
+  assert.match(raw0, /line one\r\n\.\r\nline three/, 'a lone "." is content for send --stdin');
+  assert.match(await s.raw(msgs[2]!.id), /disk 91% full/);
+});
+
+test('smtp365 sendmail -t -i: recipients from headers, Bcc removed, From/Date/Message-ID added (cron/PHP)', async (t) => {
+  const s = await sendSandbox(t);
+  const env = childEnv(s, { flow: 'password' });
+  const msg = `To: ${MEGAN}\nCc: ops@example.com\nBcc: hidden@example.com\nSubject: Cron <root@host> /usr/local/bin/backup\n\nBackup done.\n.\nstill the body with -i\n`;
+  const r = await smtp365(['sendmail', '-FCronDaemon', '-i', '-B8BITMIME', '-oem', '-odi', '-t', '-f', 'root'], env, msg);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, '', 'sendmail is silent on success');
+  const [m] = s.messages();
+  assert.deepEqual(m?.rcptTo, [MEGAN, 'ops@example.com', 'hidden@example.com']);
+  assert.equal(m?.mailFrom, ALEX, '-f root is not an address: the mailbox sends as itself');
+  const raw = await s.raw(m!.id);
+  assert.ok(!/hidden@example\.com/.test(raw), 'Bcc is gone from the message');
+  assert.match(raw, /^From: CronDaemon <alex@contoso\.onmicrosoft\.com>\r$/m);
+  assert.match(raw, /^Date: .+ \+0000\r$/m);
+  assert.match(raw, /^Message-ID: <.+@contoso\.onmicrosoft\.com>\r$/m);
+  assert.match(raw, /still the body with -i/);
+});
+
+test('smtp365 sendmail with recipients as arguments (git send-email, mail): a lone "." ends input without -i', async (t) => {
+  const s = await sendSandbox(t);
+  const env = childEnv(s);
+  const r = await smtp365(['sendmail', '-f', ALEX, '--', MEGAN, 'second@example.com'], env, 'Subject: [PATCH] fix\nTo: list@example.com\n\ndiff\n.\nnot sent\n');
+  assert.equal(r.code, 0, r.stderr);
+  const [m] = s.messages();
+  assert.deepEqual(m?.rcptTo, [MEGAN, 'second@example.com'], 'without -t the headers do not add recipients');
+  const raw = await s.raw(m!.id);
+  assert.ok(!raw.includes('not sent'));
+  // local names go to --local-recipient / SMTP365_LOCAL_RECIPIENT, or are refused clearly
+  let x = await smtp365(['sendmail', 'root'], env, 'Subject: x\n\ny\n');
+  assert.equal(x.code, 65);
+  assert.match(x.stderr, /"root" is a local user name/);
+  x = await smtp365(['sendmail', 'root'], { ...env, SMTP365_LOCAL_RECIPIENT: 'admin@example.com' }, 'Subject: for root\n\ny\n');
+  assert.equal(x.code, 0, x.stderr);
+  assert.deepEqual(s.messages()[1]?.rcptTo, ['admin@example.com']);
+});
+
+test('exit codes follow sysexits: 64 usage, 65 bad input, 75 temporary, 77 permission, 78 configuration; --json errors', async (t) => {
+  const s = await sendSandbox(t);
+  const env = childEnv(s);
+  let r = await smtp365(['sendmail', '-bs'], env);
+  assert.equal(r.code, 64);
+  r = await smtp365(['sendmail', '-Z'], env);
+  assert.equal(r.code, 64);
+  assert.match(r.stderr, /unknown option -Z/);
+  r = await smtp365(['sendmail'], env, 'Subject: x\n\n');
+  assert.equal(r.code, 64);
+  r = await smtp365(['send', '--to', 'megan', '--subject', 'x', '--text', 'y'], env);
+  assert.equal(r.code, 65);
+  assert.match(r.stderr, /MESSAGE_INVALID.*Invalid address in to: "megan"/);
+  r = await smtp365(['send', '--to', MEGAN, '--subject', 'x', '--attach', '/nonexistent/file.pdf'], env);
+  assert.equal(r.code, 65);
+  r = await smtp365(['send', '--to', MEGAN, '--subject', 'x', '--text', 'y', '--max-size', '1KB', '--html', 'z'.repeat(5000)], env);
+  assert.equal(r.code, 65);
+  assert.match(r.stderr, /MESSAGE_TOO_LARGE/);
+
+  await s.admin('POST', '/faults', { stage: 'data-end', reply: '451 4.7.0 Temporary server error. Please try again later. PRX4', times: null });
+  r = await smtp365(['send', '--to', MEGAN, '--subject', 'x', '--text', 'y', '--no-retry', '--json'], env);
+  assert.equal(r.code, 75, 'EX_TEMPFAIL: the caller should retry later');
+  const j = JSON.parse(r.stdout) as { ok: boolean; error: { code: string; transient: boolean; smtp: { code: number } } };
+  assert.equal(j.ok, false);
+  assert.equal(j.error.code, 'SMTP_TEMPORARY');
+  assert.equal(j.error.transient, true);
+  assert.equal(j.error.smtp.code, 451);
+  r = await smtp365(['sendmail', MEGAN, '--timeout', '1'], env, 'Subject: x\n\ny\n');
+  assert.equal(r.code, 75);
+  await s.admin('DELETE', '/faults');
+
+  await s.admin('PATCH', `/mailboxes/${ALEX}`, { smtpClientAuthenticationDisabled: true });
+  r = await smtp365(['send', '--to', MEGAN, '--subject', 'x', '--text', 'y'], env);
+  assert.equal(r.code, 77);
+  assert.match(r.stderr, /SMTP_AUTH_DISABLED_MAILBOX/);
+  assert.match(r.stderr, /Set-CASMailbox -Identity alex@contoso\.onmicrosoft\.com -SmtpClientAuthenticationDisabled \$false/);
+  await s.admin('PATCH', `/mailboxes/${ALEX}`, { smtpClientAuthenticationDisabled: false });
+
+  r = await smtp365(['send', '--to', MEGAN, '--subject', 'x', '--text', 'y'], { ...env, SMTP365_TENANT_ID: '', SMTP365_CLIENT_ID: '', SMTP365_USER: '' });
+  assert.equal(r.code, 78);
+  assert.equal(s.messages().length, 0);
+  // no secret in any output
+  for (const out of [r.stdout, r.stderr]) assert.ok(!out.includes(s.sb.info.confidentialClient.clientSecret));
+});
