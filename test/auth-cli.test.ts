@@ -249,3 +249,53 @@ test('msmtp sends with passwordeval "smtp365 token" (the docs/auth.md example)',
   assert.equal(got.authIdentity, upn);
   assert.equal(got.authUser, upn);
 });
+
+test('a config file with two accounts: accounts lists both, --account picks one, logout --all', async (t) => {
+  const sb = await withSandbox(t, { deviceCodeIntervalSeconds: 1 });
+  const base = await envFor(t, sb);
+  const cfg = path.join(base.HOME!, 'config', 'smtp365', 'config.yaml');
+  await fs.mkdir(path.dirname(cfg), { recursive: true });
+  await fs.writeFile(
+    cfg,
+    [
+      'default: work',
+      'accounts:',
+      '  work:',
+      `    authority: ${sb.info.authority}`,
+      `    tenant: ${sb.info.tenantDomain}`,
+      `    clientId: ${sb.info.publicClientId}`,
+      `    user: ${sb.info.users[0]!.upn}`,
+      `    smtpHost: ${sb.info.smtp.host}`,
+      `    smtpPort: ${sb.info.smtp.port}`,
+      `    caFile: ${sb.info.caFile}`,
+      '  daemon:',
+      `    authority: ${sb.info.authority}`,
+      `    tenant: ${sb.info.tenantId}`,
+      `    clientId: ${sb.info.confidentialClient.clientId}`,
+      `    clientSecret: ${sb.info.confidentialClient.clientSecret}`,
+      `    user: ${sb.info.sharedMailboxes[0]}`,
+      `    smtpHost: ${sb.info.smtp.host}`,
+      `    caFile: ${sb.info.caFile}`,
+      '',
+    ].join('\n'),
+  );
+  const env = { HOME: base.HOME!, XDG_CONFIG_HOME: base.XDG_CONFIG_HOME!, SMTP365_HOME: base.SMTP365_HOME! };
+  const login = await cli(t, ['login', '--no-qr'], env, { onStdout: approveFromOutput(sb, sb.info.users[0]!.upn) });
+  assert.equal(login.code, 0, login.stderr);
+  assert.match(login.stdout, /account work/);
+  const daemon = await cli(t, ['token', '--account', 'daemon'], env);
+  assert.equal(daemon.code, 0, daemon.stderr);
+  assert.deepEqual(decodeJwt(daemon.stdout.trim()).roles, ['SMTP.SendAsApp']);
+  const list = await cli(t, ['accounts'], env);
+  assert.match(list.stdout, /work \(default\)\s+alex@/);
+  assert.match(list.stdout, /daemon\s+info@.*client-secret \(app-only\)/);
+  assert.match(list.stdout, new RegExp(`Config: ${cfg.replace(/[.]/g, '\\.')}`));
+  const none = await cli(t, ['token', '--account', 'nope'], env);
+  assert.equal(none.code, 78);
+  assert.match(none.stderr, /No account named "nope".*configured: work, daemon/);
+  const out = await cli(t, ['logout', '--all', '--json'], env);
+  assert.deepEqual((JSON.parse(out.stdout) as { results: unknown[] }).results, [
+    { account: 'work', removed: true },
+    { account: 'daemon', removed: true },
+  ]);
+});

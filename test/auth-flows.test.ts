@@ -38,7 +38,22 @@ test('device code: prompt, approval, tokens for SMTP.Send, state, and the cache 
   assert.equal((await provider.state()).state, 'empty');
   await assert.rejects(provider.getAccessToken(), (e: Smtp365Error) => e.code === 'AUTH_NOT_SIGNED_IN' && !!e.explanation?.fix.some((f) => f.includes('smtp365 login --account sandbox')));
 
-  const { status, prompts } = await signInByDeviceCode(sb, provider, account.user);
+  // While the sign-in waits for the person, another process sees the account as pending.
+  const admin = adminFor(sb);
+  const prompts: Array<{ userCode: string; verificationUri: string }> = [];
+  const observer = createTokenProvider(account, { home: h });
+  let seenPending = false;
+  const status = await provider.signIn({
+    onDeviceCode: (dc) => {
+      prompts.push(dc);
+      void (async () => {
+        while ((await observer.state()).state !== 'pending') await new Promise((r) => setTimeout(r, 20));
+        seenPending = true;
+        await admin.approve(dc.userCode, account.user);
+      })();
+    },
+  });
+  assert.ok(seenPending);
   assert.equal(prompts.length, 1);
   assert.match(prompts[0]!.verificationUri, /^https:\/\/127\.0\.0\.1:\d+\/devicelogin$/);
   assert.equal(status.state, 'active');
