@@ -163,10 +163,16 @@ async function readAll(stream: Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-/** Whether piped input is a whole message (starts with a header line) rather than a plain body. */
+const MESSAGE_HEADERS = /^(from|to|cc|bcc|subject|date|message-id|reply-to|sender|mime-version|content-type|content-transfer-encoding|in-reply-to|references|return-path|received|x-[!-9;-~]*)[ \t]*:/i;
+
+/**
+ * Whether piped input is a whole message rather than a plain body: its first
+ * line is a message header (To:, Subject:, X-…:) or an mbox "From " line.
+ * "Warning: disk full" is a body, not a header named Warning.
+ */
 export function looksLikeMessage(head: Buffer): boolean {
   const firstLine = head.toString('utf8', 0, Math.min(head.length, 1000)).split(/\r?\n/)[0] ?? '';
-  return /^[!-9;-~]+[ \t]*:/.test(firstLine) || /^From \S+/.test(firstLine);
+  return MESSAGE_HEADERS.test(firstLine) || /^From \S+@?\S* /.test(firstLine);
 }
 
 export async function run(argv: string[]): Promise<number> {
