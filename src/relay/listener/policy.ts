@@ -28,8 +28,10 @@ export type SenderDecision =
  * the policy rewrites a sender it does not allow (and for the null sender).
  */
 export function decideSender(route: Route, from: string, mailbox: string | undefined): SenderDecision {
-  const { senders, rewriteSender } = route.policy;
-  const allowed = from !== '' && (!senders || senders.length === 0 || senderMatches(senders, from));
+  const { rewriteSender } = route.policy;
+  // With rewriting on and no list, only the mailbox itself is kept: Microsoft accepts nothing else without SendAs.
+  const senders = route.policy.senders && route.policy.senders.length > 0 ? route.policy.senders : rewriteSender && mailbox ? [mailbox] : undefined;
+  const allowed = from !== '' && (!senders || senderMatches(senders, from));
   if (allowed) return { ok: true, from };
   if (rewriteSender && mailbox) return { ok: true, from: mailbox, originalFrom: from };
   if (from === '' && (!senders || senders.length === 0)) return { ok: true, from };

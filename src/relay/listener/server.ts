@@ -14,6 +14,7 @@ import type { RelayUser } from '../users.ts';
 import { verifyPassword } from '../users.ts';
 import { AuthLimiter } from './auth-limit.ts';
 import { decideSender, type Route } from './policy.ts';
+import { FromHeaderRewriter } from './header-rewrite.ts';
 import type { TlsMaterial } from './tls.ts';
 
 export interface ListenerDeps {
@@ -220,8 +221,15 @@ export class RelayListener {
     if (!s.route || s.from === undefined) throw smtpError(503, '5.5.1 Bad sequence of commands');
     const cfg = this.deps.config();
     s.inData = true;
+    const mailbox = this.deps.mailboxOf(s.route.account);
+    const policy = s.route.policy;
+    const transforms =
+      policy.rewriteSender && mailbox
+        ? [new FromHeaderRewriter(mailbox, (addr) => decideSender({ ...s.route!, policy: { ...policy, rewriteSender: false, senders: policy.senders && policy.senders.length > 0 ? policy.senders : [mailbox] } }, addr, mailbox).ok)]
+        : [];
     try {
       const entry = await this.deps.queue.accept(stream, {
+        transforms,
         from: s.from,
         ...(s.originalFrom !== undefined ? { originalFrom: s.originalFrom } : {}),
         recipients: session.envelope.rcptTo.map((r) => r.address),

@@ -35,6 +35,8 @@ export interface AcceptMeta {
   /** Refuse (MESSAGE_TOO_LARGE) once the stored message would exceed this many bytes. */
   maxSize?: number;
   bounceOf?: string;
+  /** Applied to the message after line endings are normalised (header rewrites). */
+  transforms?: Transform[];
 }
 
 export interface OperatorResult {
@@ -161,7 +163,7 @@ export class Queue {
     const fh = await open(data, 'wx', 0o600);
     try {
       try {
-        await pipeline(input, filter, fileSink(fh));
+        await pipeline([input, filter, ...(meta.transforms ?? []), fileSink(fh)]);
         if (filter.exceeded) {
           throw new Smtp365Error('MESSAGE_TOO_LARGE', `The message exceeds the relay's limit of ${meta.maxSize} bytes`, {
             details: { limit: meta.maxSize },

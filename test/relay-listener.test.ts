@@ -1,0 +1,239 @@
+// The relay's SMTP side under hostile or broken clients: never an open relay,
+// AUTH rules, size limit while streaming, protocol garbage, clients that
+// vanish, sender policy, graceful stop. Real sockets, real sandbox behind.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import tls from 'node:tls';
+import { RawSmtp } from './helpers/raw-smtp.ts';
+import { withSandbox, sandboxRequest, type Sandbox } from './helpers/sandbox.ts';
+import { client, sandboxMessages, startRig, until, RELAY_PASS, RELAY_USER, type RelayRig } from './relay-helpers.ts';
+import { hashPassword } from '../src/relay/users.ts';
+
+let sandbox: Sandbox;
+const cleanups: Array<() => unknown> = [];
+before(async () => {
+  sandbox = await withSandbox({ after: (fn) => cleanups.push(fn) });
+});
+after(async () => {
+  for (const fn of cleanups.reverse()) await fn();
+});
+async function reset(): Promise<void> {
+  await sandboxRequest(sandbox.info, 'DELETE', `${sandbox.info.admin}/messages`);
+  await sandboxRequest(sandbox.info, 'DELETE', `${sandbox.info.admin}/faults`);
+}
+
+const plain = (user: string, pass: string) => Buffer.from(`\0${user}\0${pass}`).toString('base64');
+
+async function open(rig: RelayRig): Promise<RawSmtp> {
+  const c = await RawSmtp.connect(rig.port);
+  assert.match(await c.readText(), /^220 /);
+  return c;
+}
+
+async function quiet(rig: RelayRig): Promise<void> {
+  await until(rig.relay, async () => {
+    const c = await rig.relay.queue.counts();
+    return c.incoming + c.active + c.deferred === 0;
+  }, 'queue drained');
+}
+
+test('never an open relay: 530 before a message is taken, nothing queued', async (t) => {
+  await reset();
+  const rig = await startRig(t, { sandbox });
+  const c = await open(rig);
+  const ehlo = await c.cmd('EHLO attacker.example');
+  assert.match(ehlo, /STARTTLS/);
+  assert.match(ehlo, /AUTH PLAIN LOGIN/);
+  assert.match(await c.cmd('MAIL FROM:<spam@evil.example>'), /^530 5\.7\.0 Authentication required/);
+  assert.match(await c.cmd('RCPT TO:<victim@example.com>'), /^5\d\d /);
+  assert.match(await c.cmd('DATA'), /^5\d\d /);
+  c.close();
+  const counts = await rig.relay.queue.counts();
+  assert.equal(counts.incoming + counts.active + counts.deferred + counts.failed, 0);
+  assert.deepEqual(await readdir(path.join(rig.spool, 'data')), []);
+});
+
+test('relay users authenticate with PLAIN or LOGIN; wrong passwords are rate-limited per address', async (t) => {
+  await reset();
+  const rig = await startRig(t, { sandbox, config: { limits: { authFailures: 3 } } });
+  const c = await open(rig);
+  await c.cmd('EHLO dev.example');
+  assert.match(await c.cmd(`AUTH PLAIN ${plain(RELAY_USER, 'wrong')}`), /^535 5\.7\.8/);
+  assert.match(await c.cmd('AUTH LOGIN'), /^334 /);
+  assert.match(await c.cmd(Buffer.from(RELAY_USER).toString('base64')), /^334 /);
+  assert.match(await c.cmd(Buffer.from(RELAY_PASS).toString('base64')), /^235 /);
+  c.close();
+  const c2 = await open(rig);
+  await c2.cmd('EHLO dev.example');
+  assert.match(await c2.cmd(`AUTH PLAIN ${plain('nobody', 'x')}`), /^535 /);
+  assert.match(await c2.cmd(`AUTH PLAIN ${plain(RELAY_USER, 'wrong again')}`), /^535 /);
+  assert.match(await c2.cmd(`AUTH PLAIN ${plain(RELAY_USER, 'third')}`), /^535 /);
+  // Over the limit: even the right password is refused for now.
+  assert.match(await c2.cmd(`AUTH PLAIN ${plain(RELAY_USER, RELAY_PASS)}`), /^454 4\.7\.0/);
+  c2.close();
+  const c3 = await RawSmtp.connect(rig.port);
+  assert.match(await c3.readText(), /^421 4\.7\.0 Too many failed/);
+  c3.close();
+  assert.equal((await rig.relay.status()).counters.authFailures, 4);
+});
+
+test('STARTTLS and implicit TLS listeners with the self-signed certificate made on first start', async (t) => {
+  await reset();
+  const rig = await startRig(t, { sandbox, config: { listen: [{ address: '127.0.0.1:0' }, { address: '127.0.0.1:0', tls: 'implicit' }] } });
+  const [starttls, implicit] = rig.relay.listeners;
+  assert.equal(implicit!.tls, 'implicit');
+  const ca = rig.relay.tls.cert;
+  const c = await RawSmtp.connect(starttls!.port);
+  await c.readText();
+  await c.cmd('EHLO dev.example');
+  assert.match(await c.cmd('STARTTLS'), /^220 /);
+  const sock = await c.upgrade({ ca, servername: 'localhost' });
+  assert.ok(sock.authorized, 'the certificate verifies against itself for localhost');
+  assert.match(sock.getProtocol() ?? '', /TLSv1\.[23]/);
+  assert.doesNotMatch(await c.cmd('EHLO dev.example'), /STARTTLS/);
+  assert.match(await c.cmd(`AUTH PLAIN ${plain(RELAY_USER, RELAY_PASS)}`), /^235 /);
+  c.close();
+  const s = tls.connect({ port: implicit!.port, host: '127.0.0.1', ca, servername: 'localhost' });
+  const banner = await new Promise<string>((resolve, reject) => {
+    s.once('data', (d: Buffer) => resolve(d.toString()));
+    s.once('error', reject);
+  });
+  assert.match(banner, /^220 /);
+  s.destroy();
+});
+
+test('allowed networks relay without AUTH; a sender outside the policy is refused or rewritten', async (t) => {
+  await reset();
+  const strict = { name: 'scanner', passwordHash: await hashPassword('scanner-pass-1'), senders: ['*@contoso.onmicrosoft.com'], rewriteSender: false };
+  const rig = await startRig(t, {
+    sandbox,
+    config: {
+      allow: [{ cidr: '127.0.0.0/8', rewriteSender: true }],
+      users: [strict],
+    },
+  });
+  // From the allowed network, no AUTH: the device's nonsense sender becomes the mailbox.
+  const info = await client(rig.port, null).sendMail({ from: 'printer@printer.local', to: 'x@example.com', subject: 'from the network', text: 'hi' });
+  assert.match(info.response, /^250 /);
+  const got = await sandboxMessages(rig, 1);
+  assert.equal(got[0]!.subject, 'from the network');
+  assert.equal(got[0]!.mailFrom, rig.account.user);
+  const raw = (await sandboxRequest(sandbox.info, 'GET', `${sandbox.info.admin}/messages/${got[0]!.id}/raw`)).text;
+  assert.match(raw, new RegExp(`^From: "printer@printer\\.local" <${rig.account.user.replace(/\./g, '\\.')}>\r$`, 'm'));
+  assert.match(raw, /^X-Smtp365-Original-From: printer@printer\.local\r$/m);
+  assert.equal((await rig.relay.status()).counters.bounced, 0);
+  // A user with a sender list and no rewrite: refused at MAIL FROM.
+  const c = await open(rig);
+  await c.cmd('EHLO dev.example');
+  assert.match(await c.cmd(`AUTH PLAIN ${plain('scanner', 'scanner-pass-1')}`), /^235 /);
+  assert.match(await c.cmd('MAIL FROM:<ceo@other.example>'), /^553 5\.7\.1 Sender address <ceo@other\.example> is not allowed/);
+  assert.match(await c.cmd(`MAIL FROM:<${rig.account.user}>`), /^250 /);
+  c.close();
+  await quiet(rig);
+});
+
+test('oversize messages get 552 while streaming; nothing is queued', async (t) => {
+  await reset();
+  const rig = await startRig(t, { sandbox, config: { limits: { maxMessageSize: '64KB' } } });
+  const c = await open(rig);
+  await c.cmd('EHLO dev.example');
+  await c.cmd(`AUTH PLAIN ${plain(RELAY_USER, RELAY_PASS)}`);
+  // Declared too large: refused at MAIL FROM.
+  assert.match(await c.cmd(`MAIL FROM:<${rig.account.user}> SIZE=10000000`), /^552 /);
+  assert.match(await c.cmd(`MAIL FROM:<${rig.account.user}>`), /^250 /);
+  assert.match(await c.cmd('RCPT TO:<x@example.com>'), /^250 /);
+  assert.match(await c.cmd('DATA'), /^354 /);
+  const line = 'x'.repeat(998) + '\r\n';
+  for (let i = 0; i < 100; i++) c.write(line);
+  assert.match(await c.cmd('.'), /^552 /);
+  // The session goes on.
+  assert.match(await c.cmd('RSET'), /^250 /);
+  c.close();
+  assert.deepEqual(await readdir(path.join(rig.spool, 'data')), []);
+  assert.equal((await rig.relay.queue.counts()).incoming, 0);
+});
+
+test('protocol garbage, over-long lines, bare LF and smuggling attempts: errors, no crash, nothing half-queued', async (t) => {
+  await reset();
+  const rig = await startRig(t, { sandbox });
+  const c = await open(rig);
+  assert.match(await c.cmd('HELLO?'), /^500 /);
+  assert.match(await c.cmd('EHLO'), /^501 /);
+  await c.cmd('EHLO dev.example');
+  assert.match(await c.cmd('MAIL FROM:not-an-address'), /^5\d\d /);
+  assert.match(await c.cmd('DATA'), /^5\d\d /);
+  assert.match(await c.cmd(`AUTH PLAIN ${plain(RELAY_USER, RELAY_PASS)}`), /^235 /);
+  assert.match(await c.cmd(`MAIL FROM:<${rig.account.user}>`), /^250 /);
+  assert.match(await c.cmd('RCPT TO:<no-at-sign>'), /^5\d\d /);
+  assert.match(await c.cmd('RCPT TO:<ok@example.com>'), /^250 /);
+  assert.match(await c.cmd('DATA'), /^354 /);
+  // Bare LF line endings and a bare-LF "dot" that must not end the data (SMTP smuggling).
+  c.write(`From: ${rig.account.user}\nTo: ok@example.com\nSubject: bare lf\n\nline one\n.\nMAIL FROM:<smuggled@evil.example>\nline two\r\n.\r\n`);
+  assert.match(await c.readText(), /^250 2\.0\.0 Ok: queued as /);
+  // An over-long command line closes that session only.
+  c.write('NOOP ' + 'a'.repeat(40_000) + '\r\n');
+  await c.waitClosed();
+  const got = await sandboxMessages(rig, 1);
+  assert.equal(got.length, 1);
+  assert.equal(got[0]!.subject, 'bare lf');
+  const raw = (await sandboxRequest(sandbox.info, 'GET', `${sandbox.info.admin}/messages/${got[0]!.id}/raw`)).text;
+  assert.match(raw, /line one\r\n\.\.?\r\nMAIL FROM:<smuggled@evil\.example>\r\nline two/, 'the smuggled command stayed message content, line endings normalised');
+  // The relay still serves.
+  const info = await client(rig.port).sendMail({ from: rig.account.user, to: 'after@example.com', subject: 'still alive', text: 'yes' });
+  assert.match(info.response, /^250 /);
+  await sandboxMessages(rig, 2);
+  await quiet(rig);
+  assert.equal((await sandboxMessages(rig)).length, 2, 'nothing smuggled, nothing extra');
+});
+
+test('a client vanishing mid-DATA leaves nothing queued and nothing on disk', async (t) => {
+  await reset();
+  const rig = await startRig(t, { sandbox });
+  for (let i = 0; i < 5; i++) {
+    const c = await open(rig);
+    await c.cmd('EHLO dev.example');
+    await c.cmd(`AUTH PLAIN ${plain(RELAY_USER, RELAY_PASS)}`);
+    await c.cmd(`MAIL FROM:<${rig.account.user}>`);
+    await c.cmd('RCPT TO:<x@example.com>');
+    assert.match(await c.cmd('DATA'), /^354 /);
+    c.write('Subject: half\r\n\r\n' + 'partial body '.repeat(5000));
+    c.close();
+  }
+  // The server notices the closed sockets; temp bodies are removed.
+  await until(rig.relay, async () => (await readdir(path.join(rig.spool, 'data'))).length === 0, 'partial bodies removed');
+  const counts = await rig.relay.queue.counts();
+  assert.equal(counts.incoming + counts.active + counts.deferred + counts.failed, 0);
+  assert.equal((await rig.relay.status()).counters.accepted, 0);
+  // Still serving.
+  assert.match((await client(rig.port).sendMail({ from: rig.account.user, to: 'x@example.com', subject: 'ok', text: 'ok' })).response, /^250 /);
+});
+
+test('graceful stop: the message being received is finished and queued; idle sessions get 421', async (t) => {
+  await reset();
+  const rig = await startRig(t, { sandbox });
+  const idle = await open(rig);
+  await idle.cmd('EHLO idle.example');
+  const c = await open(rig);
+  await c.cmd('EHLO dev.example');
+  await c.cmd(`AUTH PLAIN ${plain(RELAY_USER, RELAY_PASS)}`);
+  await c.cmd(`MAIL FROM:<${rig.account.user}>`);
+  await c.cmd('RCPT TO:<x@example.com>');
+  assert.match(await c.cmd('DATA'), /^354 /);
+  c.write('Subject: in flight at stop\r\n\r\nfirst half\r\n');
+  await new Promise((r) => setTimeout(r, 50)); // let the server enter the body (not a timing assertion)
+  const stopping = rig.relay.listener.stop();
+  assert.match(await idle.readText(), /^421 /);
+  c.write('second half\r\n.\r\n');
+  assert.match(await c.readText(), /^250 2\.0\.0 Ok: queued as /);
+  c.close();
+  await stopping;
+  // New connections are refused once stopped.
+  await assert.rejects(RawSmtp.connect(rig.port).then(async (x) => {
+    await x.readText();
+  }));
+  // The message answered 250 during the stop is delivered (delivery goes on until the daemon stops).
+  const got = await sandboxMessages(rig, 1);
+  assert.equal(got[0]!.subject, 'in flight at stop');
+});
