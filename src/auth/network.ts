@@ -9,6 +9,7 @@ import tls from 'node:tls';
 import fs from 'node:fs';
 import { AuthError, type INetworkModule, type NetworkRequestOptions, type NetworkResponse } from '@azure/msal-node';
 import type { IdentityErrorInput } from '../errors/explain.ts';
+import { Smtp365Error } from '../errors/error.ts';
 
 export interface IdentityErrorBody extends IdentityErrorInput {
   status: number;
@@ -26,7 +27,14 @@ export interface HttpsNetworkOptions {
 
 function readCa(caFile: string | undefined): string[] | undefined {
   if (!caFile) return undefined;
-  return [...tls.rootCertificates, fs.readFileSync(caFile, 'utf8')];
+  let pem: string;
+  try {
+    pem = fs.readFileSync(caFile, 'utf8');
+  } catch (err) {
+    throw new Smtp365Error('CONFIG_INVALID', `caFile ${caFile} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Smtp365Error('CONFIG_INVALID', `caFile ${caFile} holds no PEM certificate`);
+  return [...tls.rootCertificates, pem];
 }
 
 export class HttpsNetworkClient implements INetworkModule {
@@ -37,8 +45,17 @@ export class HttpsNetworkClient implements INetworkModule {
   /** The last request that failed to connect or complete (TLS, refused, timeout). */
   lastFailure: Error | undefined;
 
+  /** Set when the CA file cannot be used; raised when the client is first needed (not at construction). */
+  readonly configError: Smtp365Error | undefined;
+
   constructor(opts: HttpsNetworkOptions = {}) {
-    this.ca = readCa(opts.caFile);
+    let ca: string[] | undefined;
+    try {
+      ca = readCa(opts.caFile);
+    } catch (err) {
+      this.configError = err as Smtp365Error;
+    }
+    this.ca = ca;
     this.timeoutMs = opts.timeoutMs ?? 30_000;
   }
 

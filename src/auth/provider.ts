@@ -235,6 +235,7 @@ class MsalTokenProvider implements AccountTokenProvider {
   // ------------------------------------------------------------ MSAL setup
 
   private config(withPlugin: boolean): Configuration {
+    if (this.network.configError) throw this.network.configError;
     const a = this.account;
     const authority = `${a.authorityHost.replace(/\/+$/, '')}/${a.tenant}`;
     const auth: Configuration['auth'] = { clientId: a.clientId, authority };

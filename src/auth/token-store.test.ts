@@ -175,3 +175,18 @@ test('headless Linux or SMTP365_KEYRING=0: the key file, silently', async (t) =>
   assert.equal((await keyForWrite(home, { SMTP365_KEYRING: '0' })).source, 'file');
   if (process.platform === 'linux') assert.equal((await keyForWrite(home, {})).source, 'file');
 });
+
+test('an unreadable caFile is a configuration error at first use, and state() still works', async (t) => {
+  const home = await tmp(t);
+  const { createTokenProvider } = await import('./provider.ts');
+  const p = createTokenProvider(
+    {
+      name: 'x', cloud: 'custom', authorityHost: 'https://127.0.0.1:9', tenant: 't.example', clientId: '00000000-0000-0000-0000-000000000000',
+      user: 'a@b.example', flow: 'device-code', smtpHost: '127.0.0.1', smtpPort: 587, caFile: path.join(home, 'missing.pem'),
+      smtpResource: 'https://outlook.office.com', graphEndpoint: 'https://graph.microsoft.com',
+    },
+    { home, env: {} },
+  );
+  assert.equal((await p.state()).state, 'empty');
+  await assert.rejects(p.signIn(), (e: Smtp365Error) => e.code === 'CONFIG_INVALID' && /missing\.pem cannot be read/.test(e.message));
+});
