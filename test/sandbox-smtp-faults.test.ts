@@ -3,6 +3,7 @@
 // N times, only for one mailbox.
 
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import { test } from 'node:test';
 import { mime, openAuthed, openSecure, RawSmtp, sendMessage, xoauth2 } from './helpers/raw-smtp.ts';
 import { ALEX, MEGAN, startTestSmtp, type SmtpSandbox } from './helpers/smtp-sandbox.ts';
@@ -169,4 +170,15 @@ test('probability 0 never applies; a BDAT transaction gets the data fault on its
   assert.equal(await c.readText(), '451 4.3.0 chunk fault');
   assert.equal(sb.messages.list().length, 0);
   assert.equal(await c.cmd('NOOP'), '250 2.0.0 OK');
+});
+
+test('a storage failure answers 451 after the dot and the session goes on', async (t) => {
+  const sb = await startTestSmtp(t);
+  const c = await openAuthed(sb.port, sb.caPem, ALEX, sb.userToken(ALEX));
+  t.after(() => c.close());
+  fs.rmSync(sb.messages.dir, { recursive: true, force: true });
+  assert.equal(await sendMessage(c, ALEX, [MEGAN], mime(ALEX, MEGAN, 'nowhere to go', 'x'.repeat(100_000))), '451 4.3.0 Temporary server error. Please try again later.');
+  assert.ok(sb.smtp.events().some((e) => e.type === 'error'));
+  fs.mkdirSync(sb.messages.dir, { recursive: true });
+  assert.match(await sendMessage(c, ALEX, [MEGAN], mime(ALEX, MEGAN, 'stored')), QUEUED);
 });

@@ -46,6 +46,8 @@ export interface IncomingMessageFile {
   readonly size: number;
   /** The header block (up to the first empty line, at most 1 MiB) seen so far. */
   headerBytes(): Buffer;
+  /** Ends the stream and resolves once the file is complete; rejects if writing failed. */
+  finish(): Promise<void>;
   /** Stops writing (if not ended) and deletes the file. */
   discard(): Promise<void>;
 }
@@ -122,6 +124,17 @@ export class MessageStore extends EventEmitter {
         out.end(() => cb(outError ?? null));
       },
     });
+    // Errors (disk full, state dir removed) are reported by finish(), never as an
+    // unhandled 'error' event in the middle of an SMTP session.
+    let streamError: Error | undefined;
+    stream.on('error', (err) => {
+      streamError = err;
+    });
+    const finished = new Promise<void>((resolve, reject) => {
+      stream.once('finish', resolve);
+      stream.once('error', reject);
+    });
+    finished.catch(() => undefined);
     return {
       id,
       path: file,
@@ -130,6 +143,11 @@ export class MessageStore extends EventEmitter {
         return size;
       },
       headerBytes: () => Buffer.concat(head),
+      finish: async () => {
+        if (streamError) throw streamError;
+        if (!stream.writableEnded) stream.end();
+        await finished;
+      },
       discard: async () => {
         if (!stream.writableFinished) {
           stream.destroy();
@@ -149,13 +167,7 @@ export class MessageStore extends EventEmitter {
     const finalPath = (x: string): string => path.join(this.dir, `${x}.eml`);
     if (input.incoming) {
       const inc = input.incoming;
-      if (!inc.stream.writableFinished) {
-        await new Promise<void>((resolve, reject) => {
-          inc.stream.once('finish', resolve);
-          inc.stream.once('error', reject);
-          if (!inc.stream.writableEnded) inc.stream.end();
-        });
-      }
+      await inc.finish();
       id = inc.id;
       size = inc.size;
       summary ??= await summarizeHeaders(inc.headerBytes());

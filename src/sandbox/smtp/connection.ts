@@ -387,8 +387,15 @@ export class SandboxConnection extends SMTPConnection {
     const stream = parser.startDataMode(this.#maxSize());
     this._dataStream = stream;
     let exceeded = false;
+    // A write error (disk full, state dir gone) must not stall the session: keep
+    // reading to the final dot; finishing then fails and the client gets a 451.
+    let failed = false;
+    incoming.stream.on('error', () => {
+      failed = true;
+      stream.resume();
+    });
     stream.on('data', (chunk: Buffer) => {
-      if (exceeded) return;
+      if (exceeded || failed) return;
       if (stream.sizeExceeded) {
         // Over the mailbox's MaxSendSize: stop keeping it, but read to the final dot.
         exceeded = true;
@@ -475,8 +482,14 @@ export class SandboxConnection extends SMTPConnection {
             void state.incoming.discard();
             return next();
           }
-          if (state.incoming.stream.write(buf)) next();
-          else state.incoming.stream.once('drain', next);
+          if (state.incoming.stream.write(buf)) return next();
+          const go = (): void => {
+            state.incoming.stream.off('drain', go);
+            state.incoming.stream.off('error', go);
+            next();
+          };
+          state.incoming.stream.once('drain', go);
+          state.incoming.stream.once('error', go);
         },
         (resume) => {
           if (!last) {
@@ -542,12 +555,7 @@ export class SandboxConnection extends SMTPConnection {
       };
       if (ctx.connectionRank(this) >= ctx.limits.maxConcurrentConnectionsPerMailbox) return reject('concurrency', R.threadLimit);
 
-      await new Promise<void>((resolve, reject) => {
-        if (incoming.stream.writableFinished) return resolve();
-        incoming.stream.once('finish', resolve);
-        incoming.stream.once('error', reject);
-        incoming.stream.end();
-      });
+      await incoming.finish();
       const summary = await summarizeHeaders(incoming.headerBytes());
       const mailFrom = env.mailFrom.address;
       const senders = [...(mailFrom ? [mailFrom.toLowerCase()] : []), ...summary.fromAddresses];
