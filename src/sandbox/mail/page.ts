@@ -43,7 +43,7 @@ export function renderListPage(messages: CapturedMessage[], filter: MessageFilte
     .map(
       (m) => `<tr>
 <td class="when">${escapeHtml(m.receivedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z'))}</td>
-<td>${escapeHtml(m.from ?? m.mailFrom)}<br><span class="tag">auth ${escapeHtml(m.authUser)}</span></td>
+<td>${escapeHtml(m.from ?? m.mailFrom)}<br><span class="tag">auth ${escapeHtml(m.authUser)}${m.authIdentity.toLowerCase() !== m.authUser ? ` · token of ${escapeHtml(m.authIdentity)}` : ''}</span></td>
 <td>${m.rcptTo.map((r) => escapeHtml(r)).join('<br>')}</td>
 <td><a href="/mail/${encodeURIComponent(m.id)}">${escapeHtml(m.subject ?? '(no subject)')}</a></td>
 <td class="size">${formatSize(m.size)}</td></tr>`,
