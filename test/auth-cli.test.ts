@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import http from 'node:http';
+import net from 'node:net';
 import { spawn, spawnSync } from 'node:child_process';
 import { withSandbox, type Sandbox } from './helpers/sandbox.ts';
 import { adminFor, decodeJwt } from './auth-sandbox-admin.ts';
@@ -298,4 +300,31 @@ test('a config file with two accounts: accounts lists both, --account picks one,
     { account: 'work', removed: true },
     { account: 'daemon', removed: true },
   ]);
+});
+
+test('behind an HTTPS proxy (HTTPS_PROXY with NODE_USE_ENV_PROXY=1): sign-in traffic goes through it', { skip: Number(process.versions.node.split('.')[0]) < 24 ? 'Node 24 reads HTTPS_PROXY for node:https' : false }, async (t) => {
+  const sb = await withSandbox(t);
+  const env = await envFor(t, sb, { SMTP365_CLIENT_ID: sb.info.confidentialClient.clientId, SMTP365_CLIENT_SECRET: sb.info.confidentialClient.clientSecret });
+  const tunnels: string[] = [];
+  const proxy = http.createServer((_req, res) => res.writeHead(405).end());
+  proxy.on('connect', (req: http.IncomingMessage, sock: net.Socket, head: Buffer) => {
+    tunnels.push(req.url ?? '');
+    const [host, port] = (req.url ?? '').split(':');
+    const up = net.connect(Number(port), host!, () => {
+      sock.write('HTTP/1.1 200 Connection established\r\n\r\n');
+      up.write(head);
+      up.pipe(sock);
+      sock.pipe(up);
+    });
+    up.on('error', () => sock.destroy());
+    sock.on('error', () => up.destroy());
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => proxy.close(() => resolve())));
+  t.after(() => proxy.closeAllConnections());
+  const port = (proxy.address() as net.AddressInfo).port;
+  const r = await cli(t, ['token'], { ...env, HTTPS_PROXY: `http://127.0.0.1:${port}`, NODE_USE_ENV_PROXY: '1' });
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(decodeJwt(r.stdout.trim()).roles, ['SMTP.SendAsApp']);
+  assert.ok(tunnels.includes(new URL(sb.info.authority).host), `tunnels: ${tunnels.join(', ')}`);
 });
