@@ -217,3 +217,20 @@ test("messages per minute in 'delay' mode: the reply waits for room instead of r
   assert.ok(delayed[0]!.type === 'delayed' && delayed[0]!.ms > 0 && delayed[0]!.ms <= 300);
   assert.equal(sb.messages.list().length, 2);
 });
+
+test('blocked tenant (5.7.705 / 5.7.708 at MAIL FROM) and a mailbox blocked for outbound spam (after the dot)', async (t) => {
+  const sb = await startTestSmtp(t);
+  const c = await openAuthed(sb.port, sb.caPem, ALEX, sb.userToken(ALEX));
+  t.after(() => c.close());
+  const tenant = sb.directory.data.tenants[0]!;
+  tenant.submissionBlocked = 'threshold';
+  assert.equal(await c.cmd(`MAIL FROM:<${ALEX}>`), '550 5.7.705 Access denied, tenant has exceeded threshold');
+  tenant.submissionBlocked = 'ip';
+  assert.equal(await c.cmd(`MAIL FROM:<${ALEX}>`), '550 5.7.708 Access denied, traffic not accepted from this IP');
+  tenant.submissionBlocked = null;
+  sb.directory.mailbox(ALEX)!.outboundSpamBlocked = true;
+  assert.match(await sendMessage(c, ALEX, [MEGAN], mime(ALEX, MEGAN, 'spam?')), /^554 5\.2\.0 STOREDRV\.Submission\.Exception:OutboundSpamException; /);
+  assert.equal(sb.messages.list().length, 0);
+  sb.directory.mailbox(ALEX)!.outboundSpamBlocked = false;
+  assert.match(await sendMessage(c, ALEX, [MEGAN], mime(ALEX, MEGAN, 'released')), QUEUED);
+});

@@ -325,6 +325,13 @@ export class SandboxConnection extends SMTPConnection {
         return callback();
       }
     }
+    const blocked = this.ctx.deps.directory.tenant(this.principal.tenantId)?.submissionBlocked;
+    if (blocked) {
+      const line = blocked === 'ip' ? R.ipBlocked : R.tenantThreshold;
+      this.ctx.event({ type: 'rejected', connection: this.id, mailbox: this.principal.mailbox, reason: `tenant-blocked-${blocked}`, reply: line });
+      this.reply(line);
+      return callback();
+    }
     this.#bodyType = body;
     this.session.envelope.mailFrom = parsed;
     this.reply(R.senderOk);
@@ -554,6 +561,7 @@ export class SandboxConnection extends SMTPConnection {
         return line;
       };
       if (ctx.connectionRank(this) >= ctx.limits.maxConcurrentConnectionsPerMailbox) return reject('concurrency', R.threadLimit);
+      if (ctx.deps.directory.mailbox(p.mailbox)?.outboundSpamBlocked) return reject('outbound-spam', R.outboundSpam(ctx.hosts));
 
       await incoming.finish();
       const summary = await summarizeHeaders(incoming.headerBytes());

@@ -38,6 +38,9 @@ test('every refusal the sandbox sends is explained with the matching error code'
     [R.quotaExceeded(DEFAULT_HOSTS), 'DATA', 'SMTP_QUOTA_EXCEEDED', false],
     [R.tooLarge, 'DATA', 'SMTP_MESSAGE_TOO_LARGE', false],
     [R.tlsTooOld, 'STARTTLS', 'SMTP_TLS_TOO_OLD', false],
+    [R.outboundSpam(DEFAULT_HOSTS), 'DATA', 'SMTP_SPAM_BLOCKED', false],
+    [R.tenantThreshold, 'MAIL', 'SMTP_TENANT_BLOCKED', false],
+    [R.ipBlocked, 'MAIL', 'SMTP_TENANT_BLOCKED', false],
     [DEFAULT_LIMITS.messagesPerMinute.reply, 'DATA', 'SMTP_TEMPORARY', true],
     ['421 4.3.2 Service not available, closing transmission channel', 'MAIL', 'SMTP_TEMPORARY', true],
   ];

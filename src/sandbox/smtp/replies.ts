@@ -59,6 +59,10 @@ export const R = {
   sendAsDenied: '550 5.7.60 SMTP; Client does not have permissions to send as this sender',
   sendAsDeniedStoreDrv: (user: string, addr: string, hosts: ReplyHosts) =>
     `554 5.2.252 SendAsDenied; ${user} not allowed to send as ${addr}; STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to process message due to a permanent exception with message Cannot submit message. [Hostname=${hosts.backEnd}]`,
+  outboundSpam: (hosts: ReplyHosts) =>
+    `554 5.2.0 STOREDRV.Submission.Exception:OutboundSpamException; Failed to process message due to a permanent exception with message WASCL UserAction verdict is not None. Actual verdict is Suspend, ShowTierUpgrade. [Hostname=${hosts.backEnd}]`,
+  tenantThreshold: '550 5.7.705 Access denied, tenant has exceeded threshold',
+  ipBlocked: '550 5.7.708 Access denied, traffic not accepted from this IP',
   threadLimit: '432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded',
   quotaExceeded: (hosts: ReplyHosts) =>
     `554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process message due to a permanent exception with message Cannot submit message. [Hostname=${hosts.backEnd}]`,

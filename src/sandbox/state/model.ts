@@ -19,6 +19,8 @@ export interface SandboxTenant {
   signInFrequencySeconds: number | null;
   /** Exchange Online present (else AADSTS500011 for outlook scopes). */
   exchangeOnline: boolean;
+  /** Microsoft blocked the tenant's submissions: 'threshold' → 550 5.7.705, 'ip' → 550 5.7.708 at MAIL FROM. */
+  submissionBlocked?: 'threshold' | 'ip' | null;
 }
 
 export interface SandboxPermission {
@@ -111,6 +113,8 @@ export interface SandboxMailbox {
   fullAccess: string[];
   /** Users (oid) or service principals (id) with SendAs (Add-RecipientPermission). */
   sendAs: string[];
+  /** Listed under Defender's "Restricted entities" for outbound spam: 554 5.2.0 …OutboundSpamException after the dot. */
+  outboundSpamBlocked?: boolean;
 }
 
 /** Exchange Online's own service principal record (New-ServicePrincipal), needed for app-only. */
