@@ -182,3 +182,29 @@ test('a storage failure answers 451 after the dot and the session goes on', asyn
   fs.mkdirSync(sb.messages.dir, { recursive: true });
   assert.match(await sendMessage(c, ALEX, [MEGAN], mime(ALEX, MEGAN, 'stored')), QUEUED);
 });
+
+test('admin API: the SMTP event log says why AUTH failed; limits can be read and changed', async (t) => {
+  const sb = await startTestSmtp(t);
+  const c = await openSecure(sb.port, sb.caPem);
+  t.after(() => c.close());
+  assert.match(await c.cmd('AUTH XOAUTH2 ' + xoauth2(ALEX, sb.userToken(ALEX, { aud: 'https://graph.microsoft.com' }))), /^535 5\.7\.3 /);
+  assert.equal(await c.cmd('AUTH XOAUTH2 ' + xoauth2(ALEX, sb.userToken(ALEX))), '235 2.7.0 Authentication successful');
+  const res = await fetch(`${sb.adminUrl}/admin/smtp/events?type=auth&mailbox=${encodeURIComponent(ALEX)}`);
+  const { events } = (await res.json()) as { events: Array<{ ok: boolean; detail?: string; refusal?: string; at: string }> };
+  assert.equal(events.length, 2);
+  assert.equal(events[0]!.ok, false);
+  assert.equal(events[0]!.refusal, 'failed');
+  assert.match(events[0]!.detail!, /audience is "https:\/\/graph\.microsoft\.com"/);
+  assert.equal(events[1]!.ok, true);
+  assert.equal((await fetch(`${sb.adminUrl}/admin/smtp/events?type=nope`)).status, 400);
+
+  const patch = await fetch(`${sb.adminUrl}/admin/smtp/limits`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ recipientsPerDay: 1, messagesPerMinute: { mode: 'off' } }) });
+  assert.equal(patch.status, 200);
+  const limits = (await patch.json()) as { recipientsPerDay: number; messagesPerMinute: { mode: string; limit: number } };
+  assert.equal(limits.recipientsPerDay, 1);
+  assert.deepEqual([limits.messagesPerMinute.mode, limits.messagesPerMinute.limit], ['off', 30]);
+  assert.match(await sendMessage(c, ALEX, [MEGAN, 'x@example.com'], mime(ALEX, MEGAN, 'two')), /^554 5\.2\.0 .*SubmissionQuotaExceededException/);
+  const bad = await fetch(`${sb.adminUrl}/admin/smtp/limits`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ recipientsPerDay: -5 }) });
+  assert.equal(bad.status, 400);
+  assert.equal(((await bad.json()) as { error: string }).error, 'invalid_limits');
+});

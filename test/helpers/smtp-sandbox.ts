@@ -11,6 +11,7 @@ import type { TestContext } from 'node:test';
 import { FaultInjector } from '../../src/sandbox/faults/injector.ts';
 import { handleFaultRequest } from '../../src/sandbox/faults/http.ts';
 import { handleMailRequest } from '../../src/sandbox/mail/http.ts';
+import { handleSmtpRequest } from '../../src/sandbox/smtp/http.ts';
 import { MessageStore } from '../../src/sandbox/mail/store.ts';
 import { startSmtpSandbox, type SmtpSandboxDeps, type SmtpSandboxHandle } from '../../src/sandbox/smtp/server.ts';
 import { loadOrCreateTls } from '../../src/sandbox/ca/ca.ts';
@@ -86,6 +87,7 @@ export async function startTestSmtp(t: TestContext, options: Partial<SmtpSandbox
     void (async () => {
       if (await handleFaultRequest(req, res, url, faults)) return;
       if (await handleMailRequest(req, res, url, messages)) return;
+      if (await handleSmtpRequest(req, res, url, smtp)) return;
       res.writeHead(404).end('not found');
     })().catch((err: Error) => {
       res.writeHead(500).end(err.message);
