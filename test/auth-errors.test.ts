@@ -222,3 +222,28 @@ test('keep-alive: a revoked grant is reported at once as failed, with the explan
   assert.equal(ev.error?.explanation?.aadsts, 50173);
   assert.equal(ev.status?.state, 'failed');
 });
+
+test('keep-alive: nothing to do right after a sign-in (no refresh); due after refreshEveryMs', async (t) => {
+  const requests: string[] = [];
+  const sb = await withSandbox(t, { deviceCodeIntervalSeconds: 1, quiet: false, log: (l) => requests.push(l) });
+  const { provider } = await signedIn(t, sb);
+  const before = requests.filter((l) => /token 200$/.test(l)).length;
+  const next = (refreshEveryMs: number) =>
+    new Promise<KeepAliveEvent>((resolve) => {
+      const ka = startKeepAlive(provider, {
+        intervalMs: 60_000,
+        refreshEveryMs,
+        onEvent: (e) => {
+          ka.stop();
+          resolve(e);
+        },
+      });
+      t.after(() => ka.stop());
+    });
+  const idle = await next(86_400_000);
+  assert.equal(idle.type, 'skipped');
+  assert.equal(requests.filter((l) => /token 200$/.test(l)).length, before, 'no refresh when the last one is recent');
+  const due = await next(0);
+  assert.equal(due.type, 'refreshed');
+  assert.equal(requests.filter((l) => /token 200$/.test(l)).length, before + 1);
+});
