@@ -180,8 +180,8 @@ export async function run(argv: string[]): Promise<number> {
     .description(
       'Send a message through Microsoft 365.\n\n' +
         'Either build it from flags, or pipe a whole RFC 5322 message on stdin (--stdin; also assumed\n' +
-        'when no body flag is given and the piped input starts with a header line). Piped text that is\n' +
-        'not a message becomes the text body.\n\n' +
+        'when no body flag is given and the piped input starts with a message header such as To:,\n' +
+        'Subject: or X-…:). Other piped text becomes the text body.\n\n' +
         'Exit codes: 0 sent, 64 usage, 65 bad input, 69 refused, 75 temporary (retry later),\n' +
         '77 permission or sign-in problem, 78 configuration.',
     )
