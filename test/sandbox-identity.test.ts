@@ -250,6 +250,10 @@ test('client credentials with a secret: roles, wrong secret 7000215, no credenti
   assertAad(await token(sb, { grant_type: 'client_credentials', client_id: clientId, client_secret: 'wrong', scope: 'https://outlook.office365.com/.default' }), 401, 'invalid_client', 7000215);
   assertAad(await token(sb, { grant_type: 'client_credentials', client_id: clientId, scope: 'https://outlook.office365.com/.default' }), 401, 'invalid_client', 7000216);
   assertAad(await token(sb, { grant_type: 'client_credentials', client_id: clientId, client_secret: clientSecret, scope: 'https://outlook.office365.com/SMTP.SendAsApp' }), 400, 'invalid_scope', 1002012);
+  // The v1 endpoint with resource= (older libraries).
+  const v1 = await sandboxRequest(sb.info, 'POST', `/${sb.info.tenantId}/oauth2/token`, { form: { grant_type: 'client_credentials', client_id: clientId, client_secret: clientSecret, resource: 'https://outlook.office365.com' } });
+  assert.equal(v1.status, 200, v1.text);
+  assert.deepEqual(claims(v1.json()['access_token'])['roles'], ['SMTP.SendAsApp']);
   // Without the app role assignment the token has no roles (as Entra): SMTP then refuses it.
   await admin(sb, 'PATCH', `/apps/${clientId}`, { adminConsent: false });
   const noRoles = await token(sb, { grant_type: 'client_credentials', client_id: clientId, client_secret: clientSecret, scope: 'https://outlook.office365.com/.default' });

@@ -83,6 +83,7 @@ export async function handleIdentityRequest(req: IncomingMessage, res: ServerRes
     const form = await readForm(req, res);
     if (!form) return true;
     if (await applyFault(req, res, id, 'devicecode', form.get('client_id') ?? undefined, ctx)) return true;
+    if (path === 'oauth2/devicecode') v1Resource(form);
     sendReply(res, id.deviceCode(tenantSeg, form, ctx));
     return true;
   }
@@ -92,6 +93,7 @@ export async function handleIdentityRequest(req: IncomingMessage, res: ServerRes
     if (!form) return true;
     const basic = basicAuth(req);
     if (await applyFault(req, res, id, 'token', form.get('client_id') ?? basic?.id, ctx)) return true;
+    if (path === 'oauth2/token') v1Resource(form);
     sendReply(res, id.token(tenantSeg, form, basic, ctx));
     return true;
   }
@@ -108,6 +110,14 @@ export async function handleIdentityRequest(req: IncomingMessage, res: ServerRes
     return true;
   }
   return false;
+}
+
+/** The v1 endpoints name a `resource` instead of scopes (older libraries still use them). */
+function v1Resource(form: URLSearchParams): void {
+  const resource = form.get('resource');
+  if (!resource || form.get('scope')) return;
+  const appOnly = form.get('grant_type') === 'client_credentials';
+  form.set('scope', `${resource.replace(/\/+$/, '')}/.default${appOnly ? '' : ' openid offline_access'}`);
 }
 
 // ---- documents -------------------------------------------------------------------
