@@ -286,7 +286,7 @@ class MsalTokenProvider implements AccountTokenProvider {
   private async refresh(forced: boolean, min: number): Promise<AccessToken> {
     return this.store.withLock(async () => {
       this.network.lastError = undefined;
-    this.network.lastFailure = undefined;
+      this.network.lastFailure = undefined;
       this.changedMsal = undefined;
       try {
         this.loaded = await this.store.read();
