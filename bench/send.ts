@@ -177,7 +177,8 @@ async function memory(sb: Sandbox, home: string, dir: string) {
 async function coldStart(sb: Sandbox, home: string) {
   const dist = path.join(ROOT, 'dist', 'cli', 'main.js');
   const entry = existsSync(dist) ? dist : path.join(ROOT, 'src', 'cli', 'main.ts');
-  const e = env(sb, home);
+  // The default key source on a headless machine (a 0600 key file), not a passphrase that scrypt must stretch.
+  const { SMTP365_CACHE_KEY: _passphrase, ...e } = { ...env(sb, home), SMTP365_HOME: path.join(home, 'cold') };
   const to = sb.info.users[1]!.upn;
   const send = ['send', '--to', to, '--subject', 'cold start', '--text', 'x', '--quiet'];
   // the first run fills the token cache, as a configured machine has it
@@ -196,7 +197,7 @@ async function coldStart(sb: Sandbox, home: string) {
     sendHelpMs: round(helpMs),
     sendMs: round(sendMs),
     sendOverNodeMs: round(sendMs - nodeMs),
-    note: 'real send to the sandbox (STARTTLS + XOAUTH2 + one message), token from the cache; median of 7',
+    note: 'real send to the sandbox (STARTTLS + XOAUTH2 + one message), token from the cache (key file); median of 7',
     target: 'under 150 ms more than node -e 0',
   };
 }
