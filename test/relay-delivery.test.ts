@@ -7,11 +7,12 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { withSandbox, sandboxRequest, type Sandbox } from './helpers/sandbox.ts';
 import { client, fault, sandboxMessages, startRig, until, type RelayRig } from './relay-helpers.ts';
+import { UNLIMITED } from './relay-helpers.ts';
 
 let sandbox: Sandbox;
 const cleanups: Array<() => unknown> = [];
 before(async () => {
-  sandbox = await withSandbox({ after: (fn) => cleanups.push(fn) });
+  sandbox = await withSandbox({ after: (fn) => cleanups.push(fn) }, UNLIMITED);
 });
 after(async () => {
   for (const fn of cleanups.reverse()) await fn();

@@ -44,6 +44,9 @@ export async function tempDir(t: HasAfter, prefix: string): Promise<string> {
   return dir;
 }
 
+/** The sandbox enforces Microsoft's 30/min per mailbox; tests that send many turn it off (the relay paces itself in production). */
+export const UNLIMITED = { smtp: { limits: { messagesPerMinute: { mode: 'off' as const } } } };
+
 export async function startRig(t: HasAfter, opts: { config?: Partial<RelayConfigInput>; sandbox?: Sandbox; verbose?: boolean } = {}): Promise<RelayRig> {
   const sandbox = opts.sandbox ?? (await withSandbox(t));
   const account = sandboxAccount(sandbox.info, { flow: 'client-secret', name: 'sandbox' });

@@ -9,12 +9,13 @@ import tls from 'node:tls';
 import { RawSmtp } from './helpers/raw-smtp.ts';
 import { withSandbox, sandboxRequest, type Sandbox } from './helpers/sandbox.ts';
 import { client, sandboxMessages, startRig, until, RELAY_PASS, RELAY_USER, type RelayRig } from './relay-helpers.ts';
+import { UNLIMITED } from './relay-helpers.ts';
 import { hashPassword } from '../src/relay/users.ts';
 
 let sandbox: Sandbox;
 const cleanups: Array<() => unknown> = [];
 before(async () => {
-  sandbox = await withSandbox({ after: (fn) => cleanups.push(fn) });
+  sandbox = await withSandbox({ after: (fn) => cleanups.push(fn) }, UNLIMITED);
 });
 after(async () => {
   for (const fn of cleanups.reverse()) await fn();
