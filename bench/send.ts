@@ -178,7 +178,8 @@ async function coldStart(sb: Sandbox, home: string) {
   const dist = path.join(ROOT, 'dist', 'cli', 'main.js');
   const entry = existsSync(dist) ? dist : path.join(ROOT, 'src', 'cli', 'main.ts');
   // The default key source on a headless machine (a 0600 key file), not a passphrase that scrypt must stretch.
-  const { SMTP365_CACHE_KEY: _passphrase, ...e } = { ...env(sb, home), SMTP365_HOME: path.join(home, 'cold') };
+  const e: NodeJS.ProcessEnv = { ...env(sb, home), SMTP365_HOME: path.join(home, 'cold') };
+  delete e.SMTP365_CACHE_KEY;
   const to = sb.info.users[1]!.upn;
   const send = ['send', '--to', to, '--subject', 'cold start', '--text', 'x', '--quiet'];
   // the first run fills the token cache, as a configured machine has it
