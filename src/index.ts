@@ -19,3 +19,4 @@ export {
   type CheckId,
 } from './doctor/index.ts';
 export { runSetup, upsertAccount, writeConfigTemplate, renderConfigTemplate, GRAPH_CLI_CLIENT_ID, ADMIN_GRAPH_SCOPES, type SetupOptions, type SetupResult, type SetupStep, type AccountFields } from './setup/index.ts';
+export * from './relay/index.ts';

@@ -14,7 +14,7 @@ export function rewriteFromHeader(header: string, mailbox: string, allowed: (add
   if (start < 0) return undefined;
   let end = start + 1;
   while (end < lines.length && /^[ \t]/.test(lines[end]!)) end++;
-  const value = lines.slice(start, end).join(' ').replace(/^from\s*:\s*/i, '').trim();
+  const value = lines.slice(start, end).join('').replace(/^from\s*:\s*/i, '').trim();
   const parsed = addressparser(value, { flatten: true }) as Array<{ name: string; address: string }>;
   const first = parsed[0];
   if (first && parsed.length === 1 && first.address && allowed(first.address)) return undefined;

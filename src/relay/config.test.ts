@@ -1,0 +1,72 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { applyOverrides, isLoopback, loadRelayConfig, matchNetwork, parseDuration, parseRelayConfig, parseSize } from './config.ts';
+import { isSmtp365Error } from '../errors/error.ts';
+
+test('defaults are safe: loopback:2525 with STARTTLS, 35 MB, 3 connections, 30/min, 5 days', () => {
+  const c = parseRelayConfig({}, '<t>', 'relay', { SMTP365_HOME: '/tmp/x' });
+  assert.deepEqual(c.listen, [{ address: { host: '127.0.0.1', port: 2525 }, tls: 'starttls' }]);
+  assert.deepEqual(c.allow, []);
+  assert.equal(c.allowPlaintextAuth, false);
+  assert.equal(c.limits.maxMessageSize, 35 * 1024 * 1024);
+  assert.equal(c.delivery.maxConnections, 3);
+  assert.equal(c.delivery.ratePerMinute, 30);
+  assert.equal(c.delivery.maxLifetime, 5 * 86_400_000);
+  assert.equal(c.spool, '/tmp/x/spool');
+  assert.deepEqual(c.metrics, { host: '127.0.0.1', port: 9325 });
+});
+
+test('units: durations and sizes', () => {
+  assert.equal(parseDuration('500ms'), 500);
+  assert.equal(parseDuration('5m'), 300_000);
+  assert.equal(parseDuration(2), 2000);
+  assert.equal(parseSize('35MB'), 35 * 1024 * 1024);
+  assert.equal(parseSize('64KB'), 65536);
+  assert.throws(() => parseDuration('soon'));
+});
+
+test('errors name the file and the key', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'smtp365-relaycfg-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const f = path.join(dir, 'relay.yaml');
+  await writeFile(f, 'listen:\n  - address: "nonsense"\nallow:\n  - cidr: 10.0.0.0/33\ndelivery:\n  maxConnections: 4\nbogus: 1\n');
+  await assert.rejects(loadRelayConfig(f), (err: unknown) => {
+    assert.ok(isSmtp365Error(err) && err.code === 'CONFIG_INVALID');
+    assert.match(err.message, new RegExp(`${f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: listen\\[0\\]\\.address: expected HOST:PORT`));
+    assert.match(err.message, /allow\[0\]\.cidr: expected an IP network/);
+    assert.match(err.message, /delivery\.maxConnections/);
+    assert.match(err.message, /bogus/);
+    return true;
+  });
+  await writeFile(f, 'relay:\n  listen:\n    - address: 0.0.0.0:587\n      tls: implicit\n  spool: ./q\n');
+  const c = await loadRelayConfig(f);
+  assert.deepEqual(c.listen, [{ address: { host: '0.0.0.0', port: 587 }, tls: 'implicit' }]);
+  assert.equal(c.spool, path.join(dir, 'q'), 'relative paths are relative to the file');
+});
+
+test('command-line overrides: --listen with schemes, --allow CIDR checked', () => {
+  const base = parseRelayConfig({}, '<t>');
+  const c = applyOverrides(base, { listen: ['0.0.0.0:2525', 'tls://[::1]:4650', 'plain://127.0.0.1:25'], allow: ['192.168.1.0/24'], account: 'office' });
+  assert.deepEqual(
+    c.listen.map((l) => [l.address.host, l.address.port, l.tls]),
+    [['0.0.0.0', 2525, 'starttls'], ['::1', 4650, 'implicit'], ['127.0.0.1', 25, 'none']],
+  );
+  assert.equal(c.allow[0]!.account, 'office');
+  assert.throws(() => applyOverrides(base, { allow: ['300.1.1.1/8'] }), /--allow/);
+});
+
+test('network matching and loopback', () => {
+  const nets = [{ cidr: '192.168.1.0/24' }, { cidr: '10.1.2.3' }, { cidr: 'fd00::/8' }];
+  assert.equal(matchNetwork(nets, '192.168.1.77')?.cidr, '192.168.1.0/24');
+  assert.equal(matchNetwork(nets, '::ffff:192.168.1.77')?.cidr, '192.168.1.0/24');
+  assert.equal(matchNetwork(nets, '10.1.2.3')?.cidr, '10.1.2.3');
+  assert.equal(matchNetwork(nets, '10.1.2.4'), undefined);
+  assert.equal(matchNetwork(nets, 'fd12::1')?.cidr, 'fd00::/8');
+  assert.equal(isLoopback('127.0.0.1'), true);
+  assert.equal(isLoopback('::ffff:127.0.0.1'), true);
+  assert.equal(isLoopback('::1'), true);
+  assert.equal(isLoopback('192.168.1.1'), false);
+});

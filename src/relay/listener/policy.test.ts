@@ -1,0 +1,56 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { decideSender, senderMatches } from './policy.ts';
+import { rewriteFromHeader } from './header-rewrite.ts';
+import { hashPassword, verifyPassword } from '../users.ts';
+import { AuthLimiter } from './auth-limit.ts';
+
+const route = (policy: { senders?: string[]; rewriteSender: boolean }) => ({ via: 'user x', account: 'a', policy });
+
+test('sender patterns', () => {
+  assert.equal(senderMatches(['*@contoso.com'], 'Scanner@Contoso.com'), true);
+  assert.equal(senderMatches(['*@contoso.com'], 'x@evil-contoso.com'), false);
+  assert.equal(senderMatches(['a.b@x.com'], 'aXb@x.com'), false, 'dots are literal');
+});
+
+test('sender policy: allow, refuse, rewrite', () => {
+  assert.deepEqual(decideSender(route({ rewriteSender: false }), 'any@where.com', 'mbx@c.com'), { ok: true, from: 'any@where.com' });
+  const refused = decideSender(route({ senders: ['*@c.com'], rewriteSender: false }), 'x@other.com', 'mbx@c.com');
+  assert.equal(refused.ok, false);
+  assert.deepEqual(decideSender(route({ senders: ['*@c.com'], rewriteSender: true }), 'x@other.com', 'mbx@c.com'), { ok: true, from: 'mbx@c.com', originalFrom: 'x@other.com' });
+  // Rewrite without a list keeps only the mailbox.
+  assert.deepEqual(decideSender(route({ rewriteSender: true }), 'scanner@printer.local', 'mbx@c.com'), { ok: true, from: 'mbx@c.com', originalFrom: 'scanner@printer.local' });
+  assert.deepEqual(decideSender(route({ rewriteSender: true }), 'MBX@c.com', 'mbx@c.com'), { ok: true, from: 'MBX@c.com' });
+  assert.deepEqual(decideSender(route({ rewriteSender: true }), '', 'mbx@c.com'), { ok: true, from: 'mbx@c.com', originalFrom: '' });
+});
+
+test('From header rewrite keeps the display name and the original, handles folding', () => {
+  const h = 'Subject: scan\r\nFrom: "Scanner 3rd floor"\r\n <scan@printer.local>\r\nTo: a@b.com';
+  const out = rewriteFromHeader(h, 'mbx@c.com', (a) => a === 'mbx@c.com')!;
+  assert.equal(out, 'Subject: scan\r\nFrom: "Scanner 3rd floor" <mbx@c.com>\r\nX-Smtp365-Original-From: "Scanner 3rd floor" <scan@printer.local>\r\nTo: a@b.com');
+  assert.equal(rewriteFromHeader('From: mbx@c.com\r\nTo: x@y.com', 'mbx@c.com', (a) => a === 'mbx@c.com'), undefined);
+  assert.equal(rewriteFromHeader('To: x@y.com', 'mbx@c.com', () => false), undefined);
+});
+
+test('scrypt hashes verify, wrong passwords and garbage do not', async () => {
+  const h = await hashPassword('correct horse');
+  assert.match(h, /^scrypt\$16384\$8\$1\$/);
+  assert.equal(await verifyPassword('correct horse', h), true);
+  assert.equal(await verifyPassword('wrong', h), false);
+  assert.equal(await verifyPassword('x', undefined), false);
+  assert.equal(await verifyPassword('x', 'md5$abc'), false);
+});
+
+test('failed AUTH limiter: per address, sliding window, reset on success', () => {
+  const l = new AuthLimiter(2, 1000);
+  l.fail('10.0.0.1', 0);
+  assert.equal(l.blocked('10.0.0.1', 1), false);
+  l.fail('::ffff:10.0.0.1', 2);
+  assert.equal(l.blocked('10.0.0.1', 3), true);
+  assert.equal(l.blocked('10.0.0.2', 3), false);
+  assert.equal(l.blocked('10.0.0.1', 1500), false, 'the window moves on');
+  l.fail('10.0.0.3', 0);
+  l.succeed('10.0.0.3');
+  l.fail('10.0.0.3', 1);
+  assert.equal(l.blocked('10.0.0.3', 2), false);
+});
