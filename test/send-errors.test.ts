@@ -207,3 +207,16 @@ test('two senders on one mailbox exceed Microsoft\'s 3: the 432 4.3.2 is retried
   assert.equal(s.messages().length, 12);
   assert.ok(results.some((r) => r.attempts > 1), 'the sandbox enforced the limit at least once');
 });
+
+test('the token endpoint down is a transient failure (exit 75 for the CLI), and is not hammered', async (t) => {
+  const s = await sendSandbox(t);
+  await s.admin('POST', '/faults', { stage: 'token', httpStatus: 503, body: { error: 'temporarily_unavailable', error_description: 'AADSTS90033: A transient error has occurred. Please try again.' }, times: null });
+  const before = s.tokenCalls();
+  const e = failed(await attempt(s));
+  assert.equal(e.code, 'AUTH_NETWORK');
+  assert.equal(e.transient, true);
+  assert.equal(e.details?.attempts, 4, 'retried as transient');
+  // MSAL throttles a failing token endpoint: our retries do not turn into a request storm
+  assert.ok(s.tokenCalls() - before <= 2, `token requests: ${s.tokenCalls() - before}`);
+  assert.equal(s.messages().length, 0);
+});
