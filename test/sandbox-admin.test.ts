@@ -58,6 +58,10 @@ test('admin API: tenant, mailboxes, apps, users, Exchange service principals, cl
   assert.equal(bad.status, 400);
   assert.match(bad.json<{ message: string }>().message, /^smtpClientAuthenticationDisabled: /);
   assert.equal((await admin(sb, 'PATCH', '/tenant', { noSuchSetting: true })).status, 400);
+  assert.equal((await admin(sb, 'PATCH', '/tenant', { submissionBlocked: 'ip' })).json()['submissionBlocked'], 'ip');
+  assert.equal((await admin(sb, 'PATCH', '/tenant', { submissionBlocked: 'sometimes' })).status, 400);
+  await admin(sb, 'PATCH', '/tenant', { submissionBlocked: null });
+  assert.equal((await admin(sb, 'PATCH', `/mailboxes/${info.sharedMailboxes[0]}`, { outboundSpamBlocked: true })).json()['outboundSpamBlocked'], true);
 
   // Set-CASMailbox: true, false, and $null (follow the tenant).
   const addr = info.users[0]!.upn.toUpperCase();

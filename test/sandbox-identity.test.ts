@@ -149,6 +149,15 @@ test('unknown app 700016, public client flows off 7000218, secret to a public cl
   // Granting it again makes the same request work.
   await admin(sb, 'PATCH', `/apps/${pub}`, { adminConsent: true });
   assert.equal((await token(sb, { grant_type: 'password', client_id: pub, username: sb.info.users[0]!.upn, password: sb.info.users[0]!.password, scope: SMTP_SCOPE })).status, 200);
+  // Where users may consent, an interactive sign-in consents for the user (ROPC still may not).
+  await admin(sb, 'PATCH', `/apps/${pub}`, { adminConsent: false });
+  await admin(sb, 'PATCH', '/tenant', { usersCanConsent: true });
+  assertAad(await token(sb, { grant_type: 'password', client_id: pub, username: sb.info.users[0]!.upn, password: sb.info.users[0]!.password, scope: SMTP_SCOPE }), 400, 'invalid_grant', 65001);
+  const consented = await signIn(sb, sb.info.users[1]!.upn);
+  assert.equal(claims(consented['access_token'])['scp'], 'SMTP.Send');
+  assert.ok(sb.directory.data.delegatedGrants.some((g) => g.consentType === 'Principal' && g.principalId === sb.directory.user(sb.info.users[1]!.upn)!.oid));
+  await admin(sb, 'PATCH', '/tenant', { usersCanConsent: false });
+  await admin(sb, 'PATCH', `/apps/${pub}`, { adminConsent: true });
   // A scope that was never consented is refused too.
   assertAad(await token(sb, { grant_type: 'password', client_id: pub, username: sb.info.users[0]!.upn, password: sb.info.users[0]!.password, scope: 'https://graph.microsoft.com/Mail.Send' }), 400, 'invalid_grant', 65001);
 });

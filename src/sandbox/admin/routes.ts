@@ -25,9 +25,12 @@ const tenantPatch = z.strictObject({
   conditionalAccessBlockedUsers: z.array(email).optional(),
   signInFrequencySeconds: z.number().int().positive().nullable().optional(),
   exchangeOnline: z.boolean().optional(),
+  usersCanConsent: z.boolean().optional(),
+  submissionBlocked: z.enum(['threshold', 'ip']).nullable().optional(),
 });
 
 const mailboxPatch = z.strictObject({
+  outboundSpamBlocked: z.boolean().optional(),
   displayName: z.string().min(1).optional(),
   smtpClientAuthenticationDisabled: z.boolean().nullable().optional(),
   maxSendSizeBytes: z.number().int().positive().max(157286400).optional(),
@@ -286,6 +289,7 @@ function patchMailbox(d: Directory, mb: SandboxMailbox, b: z.infer<typeof mailbo
   if (b.displayName !== undefined) patch.displayName = b.displayName;
   if (b.smtpClientAuthenticationDisabled !== undefined) patch.smtpClientAuthenticationDisabled = b.smtpClientAuthenticationDisabled;
   if (b.maxSendSizeBytes !== undefined) patch.maxSendSizeBytes = b.maxSendSizeBytes;
+  if (b.outboundSpamBlocked !== undefined) patch.outboundSpamBlocked = b.outboundSpamBlocked;
   if (b.fullAccess !== undefined) patch.fullAccess = applyTrustees(d, mb.fullAccess, b.fullAccess, tenantId, 'fullAccess');
   if (b.sendAs !== undefined) patch.sendAs = applyTrustees(d, mb.sendAs, b.sendAs, tenantId, 'sendAs');
   d.patchMailbox(mb, patch);

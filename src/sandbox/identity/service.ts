@@ -349,12 +349,17 @@ export class IdentityService {
     return this.#err(400, 'invalid_grant', 65001, `The user or administrator has not consented to use the application with ID '${app.appId}' named '${app.displayName}'. Send an interactive authorization request for this user and resource.`, ctx, { suberror: 'consent_required' });
   }
 
-  /** Checks consent; returns the scp to put in the token. First-party tools get consent at sign-in, as Entra asks admins then. */
+  /**
+   * Checks consent; returns the scp to put in the token. In interactive sign-ins
+   * (device code, browser) first-party tools, and any app in a tenant with
+   * `usersCanConsent`, get consent on the spot, as Entra's consent prompt would:
+   * user-consentable scopes for anyone, admin-only scopes for admins.
+   */
   #grantedScopes(tenant: SandboxTenant, app: SandboxApp, user: SandboxUser, resource: Resource, names: string[], oidc: string[], ctx: Ctx, interactive: boolean): string[] {
     let consented = this.consentedScopes(tenant, app, user, resource);
     const wanted = names.filter((n) => n !== '.default');
     const missing = wanted.filter((n) => ![...consented].some((c) => c.toLowerCase() === n.toLowerCase()));
-    if (missing.length && interactive && app.appId === WELL_KNOWN.graphCliClientId) {
+    if (missing.length && interactive && (app.appId === WELL_KNOWN.graphCliClientId || tenant.usersCanConsent)) {
       const adminOnly = missing.some((n) => resource.scopes.find((s) => s.value.toLowerCase() === n.toLowerCase())?.type === 'Admin');
       if (!adminOnly || user.isAdmin) {
         this.#recordUserConsent(tenant, app, user, resource, missing);

@@ -19,6 +19,8 @@ export interface SandboxTenant {
   signInFrequencySeconds: number | null;
   /** Exchange Online present (else AADSTS500011 for outlook scopes). */
   exchangeOnline: boolean;
+  /** Users may consent to apps at sign-in (user-consentable scopes; admins to any): without it missing consent is AADSTS65001. */
+  usersCanConsent?: boolean;
   /** Microsoft blocked the tenant's submissions: 'threshold' → 550 5.7.705, 'ip' → 550 5.7.708 at MAIL FROM. */
   submissionBlocked?: 'threshold' | 'ip' | null;
 }

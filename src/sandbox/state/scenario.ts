@@ -18,6 +18,8 @@ const mailboxSettings = {
   /** Who has FullAccess: user UPNs or `app:<appId>` (the app's Exchange service principal). */
   fullAccess: z.array(z.string()).optional(),
   sendAs: z.array(z.string()).optional(),
+  /** Defender "Restricted entities" (outbound spam): 554 5.2.0 …OutboundSpamException. */
+  outboundSpamBlocked: z.boolean().optional(),
 };
 
 const userSchema = z.strictObject({
@@ -67,6 +69,9 @@ const tenantSchema = z.strictObject({
   conditionalAccessBlockedUsers: z.array(email).optional(),
   signInFrequencySeconds: z.number().int().positive().nullable().optional(),
   exchangeOnline: z.boolean().optional(),
+  usersCanConsent: z.boolean().optional(),
+  /** Microsoft blocked the tenant's submissions: 550 5.7.705 (threshold) / 5.7.708 (ip). */
+  submissionBlocked: z.enum(['threshold', 'ip']).nullable().optional(),
   users: z.array(userSchema).default([]),
   sharedMailboxes: z.array(sharedMailboxSchema).default([]),
   apps: z.array(appSchema).default([]),
@@ -131,6 +136,8 @@ export function buildScenario(input: unknown, source = 'scenario', baseDir = pro
       conditionalAccessBlockedUsers: (t.conditionalAccessBlockedUsers ?? []).map((u) => u.toLowerCase()),
       signInFrequencySeconds: t.signInFrequencySeconds ?? null,
       exchangeOnline: t.exchangeOnline ?? true,
+      usersCanConsent: t.usersCanConsent ?? false,
+      submissionBlocked: t.submissionBlocked ?? null,
     };
     data.tenants.push(tenant);
   });
@@ -227,9 +234,10 @@ export function buildScenario(input: unknown, source = 'scenario', baseDir = pro
     return dir.user(who)?.oid ?? fail(path, `no user ${who} (use a UPN, or app:<appId> for an app)`);
   };
   s.tenants.forEach((t, ti) => {
-    const apply = (address: string, m: { smtpClientAuthenticationDisabled?: boolean | null | undefined; maxSendSizeBytes?: number | undefined; fullAccess?: string[] | undefined; sendAs?: string[] | undefined }, path: string) => {
+    const apply = (address: string, m: { smtpClientAuthenticationDisabled?: boolean | null | undefined; maxSendSizeBytes?: number | undefined; fullAccess?: string[] | undefined; sendAs?: string[] | undefined; outboundSpamBlocked?: boolean | undefined }, path: string) => {
       const mb = dir.mailbox(address);
       if (!mb) return;
+      if (m.outboundSpamBlocked !== undefined) mb.outboundSpamBlocked = m.outboundSpamBlocked;
       if (m.smtpClientAuthenticationDisabled !== undefined) mb.smtpClientAuthenticationDisabled = m.smtpClientAuthenticationDisabled;
       if (m.maxSendSizeBytes !== undefined) mb.maxSendSizeBytes = m.maxSendSizeBytes;
       mb.fullAccess = (m.fullAccess ?? []).map((w, i) => resolveTrustee(w, `${path}.fullAccess.${i}`));
