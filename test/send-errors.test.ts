@@ -220,3 +220,23 @@ test('the token endpoint down is a transient failure (exit 75 for the CLI), and 
   assert.ok(s.tokenCalls() - before <= 2, `token requests: ${s.tokenCalls() - before}`);
   assert.equal(s.messages().length, 0);
 });
+
+test('recipients deferred with 4xx while others got the message are retried alone, with the same Message-ID', async (t) => {
+  const s = await sendSandbox(t);
+  await s.admin('POST', '/faults', { stage: 'rcpt', reply: '451 4.4.3 Temporary lookup failure', times: 1 });
+  const r = await attempt(s, {}, { to: ['later@example.com', MEGAN] });
+  assert.ok(r.ok, r.ok ? '' : r.error.message);
+  assert.deepEqual(r.result.accepted, [MEGAN, 'later@example.com']);
+  assert.deepEqual(r.result.rejected, []);
+  assert.equal(r.result.attempts, 2);
+  assert.deepEqual(r.result.envelope.to, ['later@example.com', MEGAN]);
+  const [first, second] = s.messages();
+  assert.deepEqual(first?.rcptTo, [MEGAN]);
+  assert.deepEqual(second?.rcptTo, ['later@example.com']);
+  assert.equal(first?.messageId, second?.messageId);
+  // without retries the deferral is reported, with its reply
+  await s.admin('POST', '/faults', { stage: 'rcpt', reply: '451 4.4.3 Temporary lookup failure', times: 1 });
+  const once = await attempt(s, { retry: false }, { to: ['later@example.com', MEGAN] });
+  assert.ok(once.ok);
+  assert.deepEqual(once.result.rejected.map((x) => [x.address, x.reply.code]), [['later@example.com', 451]]);
+});

@@ -377,6 +377,10 @@ class MailerImpl implements Smtp365Mailer {
     await this.ensureTls();
     const { signal } = options;
     const started = Date.now();
+    // After a partial success: what already went out, while the deferred recipients are retried.
+    let done: { accepted: string[]; rejected: RejectedRecipient[]; first: SendResult } | undefined;
+    const merge = (r: SendResult, attempts: number): SendResult =>
+      done ? { ...done.first, accepted: [...done.accepted, ...r.accepted], rejected: [...done.rejected, ...r.rejected], attempts } : { ...r, attempts };
     for (let attempt = 1; ; attempt++) {
       let conn;
       try {
@@ -386,9 +390,20 @@ class MailerImpl implements Smtp365Mailer {
         const info = await this.sendOn(conn.smtp, job, attempt, options);
         conn.messages++;
         this.pool.release(conn, true);
+        const result = merge(this.result(job, info, attempt), attempt);
+        // Recipients refused for now (4xx) while others got the message: send again to just those.
+        const deferred = result.rejected.filter((r) => r.reply.code >= 400 && r.reply.code < 500);
+        const delay = backoffDelay(this.policy, attempt);
+        if (deferred.length > 0 && attempt < this.policy.maxAttempts && delay <= this.policy.budgetMs - (Date.now() - started) && job.restartable() && !this.closed) {
+          this.log.warn?.(`${deferred.length} recipient(s) deferred (${deferred[0]!.reply.code}); retrying them in ${delay} ms`, { attempt, delayMs: delay });
+          done = { accepted: result.accepted, rejected: result.rejected.filter((r) => !deferred.includes(r)), first: done?.first ?? result };
+          job = { ...job, envelope: { ...job.envelope, to: deferred.map((r) => r.address) } };
+          await sleep(delay, signal);
+          continue;
+        }
         this.counters.sent++;
         this.counters.retries += attempt - 1;
-        return this.result(job, info, attempt);
+        return result;
       } catch (raw) {
         if (signal?.aborted) {
           if (conn) this.pool.release(conn, false);
@@ -402,8 +417,14 @@ class MailerImpl implements Smtp365Mailer {
         const budgetLeft = this.policy.budgetMs - (Date.now() - started);
         const retry = err.transient && attempt < this.policy.maxAttempts && delay <= budgetLeft && job.restartable() && !this.closed;
         if (!retry) {
-          this.counters.failed++;
           this.counters.retries += attempt - 1;
+          if (done) {
+            // The message reached some recipients already: report the rest as rejected, not the whole send as failed.
+            this.counters.sent++;
+            const reply: SmtpReply = err.smtp ?? { code: err.transient ? 451 : 554, text: err.message };
+            return { ...done.first, accepted: done.accepted, rejected: [...done.rejected, ...job.envelope.to.map((address) => ({ address, reply }))], attempts: attempt };
+          }
+          this.counters.failed++;
           throw withAttempts(err, attempt, err.transient && !job.restartable());
         }
         this.log.warn?.(`Attempt ${attempt} failed (${err.code}); retrying in ${delay} ms`, {
