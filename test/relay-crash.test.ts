@@ -4,78 +4,14 @@
 // the kill may arrive twice, so there can be at most maxConnections of them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
-import YAML from 'yaml';
-import { withSandbox, sandboxAccount, sandboxRequest } from './helpers/sandbox.ts';
-import { client, tempDir, UNLIMITED, RELAY_USER, RELAY_PASS } from './relay-helpers.ts';
-import { hashPassword } from '../src/relay/users.ts';
+import { withSandbox, sandboxRequest } from './helpers/sandbox.ts';
+import { client, childSetup, startRelayChild, UNLIMITED } from './relay-helpers.ts';
 import { Queue } from '../src/relay/queue/queue.ts';
-
-const MAIN = path.join(import.meta.dirname, '..', 'src', 'cli', 'main.ts');
-
-interface Child {
-  proc: ChildProcess;
-  port: number;
-  exited: Promise<number | null>;
-}
-
-async function startRelayChild(configFile: string, env: NodeJS.ProcessEnv): Promise<Child> {
-  const proc = spawn(process.execPath, [MAIN, 'relay', '--config', configFile, '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  proc.stderr!.on('data', (d: Buffer) => {
-    stderr += d.toString();
-    if (process.env.SMTP365_TEST_VERBOSE) process.stderr.write(d);
-  });
-  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
-  const rl = createInterface({ input: proc.stdout! });
-  const line = await Promise.race([
-    new Promise<string>((resolve) => rl.once('line', resolve)),
-    exited.then((code) => {
-      throw new Error(`relay exited (${code}) before it was ready:\n${stderr}`);
-    }),
-  ]);
-  rl.close();
-  const ready = JSON.parse(line) as { listeners: Array<{ port: number }> };
-  return { proc, port: ready.listeners[0]!.port, exited };
-}
 
 test('kill -9 during concurrent sends: every 250 is delivered after restart; duplicates only for messages in flight', async (t) => {
   const sb = await withSandbox(t, UNLIMITED);
-  const account = sandboxAccount(sb.info, { flow: 'client-secret', name: 'sandbox' });
-  const dir = await tempDir(t, 'smtp365-relay-crash-');
-  const configFile = path.join(dir, 'relay.yaml');
-  await writeFile(
-    configFile,
-    YAML.stringify({
-      listen: [{ address: '127.0.0.1:0' }],
-      spool: path.join(dir, 'spool'),
-      usersFile: path.join(dir, 'users.json'),
-      metrics: false,
-      users: [{ name: RELAY_USER, passwordHash: await hashPassword(RELAY_PASS), rewriteSender: true }],
-      delivery: { minBackoff: '50ms', maxBackoff: '300ms', ratePerMinute: 0, scanInterval: '100ms', accountPause: '200ms' },
-    }),
-  );
-  const env: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH,
-    HOME: dir,
-    SMTP365_HOME: path.join(dir, 'home'),
-    XDG_CONFIG_HOME: path.join(dir, 'xdg'),
-    SMTP365_CLOUD: 'custom',
-    SMTP365_AUTHORITY: account.authorityHost,
-    SMTP365_TENANT_ID: account.tenant,
-    SMTP365_CLIENT_ID: account.clientId,
-    SMTP365_CLIENT_SECRET: account.clientSecret,
-    SMTP365_FLOW: 'client-secret',
-    SMTP365_USER: account.user,
-    SMTP365_SMTP_HOST: account.smtpHost,
-    SMTP365_SMTP_PORT: String(account.smtpPort),
-    SMTP365_CA_FILE: account.caFile,
-    SMTP365_SMTP_RESOURCE: account.smtpResource,
-    SMTP365_GRAPH_ENDPOINT: account.graphEndpoint,
-  };
+  const { account, dir, configFile, env } = await childSetup(t, sb);
   let child = await startRelayChild(configFile, env);
   t.after(() => {
     child.proc.kill('SIGKILL');

@@ -1,7 +1,10 @@
 // Shared rig for the relay's end-to-end tests: the sandbox (Microsoft's
 // side), an app-only account pointed at it, and a relay in-process with a
 // temp spool and short retry intervals. Everything closes in t.after.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import YAML from 'yaml';
 import os from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
@@ -106,4 +109,72 @@ export async function until(relay: RelayDaemon, pred: () => Promise<boolean>, wh
     if (Date.now() - start > limitMs) throw new Error(`gave up waiting for: ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+// ------------------------------------------------ the relay as a child process (the real CLI)
+
+export const MAIN = path.join(import.meta.dirname, '..', 'src', 'cli', 'main.ts');
+
+export interface Child {
+  proc: ChildProcess;
+  port: number;
+  exited: Promise<number | null>;
+}
+
+export async function startRelayChild(configFile: string, env: NodeJS.ProcessEnv): Promise<Child> {
+  const proc = spawn(process.execPath, [MAIN, 'relay', '--config', configFile, '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  proc.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    if (process.env.SMTP365_TEST_VERBOSE) process.stderr.write(d);
+  });
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  const rl = createInterface({ input: proc.stdout! });
+  const line = await Promise.race([
+    new Promise<string>((resolve) => rl.once('line', resolve)),
+    exited.then((code) => {
+      throw new Error(`relay exited (${code}) before it was ready:\n${stderr}`);
+    }),
+  ]);
+  rl.close();
+  const ready = JSON.parse(line) as { listeners: Array<{ port: number }> };
+  return { proc, port: ready.listeners[0]!.port, exited };
+}
+
+
+/** A relay config file and an environment that defines the sandbox account (app-only) for a CLI child. */
+export async function childSetup(t: HasAfter, sb: Sandbox, delivery: Record<string, unknown> = {}): Promise<{ account: Account; dir: string; configFile: string; env: NodeJS.ProcessEnv }> {
+  const account = sandboxAccount(sb.info, { flow: 'client-secret', name: 'sandbox' });
+  const dir = await tempDir(t, 'smtp365-relay-child-');
+  const configFile = path.join(dir, 'relay.yaml');
+  await writeFile(
+    configFile,
+    YAML.stringify({
+      listen: [{ address: '127.0.0.1:0' }],
+      spool: path.join(dir, 'spool'),
+      usersFile: path.join(dir, 'users.json'),
+      metrics: false,
+      users: [{ name: RELAY_USER, passwordHash: await hashPassword(RELAY_PASS), rewriteSender: true }],
+      delivery: { minBackoff: '50ms', maxBackoff: '300ms', ratePerMinute: 0, scanInterval: '100ms', accountPause: '200ms', ...delivery },
+    }),
+  );
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: dir,
+    SMTP365_HOME: path.join(dir, 'home'),
+    XDG_CONFIG_HOME: path.join(dir, 'xdg'),
+    SMTP365_CLOUD: 'custom',
+    SMTP365_AUTHORITY: account.authorityHost,
+    SMTP365_TENANT_ID: account.tenant,
+    SMTP365_CLIENT_ID: account.clientId,
+    SMTP365_CLIENT_SECRET: account.clientSecret,
+    SMTP365_FLOW: 'client-secret',
+    SMTP365_USER: account.user,
+    SMTP365_SMTP_HOST: account.smtpHost,
+    SMTP365_SMTP_PORT: String(account.smtpPort),
+    SMTP365_CA_FILE: account.caFile,
+    SMTP365_SMTP_RESOURCE: account.smtpResource,
+    SMTP365_GRAPH_ENDPOINT: account.graphEndpoint,
+  };
+  return { account, dir, configFile, env };
 }

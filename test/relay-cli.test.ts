@@ -1,0 +1,83 @@
+// `smtp365 queue` and `smtp365 relay status` from another process while the
+// relay (also the real CLI) runs: the operator's commands race the relay
+// safely, and status shows the account alert.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { access } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { withSandbox, sandboxRequest } from './helpers/sandbox.ts';
+import { client, childSetup, startRelayChild, MAIN, UNLIMITED } from './relay-helpers.ts';
+import { Queue } from '../src/relay/queue/queue.ts';
+
+const exec = promisify(execFile);
+
+async function cli(env: NodeJS.ProcessEnv, ...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  try {
+    const r = await exec(process.execPath, [MAIN, ...args], { env });
+    return { code: 0, out: r.stdout, err: r.stderr };
+  } catch (e) {
+    const x = e as { code: number; stdout: string; stderr: string };
+    return { code: x.code, out: x.stdout, err: x.stderr };
+  }
+}
+
+test('queue list/show/hold/release/delete/flush and relay status while the relay runs', async (t) => {
+  const sb = await withSandbox(t, UNLIMITED);
+  // Long pauses: once the account is refused, messages wait for the operator.
+  const { account, configFile, env, dir } = await childSetup(t, sb, { accountPause: '1h', minBackoff: '1h', maxBackoff: '1h' });
+  const mbx = `${sb.info.admin}/mailboxes/${account.user}`;
+  await sandboxRequest(sb.info, 'PATCH', mbx, { json: { smtpClientAuthenticationDisabled: true } });
+  const child = await startRelayChild(configFile, env);
+  t.after(() => {
+    child.proc.kill('SIGKILL');
+  });
+  const spool = path.join(dir, 'spool');
+  const ids: string[] = [];
+  for (const subject of ['one', 'two', 'three']) {
+    const info = await client(child.port).sendMail({ from: account.user, to: 'x@example.com', subject, text: subject });
+    ids.push(/queued as (\S+)/.exec(info.response)![1]!);
+  }
+  const q = await Queue.open(spool);
+  // The first attempt hits the disabled mailbox: deferred, account paused, the rest waits in incoming.
+  for (;;) {
+    if ((await q.counts()).deferred === 1) break;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+
+  const status = await cli(env, 'relay', 'status', '--config', configFile, '--json');
+  assert.equal(status.code, 0, status.err);
+  const st = JSON.parse(status.out) as { running: boolean; queue: Record<string, number>; accounts: Array<{ name: string; alert?: { code: string } }> };
+  assert.equal(st.running, true);
+  assert.equal(st.queue.deferred + st.queue.incoming, 3);
+  assert.equal(st.accounts[0]!.alert?.code, 'SMTP_AUTH_DISABLED_MAILBOX');
+  const human = await cli(env, 'relay', 'status', '--config', configFile);
+  assert.match(human.out, /ALERT SMTP_AUTH_DISABLED_MAILBOX/);
+
+  const list = JSON.parse((await cli(env, 'queue', 'list', '--config', configFile, '--json')).out) as { messages: Array<{ id: string; state: string; lastError?: string }> };
+  assert.deepEqual(list.messages.map((m) => m.id).sort(), [...ids].sort());
+  const deferred = list.messages.find((m) => m.state === 'deferred')!;
+  assert.match(deferred.lastError!, /5\.7\.139/);
+
+  const [one, two] = ids as [string, string, string];
+  const other = deferred.id === one ? two : one;
+  assert.equal((await cli(env, 'queue', 'hold', deferred.id, '--config', configFile)).code, 0);
+  const shown = JSON.parse((await cli(env, 'queue', 'show', deferred.id, '--config', configFile, '--json')).out) as { state: string; recipients: Array<{ status: string }> };
+  assert.equal(shown.state, 'hold');
+  const del = await cli(env, 'queue', 'delete', other, '--config', configFile, '--json');
+  assert.equal(del.code, 0, del.err);
+  await assert.rejects(access(q.dataPath(other)));
+  assert.equal((await cli(env, 'queue', 'show', other, '--config', configFile)).code, 66, 'gone: EX_NOINPUT');
+  assert.equal((await cli(env, 'queue', 'show', '../../etc/passwd', '--config', configFile)).code, 65, 'not an id');
+
+  // The admin fixes the mailbox; flush wakes the relay (SIGHUP) and releases the paused account.
+  await sandboxRequest(sb.info, 'PATCH', mbx, { json: { smtpClientAuthenticationDisabled: false } });
+  assert.equal((await cli(env, 'queue', 'flush', '--config', configFile)).code, 0);
+  assert.equal((await cli(env, 'queue', 'release', deferred.id, '--config', configFile)).code, 0);
+  const got = (await sandboxRequest(sb.info, 'GET', `${sb.info.admin}/messages?count=2&timeoutMs=60000`)).json<{ messages: Array<{ subject: string }> }>().messages;
+  const expected = ids.filter((id) => id !== other).map((id) => ['one', 'two', 'three'][ids.indexOf(id)]);
+  assert.deepEqual(got.map((m) => m.subject).sort(), expected.sort());
+  child.proc.kill('SIGTERM');
+  assert.equal(await child.exited, 0);
+});
