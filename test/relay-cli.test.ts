@@ -50,7 +50,7 @@ test('queue list/show/hold/release/delete/flush and relay status while the relay
   assert.equal(status.code, 0, status.err);
   const st = JSON.parse(status.out) as { running: boolean; queue: Record<string, number>; accounts: Array<{ name: string; alert?: { code: string } }> };
   assert.equal(st.running, true);
-  assert.equal(st.queue.deferred + st.queue.incoming, 3);
+  assert.equal((st.queue.deferred ?? 0) + (st.queue.incoming ?? 0), 3);
   assert.equal(st.accounts[0]!.alert?.code, 'SMTP_AUTH_DISABLED_MAILBOX');
   const human = await cli(env, 'relay', 'status', '--config', configFile);
   assert.match(human.out, /ALERT SMTP_AUTH_DISABLED_MAILBOX/);
