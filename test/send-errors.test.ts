@@ -240,3 +240,17 @@ test('recipients deferred with 4xx while others got the message are retried alon
   assert.ok(once.ok);
   assert.deepEqual(once.result.rejected.map((x) => [x.address, x.reply.code]), [['later@example.com', 451]]);
 });
+
+test('a ready message with someone else\'s From: the explanation names that From, not the envelope', async (t) => {
+  const s = await sendSandbox(t);
+  const account = s.account();
+  const mailer = createMailer({ account, tokenProvider: s.provider(account), retry: false });
+  t.after(() => mailer.close());
+  const raw = `From: Megan <${MEGAN}>\r\nTo: ${MEGAN}\r\nSubject: pretend\r\n\r\nx\r\n`;
+  const e = await mailer.send({ raw, envelope: { from: ALEX, to: [MEGAN] } }).then(
+    () => assert.fail('refused'),
+    (x: Smtp365Error) => x,
+  );
+  assert.equal(e.code, 'SMTP_SEND_AS_DENIED');
+  assert.deepEqual(e.explanation?.powershell, [`Add-RecipientPermission -Identity ${MEGAN} -Trustee ${ALEX} -AccessRights SendAs -Confirm:$false`]);
+});

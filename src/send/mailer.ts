@@ -20,7 +20,7 @@ import { redact } from '../util/redact.ts';
 import { classifyError, errorFromReply, type NodemailerError } from './classify.ts';
 import { pacerFor, type Pacer, type RateLimitOption } from './pacer.ts';
 import { ConnectionPool, unwrapOriginal, wrapForNodemailer, type PoolStats } from './pool.ts';
-import { messageIdOf } from './raw.ts';
+import { headersOf } from './raw.ts';
 import { backoffDelay, retryPolicy, sleep, type RetryOption, type RetryPolicy } from './retry.ts';
 import { isRawMessage, type Envelope, type Mailer, type OutgoingMessage, type RawMessage, type RejectedRecipient, type SendResult } from './types.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES, parseAddressField, validateMailOptions, validateRawMessage, type SizeEstimate } from './validate.ts';
@@ -307,7 +307,12 @@ class MailerImpl implements Smtp365Mailer {
     }
     const env = mail.message.getEnvelope();
     const envelope: Envelope = { from: env.from || this.account.user, to: env.to };
-    const headerFrom = parseAddressField('from', (mail.message.getHeader('from') as string | undefined) ?? undefined)[0];
+    let headerFrom: string | undefined;
+    try {
+      headerFrom = parseAddressField('from', (mail.message.getHeader('from') as Mail.Options['from']) ?? undefined)[0];
+    } catch {
+      headerFrom = undefined; // only used to word explanations
+    }
     const oneShot = hasStreamContent(data as Record<string, unknown>);
     let used = false;
     const job: DeliveryJob = {
@@ -344,10 +349,11 @@ class MailerImpl implements Smtp365Mailer {
     const raw = message.raw;
     const streamed = isOneShotStream(raw);
     let used = false;
-    const messageId = streamed ? undefined : await messageIdOf(raw as string | Buffer | { path: string }).catch(() => undefined);
+    const head = streamed ? {} : await headersOf(raw as string | Buffer | { path: string }).catch(() => ({}) as { messageId?: string; from?: string });
     const job: DeliveryJob = {
       envelope: { from: message.envelope.from, to: [...message.envelope.to] },
-      messageId: messageId ?? '',
+      messageId: head.messageId ?? '',
+      ...(head.from ? { headerFrom: head.from } : {}),
       open: () => {
         if (typeof raw === 'string' || Buffer.isBuffer(raw)) return raw;
         if (streamed) {

@@ -139,6 +139,11 @@ export function prepareSubmissionHeaders(headerText: string, opts: SubmissionHea
 
 /** Reads the Message-ID of a ready message (first 256 KB), or undefined. */
 export async function messageIdOf(raw: string | Buffer | { path: string }): Promise<string | undefined> {
+  return (await headersOf(raw)).messageId;
+}
+
+/** Message-ID and From address of a ready message, from its header section (first 256 KB). */
+export async function headersOf(raw: string | Buffer | { path: string }): Promise<{ messageId?: string; from?: string }> {
   let head: Buffer;
   if (typeof raw === 'string') head = Buffer.from(raw.slice(0, 262_144));
   else if (Buffer.isBuffer(raw)) head = raw.subarray(0, 262_144);
@@ -153,5 +158,8 @@ export async function messageIdOf(raw: string | Buffer | { path: string }): Prom
     }
   }
   const end = findHeaderEnd(head) ?? head.length;
-  return headerValue(parseHeaderBlock(head.subarray(0, end).toString('utf8')), 'message-id');
+  const fields = parseHeaderBlock(head.subarray(0, end).toString('utf8'));
+  const messageId = headerValue(fields, 'message-id');
+  const from = headerAddresses(fields, 'from')[0];
+  return { ...(messageId ? { messageId } : {}), ...(from ? { from } : {}) };
 }
