@@ -84,7 +84,7 @@ export async function handleIdentityRequest(req: IncomingMessage, res: ServerRes
     if (!form) return true;
     if (await applyFault(req, res, id, 'devicecode', form.get('client_id') ?? undefined, ctx)) return true;
     if (path === 'oauth2/devicecode') v1Resource(form);
-    sendReply(res, id.deviceCode(tenantSeg, form, ctx));
+    sendReply(res, id.deviceCode(tenantSeg, form, ctx), ctx.correlationId);
     return true;
   }
   if (path === 'oauth2/v2.0/token' || path === 'oauth2/token') {
@@ -94,7 +94,7 @@ export async function handleIdentityRequest(req: IncomingMessage, res: ServerRes
     const basic = basicAuth(req);
     if (await applyFault(req, res, id, 'token', form.get('client_id') ?? basic?.id, ctx)) return true;
     if (path === 'oauth2/token') v1Resource(form);
-    sendReply(res, id.token(tenantSeg, form, basic, ctx));
+    sendReply(res, id.token(tenantSeg, form, basic, ctx), ctx.correlationId);
     return true;
   }
   if (path === 'oauth2/v2.0/authorize' && method === 'GET') {
@@ -350,8 +350,11 @@ async function readForm(req: IncomingMessage, res: ServerResponse): Promise<URLS
   return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
 }
 
-function sendReply(res: ServerResponse, r: Reply): void {
-  sendJson(res, r.status, r.body, r.headers);
+function sendReply(res: ServerResponse, r: Reply, correlationId?: string): void {
+  // As Entra: the request id, and the caller's client-request-id echoed.
+  const ids: Record<string, string> = { 'x-ms-request-id': String(r.body['trace_id'] ?? randomUUID()) };
+  if (correlationId) ids['client-request-id'] = correlationId;
+  sendJson(res, r.status, r.body, { ...ids, ...r.headers });
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
