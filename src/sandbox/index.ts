@@ -151,8 +151,9 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       notFound(res, url);
     } catch (e) {
       if (!res.headersSent) {
-        res.writeHead(500, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ error: 'internal_error', message: (e as Error).message }));
+        const bad = e instanceof URIError;
+        res.writeHead(bad ? 400 : 500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(bad ? { error: 'invalid_request', message: 'malformed percent-encoding in the path' } : { error: 'internal_error', message: (e as Error).message }));
       } else {
         res.destroy();
       }
