@@ -116,6 +116,19 @@ test('device code: pending, slow_down, approval, both grant spellings, tokens sh
   assert.deepEqual(sb.issuer.verifyAccessToken(String(again['access_token'])), { ok: false, reason: 'expired' });
 });
 
+test('/organizations and /common: the signed-in user decides the tenant', async (t) => {
+  const sb = await withSandbox(t);
+  for (const seg of ['organizations', 'common']) {
+    const dc = await deviceCode(sb, sb.info.publicClientId, SMTP_SCOPE, seg);
+    await admin(sb, 'POST', '/device-codes/approve', { userCode: dc.user_code, upn: sb.info.users[0]!.upn });
+    const res = await token(sb, { grant_type: 'device_code', client_id: sb.info.publicClientId, device_code: dc.device_code, client_info: '1' }, seg);
+    assert.equal(res.status, 200, res.text);
+    assert.equal(claims(res.json()['access_token'])['tid'], sb.info.tenantId);
+    const rt = await token(sb, { grant_type: 'refresh_token', client_id: sb.info.publicClientId, refresh_token: String(res.json()['refresh_token']), scope: SMTP_SCOPE }, seg);
+    assert.equal(rt.status, 200, rt.text);
+  }
+});
+
 test('device code: declined, expired, bad code; the token endpoint lifetime option', async (t) => {
   const sb = await withSandbox(t, { tokenLifetimeSeconds: 120 });
   const declined = await deviceCode(sb);
