@@ -591,15 +591,12 @@ function parseRra(v: unknown): SandboxApp['requiredResourceAccess'] {
   return v.map((r) => {
     const rr = r as { resourceAppId?: unknown; resourceAccess?: unknown };
     if (typeof rr.resourceAppId !== 'string' || !Array.isArray(rr.resourceAccess)) throw badRequest("Invalid value specified for property 'requiredResourceAccess' of resource 'Application'.");
-    const resource = rr.resourceAppId === GRAPH.appId ? GRAPH : rr.resourceAppId === EXCHANGE.appId ? EXCHANGE : undefined;
     return {
       resourceAppId: rr.resourceAppId,
       resourceAccess: rr.resourceAccess.map((a) => {
         const aa = a as { id?: unknown; type?: unknown };
         if (typeof aa.id !== 'string' || (aa.type !== 'Scope' && aa.type !== 'Role')) throw badRequest('Invalid value specified for property \'resourceAccess\': id and type (Scope or Role) are required.');
-        if (resource && !(aa.type === 'Scope' ? resource.scopes : resource.appRoles).some((p) => p.id === aa.id)) {
-          throw badRequest(`Invalid value specified for property 'resourceAccess': ${aa.type} ${aa.id} does not exist on ${resource.displayName}.`);
-        }
+        // Like Graph, ids are stored as given; consent (grants, role assignments) is where they are checked.
         return { id: aa.id, type: aa.type };
       }),
     };
