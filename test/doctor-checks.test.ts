@@ -1,7 +1,7 @@
 // One scenario per doctor check: the sandbox is broken at exactly that step
 // (through its admin API, a scenario, or the account), and doctor must name
 // the check, the guide step and the fix with the user's own values.
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import fs from 'node:fs/promises';
@@ -10,8 +10,29 @@ import { randomUUID } from 'node:crypto';
 import { rig, byId, statuses, tempDir } from './doctor-helpers.ts';
 import { createTokenProvider } from '../src/auth/index.ts';
 import { runDoctor, type CheckResult } from '../src/doctor/index.ts';
+import { doctorCatalog } from '../src/doctor/catalog.ts';
+
+// Every failure and warning these scenarios produce must be a row of docs/doctor.md's table
+// (same check, same error code, same guide step): the documentation says what doctor prints.
+const seen = new Map<string, CheckResult>();
+/** A title with the user's values (addresses, ids, hosts, URLs) replaced, to compare with the documented example. */
+const shape = (title: string) =>
+  title
+    .replace(/https?:\/\/\S+/g, '<v>')
+    .replace(/[\w.+-]+@[\w.-]+/g, '<v>')
+    .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi, '<v>')
+    .replace(/(\d{1,3}\.){3}\d{1,3}|[a-z0-9-]+(\.[a-z0-9-]+)+\.(com|net|cn|us)/gi, '<v>')
+    .replace(/:\d+/g, ':<port>');
+after(() => {
+  const catalog = doctorCatalog();
+  for (const r of seen.values()) {
+    const row = catalog.find((e) => e.check === r.number && e.explanation.code === r.code && (e.explanation.step ?? null) === r.step && shape(e.explanation.title) === shape(r.problem ?? ''));
+    assert.ok(row, `check ${r.number} ${r.code} "${r.problem}" (${r.step}) is not in docs/doctor.md's table`);
+  }
+});
 
 function only(results: CheckResult[], id: CheckResult['id'], status: CheckResult['status']): CheckResult {
+  for (const x of results) if ((x.status === 'failed' || x.status === 'warning') && !x.timedOut) seen.set(`${x.number}:${x.code}:${x.problem}`, x);
   const r = byId(results, id);
   assert.equal(r.status, status, `${id}: ${r.detail}\n${statuses(results)}`);
   return r;

@@ -38,8 +38,11 @@ export async function runChecks<C>(checks: ReadonlyArray<CheckDefinition<C>>, ct
   const results: CheckResult[] = [];
   const byId = new Map<CheckId, CheckResult>();
   const rootOf = new Map<CheckId, CheckResult>();
+  const notApplicable = new Set<CheckId>();
   for (const check of checks) {
-    const blocker = check.dependsOn.map((id) => byId.get(id)).find((r) => r && (r.status === 'failed' || r.status === 'skipped'));
+    const blocker = check.dependsOn
+      .map((id) => byId.get(id))
+      .find((r) => r && (r.status === 'failed' || (r.status === 'skipped' && !notApplicable.has(r.id))));
     let result: CheckResult;
     if (blocker) {
       // Name the check that actually failed, not the chain of skips in between.
@@ -60,6 +63,7 @@ export async function runChecks<C>(checks: ReadonlyArray<CheckDefinition<C>>, ct
       });
       try {
         const outcome = await Promise.race([check.run(ctx, controller.signal), timeout]);
+        if (outcome.status === 'skipped' && outcome.notApplicable) notApplicable.add(check.id);
         result = toResult(check, outcome, performance.now() - started);
       } catch (err) {
         const elapsed = performance.now() - started;

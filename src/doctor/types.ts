@@ -50,6 +50,8 @@ export interface CheckOutcome {
   status: Exclude<CheckStatus, 'skipped'> | 'skipped';
   detail: string;
   explanation?: Explanation;
+  /** A skip because the check does not apply (app-only has no public client flows): later checks still run. */
+  notApplicable?: boolean;
 }
 
 export interface CheckDefinition<C> {
@@ -72,4 +74,7 @@ export function warning(detail: string, explanation?: Explanation): CheckOutcome
 }
 export function skipped(detail: string): CheckOutcome {
   return { status: 'skipped', detail };
+}
+export function notApplicable(detail: string): CheckOutcome {
+  return { status: 'skipped', detail, notApplicable: true };
 }

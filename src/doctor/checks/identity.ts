@@ -4,7 +4,7 @@ import { explainFinding, explainIdentityError } from '../../errors/explain.ts';
 import { httpRequest, jsonBody } from '../http.ts';
 import { decodeJwtPayload, tokenRoles, tokenScopes } from '../jwt.ts';
 import type { DoctorContext } from '../context.ts';
-import { failed, passed, skipped, warning, type CheckDefinition } from '../types.ts';
+import { failed, notApplicable, passed, warning, type CheckDefinition } from '../types.ts';
 import {
   appOnly,
   deviceProbe,
@@ -81,7 +81,7 @@ export const publicClientCheck: CheckDefinition<DoctorContext> = {
   dependsOn: ['app'],
   async run(ctx, signal) {
     const account = requireAccount(ctx);
-    if (appOnly(ctx)) return skipped('not needed: app-only accounts use client credentials');
+    if (appOnly(ctx)) return notApplicable('not needed: app-only accounts use client credentials');
     const probe = await deviceProbe(ctx, signal);
     if (probe.stage === 'pending') return passed('a device code poll without a client secret was accepted ("Allow public client flows" is on)');
     const codes = identityCodes(probe.error);
@@ -110,12 +110,12 @@ export const permissionsCheck: CheckDefinition<DoctorContext> = {
         return failed(`the token request was refused for missing consent: ${errorMessage(attempt.error)}`, explainIdentityError({ error_codes: [65001] }, ctx.explain));
       }
       if (errorCode(attempt.error) === 'AUTH_NOT_SIGNED_IN') {
-        return skipped('cannot be read before sign-in (consent is asked at sign-in); run smtp365 login, then doctor again');
+        return notApplicable('cannot be read before sign-in (consent is asked at sign-in); run smtp365 login, then doctor again');
       }
-      return skipped(`no token to read the granted permissions from: ${errorMessage(attempt.error).split('\n')[0]}`);
+      return notApplicable(`no token to read the granted permissions from (see check 6): ${errorMessage(attempt.error).split('\n')[0]}`);
     }
     const claims = decodeJwtPayload(attempt.token!.token);
-    if (!claims) return skipped('the token is opaque (not a JWT): permissions cannot be read from it');
+    if (!claims) return notApplicable('the token is opaque (not a JWT): permissions cannot be read from it');
     if (only) {
       const roles = tokenRoles(claims);
       if (roles.includes('SMTP.SendAsApp')) return passed(`SMTP.SendAsApp is granted with admin consent (token roles: ${roles.join(' ')})`);

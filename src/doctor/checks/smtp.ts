@@ -6,7 +6,7 @@ import { isSmtp365Error } from '../../errors/error.ts';
 import { explainFinding, explainSmtpReply, type Explanation } from '../../errors/explain.ts';
 import { probeSmtp, xoauth2InitialResponse, type ProbeReport } from '../smtp-probe.ts';
 import type { DoctorContext } from '../context.ts';
-import { failed, passed, skipped, type CheckDefinition, type CheckOutcome } from '../types.ts';
+import { failed, notApplicable, passed, skipped, type CheckDefinition, type CheckOutcome } from '../types.ts';
 import { appOnly, errorMessage, requireAccount, tokenAttempt } from './shared.ts';
 
 function probeFailure(report: ProbeReport, ctx: DoctorContext): CheckOutcome | undefined {
@@ -99,7 +99,7 @@ export const sendTestCheck: CheckDefinition<DoctorContext> = {
   dependsOn: ['smtp-auth'],
   async run(ctx, signal) {
     const to = ctx.options.sendTest;
-    if (!to) return skipped('not requested (--send-test ADDRESS sends a real message)');
+    if (!to) return notApplicable('not requested (--send-test ADDRESS sends a real message)');
     const account = requireAccount(ctx);
     const from = ctx.options.from ?? account.user;
     const attempt = await tokenAttempt(ctx);

@@ -15,7 +15,9 @@ export const signInCheck: CheckDefinition<DoctorContext> = {
   id: 'sign-in',
   number: 6,
   title: 'Signed in, token fresh',
-  dependsOn: ['app'],
+  // Renewing a delegated sign-in needs public client flows (7000218 is check 4's) and
+  // consent (65001 is check 5's): each problem is reported once, where it is fixed.
+  dependsOn: ['app', 'public-client', 'permissions'],
   async run(ctx) {
     const account = requireAccount(ctx);
     const only = appOnly(ctx);
@@ -76,7 +78,8 @@ export const claimsCheck: CheckDefinition<DoctorContext> = {
   id: 'token-claims',
   number: 7,
   title: 'Token claims (audience, permission, user)',
-  dependsOn: ['sign-in'],
+  // A missing SMTP.Send / SMTP.SendAsApp is reported once, by check 5.
+  dependsOn: ['sign-in', 'permissions'],
   async run(ctx) {
     const account = requireAccount(ctx);
     const only = appOnly(ctx);
