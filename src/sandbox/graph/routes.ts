@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AdminContext } from '../admin/context.ts';
 import type { Directory } from '../state/directory.ts';
 import { WELL_KNOWN, type SandboxAccessTokenClaims, type SandboxApp, type SandboxServicePrincipal, type SandboxTenant, type SandboxUser } from '../state/model.ts';
-import { EXCHANGE, GRAPH, resourceByAppId, type Resource } from '../state/resources.ts';
+import { resourceByAppId, type Resource } from '../state/resources.ts';
 import { certificateRecord } from '../state/scenario.ts';
 
 class GraphError extends Error {
