@@ -140,6 +140,9 @@ test('exit codes follow sysexits: 64 usage, 65 bad input, 75 temporary, 77 permi
   r = await smtp365(['send', '--to', MEGAN, '--subject', 'x', '--text', 'y', '--max-size', '1KB', '--html', 'z'.repeat(5000)], env);
   assert.equal(r.code, 65);
   assert.match(r.stderr, /MESSAGE_TOO_LARGE/);
+  r = await smtp365(['sendmail', MEGAN], { ...env, SMTP365_MAX_MESSAGE_SIZE: '64KB' }, 'Subject: big\n\n' + 'y'.repeat(200_000));
+  assert.equal(r.code, 65);
+  assert.match(r.stderr, /over the limit of 64\.0 KB/);
 
   await s.admin('POST', '/faults', { stage: 'data-end', reply: '451 4.7.0 Temporary server error. Please try again later. PRX4', times: null });
   r = await smtp365(['send', '--to', MEGAN, '--subject', 'x', '--text', 'y', '--no-retry', '--json'], env);

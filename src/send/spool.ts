@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { Smtp365Error } from '../errors/error.ts';
+import { formatBytes } from './validate.ts';
 
 export interface SpoolOptions {
   /** sendmail without -i: a line with a single "." ends the message. */
@@ -18,8 +19,10 @@ export interface SpoolOptions {
   onHeaders: (headerText: string) => string;
   /** Header blocks larger than this are refused (default 1 MB). */
   maxHeaderBytes?: number;
-  /** Refuse input larger than this many bytes (checked while reading). */
+  /** Refuse messages larger than this many bytes (checked while reading). */
   maxBytes?: number;
+  /** Extra bytes allowed for the header lines smtp365 adds (default 64 KB). */
+  slackBytes?: number;
   /** Temp directory parent (default os.tmpdir()). */
   tmp?: string;
 }
@@ -87,8 +90,10 @@ export async function spoolMessage(input: Readable, opts: SpoolOptions): Promise
   const write = async (b: Buffer) => {
     if (b.length === 0) return;
     size += b.length;
-    if (opts.maxBytes !== undefined && size > opts.maxBytes) {
-      throw new Smtp365Error('MESSAGE_TOO_LARGE', `The message on standard input is larger than ${opts.maxBytes} bytes`);
+    if (opts.maxBytes !== undefined && size > opts.maxBytes + (opts.slackBytes ?? 65_536)) {
+      throw new Smtp365Error('MESSAGE_TOO_LARGE', `The message on standard input is over the limit of ${formatBytes(opts.maxBytes)} (raise it with --max-size or SMTP365_MAX_MESSAGE_SIZE if the mailbox allows more)`, {
+        details: { limitBytes: opts.maxBytes },
+      });
     }
     if (!out.write(b)) await once(out, 'drain');
   };

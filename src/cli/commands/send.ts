@@ -341,7 +341,7 @@ async function sendRawFromStdin(
   o: SendFlags,
   onProgress: ((p: SendProgress) => void) | undefined,
 ): Promise<SendResult> {
-  const [{ spoolMessage }, { prepareSubmissionHeaders }, { parseAddressField }] = await Promise.all([
+  const [{ spoolMessage }, { prepareSubmissionHeaders }, { parseAddressField, DEFAULT_MAX_MESSAGE_BYTES }] = await Promise.all([
     import('../../send/spool.ts'),
     import('../../send/raw.ts'),
     import('../../send/validate.ts'),
@@ -351,6 +351,7 @@ async function sendRawFromStdin(
   let headerRecipients: string[] = [];
   const spooled = await spoolMessage(process.stdin, {
     dotTerminates: false,
+    maxBytes: o.maxSize ?? maxSizeFromEnv() ?? DEFAULT_MAX_MESSAGE_BYTES,
     onHeaders: (h) => {
       let text = h;
       if (o.subject !== undefined && !/^subject[ \t]*:/im.test(h)) text = `Subject: ${o.subject}\n` + text;

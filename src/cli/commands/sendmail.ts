@@ -226,7 +226,7 @@ function mapLocal(addr: string, local: string | undefined): string {
 }
 
 async function sendmail(args: SendmailArgs): Promise<number> {
-  const [{ resolveAccount }, { resolveOptionsFromFlags }, { parseAddressField, addressProblem }, { spoolMessage }, { prepareSubmissionHeaders }, send] = await Promise.all([
+  const [{ resolveAccount }, { resolveOptionsFromFlags }, { parseAddressField, addressProblem, DEFAULT_MAX_MESSAGE_BYTES }, { spoolMessage }, { prepareSubmissionHeaders }, send] = await Promise.all([
     import('../../config/load.ts'),
     import('../../config/flags.ts'),
     import('../../send/validate.ts'),
@@ -254,7 +254,8 @@ async function sendmail(args: SendmailArgs): Promise<number> {
   let added: string[] = [];
   const spooled = await spoolMessage(process.stdin, {
     dotTerminates: args.dotTerminates,
-    ...(maxSize ? { maxBytes: maxSize * 2 } : {}),
+    // stop reading at the limit: a ready message is sent as it is, so its size is exact
+    maxBytes: maxSize ?? DEFAULT_MAX_MESSAGE_BYTES,
     onHeaders: (h) => {
       const p = prepareSubmissionHeaders(h, { defaultFrom: sender, ...(args.fullName ? { fromName: args.fullName } : {}) });
       headerRecipients = [...p.to, ...p.cc, ...p.bcc];
