@@ -84,9 +84,12 @@ test('setup (delegated) end to end: app, consent, config; then login, doctor and
   const home = await tempDir(t, 'smtp365-setup-home-');
   const env = { SMTP365_HOME: home, HOME: home };
   await createTokenProvider(account, { home, env }).signIn({ onDeviceCode: (dc) => void admin('POST', '/device-codes/approve', { userCode: dc.userCode, upn: ADMIN }) });
-  const report = await runDoctor({ configPath, env, timeoutSeconds: 20 });
-  for (const r of report.results) assert.ok(r.status === 'passed' || (r.id === 'send-test' && r.status === 'skipped'), `${r.id}: ${r.detail}\n${statuses(report.results)}`);
+  const report = await runDoctor({ configPath, env, timeoutSeconds: 20, sendTest: 'megan@contoso.onmicrosoft.com' });
+  for (const r of report.results) assert.equal(r.status, 'passed', `${r.id}: ${r.detail}\n${statuses(report.results)}`);
   assert.equal(report.configPath, configPath);
+  const delivered = sb.messages.list();
+  assert.equal(delivered.length, 1);
+  assert.equal(delivered[0]!.authUser, ADMIN);
 
   // Second run: the same app, nothing duplicated, nothing re-granted.
   const second = await runSetup(await setupOptions(sb, configPath));

@@ -122,7 +122,9 @@ export async function run(argv: string[]): Promise<number> {
     }
     printResult(result, f);
     if (!f.dryRun && f.doctor) {
-      say(`\n${pc.bold('Checking the new account')} (smtp365 doctor${accountFlag(result.account)}):\n`);
+      say(`\n${pc.bold('Checking the new account')} (smtp365 doctor${accountFlag(result.account)}):`);
+      if (!f.appOnly) say(pc.dim('Until the user signs in (smtp365 login), "Signed in" fails and later checks are skipped: that is expected.'));
+      say('');
       const report = await runDoctor({
         account: result.account,
         configPath: result.configPath,
