@@ -35,7 +35,7 @@ interface SendFlags extends AccountFlagValues {
   quiet?: boolean;
 }
 
-const collect = (value: string, previous: string[]) => [...previous, value];
+const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
 
 /** "35MB", "150M", "2.5 GB", "36700160" → bytes. */
 export function parseSize(value: string): number {
@@ -177,17 +177,21 @@ export function looksLikeMessage(head: Buffer): boolean {
 
 export async function run(argv: string[]): Promise<number> {
   const cmd = new Command('smtp365 send')
-    .description(
-      'Send a message through Microsoft 365.\n\n' +
-        'Either build it from flags, or pipe a whole RFC 5322 message on stdin (--stdin; also assumed\n' +
-        'when no body flag is given and the piped input starts with a message header such as To:,\n' +
-        'Subject: or X-…:). Other piped text becomes the text body.\n\n' +
-        'Exit codes: 0 sent, 64 usage, 65 bad input, 69 refused, 75 temporary (retry later),\n' +
-        '77 permission or sign-in problem, 78 configuration.',
+    .description('Send a message through Microsoft 365, built from flags or read whole from stdin.')
+    .addHelpText(
+      'after',
+      [
+        '',
+        'A whole RFC 5322 message can be piped in: --stdin, or with no body flag when the input',
+        'starts with a message header (To:, Subject:, X-…:). Other piped text is the text body.',
+        '',
+        'Exit codes: 0 sent, 64 usage, 65 bad input, 69 refused, 75 temporary (retry later),',
+        '77 permission or sign-in, 78 configuration. See docs/sending.md.',
+      ].join('\n'),
     )
-    .option('-t, --to <address>', 'recipient; repeat or separate with commas', collect, [])
-    .option('--cc <address>', 'copy recipient; repeatable', collect, [])
-    .option('--bcc <address>', 'blind copy recipient; repeatable', collect, [])
+    .option('-t, --to <address>', 'recipient; repeat or separate with commas', collect)
+    .option('--cc <address>', 'copy recipient; repeatable', collect)
+    .option('--bcc <address>', 'blind copy recipient; repeatable', collect)
     .option('-f, --from <address>', 'From address (default: the account\'s mailbox; another address needs SendAs)')
     .option('--reply-to <address>', 'Reply-To address')
     .option('-s, --subject <text>', 'subject')
@@ -195,8 +199,8 @@ export async function run(argv: string[]): Promise<number> {
     .option('--text-file <file>', 'plain-text body from a file ("-" for stdin)')
     .option('--html <html>', 'HTML body')
     .option('--html-file <file>', 'HTML body from a file ("-" for stdin)')
-    .option('--attach <file>', 'attach a file (streamed from disk); repeatable', collect, [])
-    .option('-H, --header <"Name: value">', 'extra header; repeatable', collect, [])
+    .option('--attach <file>', 'attach a file (streamed from disk); repeatable', collect)
+    .option('-H, --header <"Name: value">', 'extra header; repeatable', collect)
     .option('--stdin', 'read a whole RFC 5322 message from stdin')
     .option('--max-size <size>', 'largest message to send, after encoding (default 35MB or SMTP365_MAX_MESSAGE_SIZE)', parseSize)
     .option('--no-retry', 'fail at once on temporary errors instead of retrying')
@@ -213,6 +217,7 @@ export async function run(argv: string[]): Promise<number> {
     return (err as { exitCode?: number }).exitCode === 0 ? EXIT.OK : EXIT.USAGE;
   }
   const o = cmd.opts<SendFlags>();
+  for (const k of ['to', 'cc', 'bcc', 'attach', 'header'] as const) o[k] ??= [];
   if (cmd.args.length > 0) {
     process.stderr.write(`smtp365 send: unexpected argument "${cmd.args[0]}" (recipients go after --to)\n`);
     return EXIT.USAGE;
