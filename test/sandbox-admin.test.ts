@@ -127,6 +127,17 @@ test('admin API: tenant, mailboxes, apps, users, Exchange service principals, cl
   const state = (await admin(sb, 'GET', '/state')).json<{ directory: { users: unknown[] }; clock: { offsetSeconds: number } }>();
   assert.equal(state.directory.users.length, 3);
   assert.ok(state.clock.offsetSeconds >= 86400);
+  // Reset: back to the default tenant, no sessions, no faults.
+  sb.faults.add({ stage: 'token', httpStatus: 500, times: null });
+  const reset = await sandboxRequest(info, 'POST', `${info.admin}/reset`);
+  assert.deepEqual(reset.json()['reset'], ['directory', 'sessions', 'faults', 'messages']);
+  assert.equal(sb.directory.user('new@contoso.onmicrosoft.com'), undefined);
+  assert.equal(sb.directory.app(appId), undefined);
+  assert.equal(sb.directory.tenant(info.tenantId)!.smtpClientAuthenticationDisabled, true);
+  assert.deepEqual(sb.faults.list(), []);
+  assert.equal((await sandboxRequest(info, 'POST', `/${info.tenantId}/oauth2/v2.0/token`, { form: { grant_type: 'client_credentials', client_id: info.confidentialClient.clientId, client_secret: info.confidentialClient.clientSecret, scope: 'https://outlook.office365.com/.default' } })).status, 200);
+  assert.equal((await admin(sb, 'POST', '/reset', { faults: true })).json<{ reset: string[] }>().reset.join(), 'faults');
+  assert.equal((await admin(sb, 'POST', '/reset', { everything: true })).status, 400);
   // Not JSON at all.
   const notJson = await sandboxRequest(info, 'PATCH', `${info.admin}/tenant`, { headers: { 'content-type': 'application/json' }, form: undefined, json: undefined });
   assert.equal(notJson.status, 400);

@@ -92,6 +92,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   } else {
     built = buildScenario(DEFAULT_SCENARIO, 'default scenario');
   }
+  const initialDirectory = structuredClone(built.directory);
   const directory = new Directory(built.directory);
   directory.ensureResourcePrincipals();
   const persist = (): void => {
@@ -132,7 +133,13 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   });
   server.on('tlsClientError', () => undefined);
 
-  const ctx = { directory, clock, issuer, identity, faults, messages, stateDir, info: () => info };
+  const resetDirectory = (): void => {
+    const fresh = structuredClone(initialDirectory);
+    for (const k of Object.keys(fresh) as Array<keyof SandboxDirectory>) (directory.data as unknown as Record<string, unknown>)[k] = fresh[k];
+    directory.ensureResourcePrincipals();
+    directory.changed();
+  };
+  const ctx = { directory, clock, issuer, identity, faults, messages, stateDir, info: () => info, resetDirectory };
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', authority || 'https://localhost');
     res.on('finish', () => log?.(`${req.method} ${url.pathname} ${res.statusCode}`));

@@ -16,4 +16,6 @@ export interface AdminContext {
   messages: MessageStore;
   stateDir: string;
   info: () => SandboxInfo;
+  /** Puts the directory back as the sandbox started (scenario or default tenant). */
+  resetDirectory: () => void;
 }

@@ -82,6 +82,7 @@ const userPatch = z.strictObject({
 const approveBody = z.strictObject({ userCode: z.string().min(1), upn: email.optional(), mfa: z.boolean().optional() });
 const declineBody = z.strictObject({ userCode: z.string().min(1) });
 const clockBody = z.strictObject({ advanceSeconds: z.number().nonnegative().max(10 * 365 * 86400) });
+const resetBody = z.strictObject({ directory: z.boolean().optional(), sessions: z.boolean().optional(), faults: z.boolean().optional(), messages: z.boolean().optional() });
 const exoSpBody = z.strictObject({ appId: guid, objectId: guid.optional(), tenant: z.string().optional(), displayName: z.string().optional() });
 
 function parse<T>(schema: z.ZodType<T>, body: unknown): T {
@@ -128,6 +129,30 @@ export async function handleAdminRequest(req: IncomingMessage, res: ServerRespon
         return true;
       case 'device-codes':
         return await deviceCodes(req, res, ctx, method, id);
+      case 'reset': {
+        if (method !== 'POST') return allow(res, ['POST']);
+        const b = parse(resetBody, (await readJsonOrEmpty(req)) ?? {});
+        const all = Object.values(b).every((v) => v === undefined);
+        const done: string[] = [];
+        if (all || b.directory) {
+          ctx.resetDirectory();
+          done.push('directory');
+        }
+        if (all || b.sessions) {
+          ctx.identity.reset();
+          done.push('sessions');
+        }
+        if (all || b.faults) {
+          ctx.faults.clear();
+          done.push('faults');
+        }
+        if (all || b.messages) {
+          ctx.messages.clear();
+          done.push('messages');
+        }
+        sendJson(res, 200, { reset: done });
+        return true;
+      }
       case 'tenant':
       case 'tenants': {
         const tenant = head === 'tenant' ? (d.data.tenants[0] as SandboxTenant) : id ? d.tenant(id) : undefined;
@@ -168,6 +193,7 @@ export async function handleAdminRequest(req: IncomingMessage, res: ServerRespon
 
 const ROUTES = [
   'GET /admin/state',
+  'POST /admin/reset {directory?, sessions?, faults?, messages?} (all when empty)',
   'GET|POST /admin/clock {advanceSeconds}',
   'GET /admin/device-codes',
   'POST /admin/device-codes/approve {userCode, upn?, mfa?}',
@@ -182,6 +208,24 @@ const ROUTES = [
   'GET|POST|DELETE /admin/faults, GET|DELETE /admin/faults/{id}',
   'GET|DELETE /admin/messages, GET|DELETE /admin/messages/{id}, GET /admin/messages/{id}/raw',
 ];
+
+/** A JSON body, or undefined when there is none (POST /admin/reset without a body). */
+async function readJsonOrEmpty(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req as AsyncIterable<Buffer>) {
+    size += c.length;
+    if (size > 100_000) throw new HttpError(413, 'payload_too_large', 'the request body is too large');
+    chunks.push(c);
+  }
+  const text = Buffer.concat(chunks).toString('utf8').trim();
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new HttpError(400, 'invalid_request', 'the request body is not valid JSON');
+  }
+}
 
 function allow(res: ServerResponse, methods: string[]): true {
   methodNotAllowed(res, methods);

@@ -155,6 +155,16 @@ export class IdentityService {
     this.#timers.clear();
   }
 
+  /** Forgets every device code, authorization code and refresh token (POST /admin/reset). */
+  reset(): void {
+    this.close();
+    this.#deviceCodes.clear();
+    this.#authCodes.clear();
+    this.#sessions.clear();
+    this.#saveSessions();
+    ensureFirstPartyApps(this.#o.directory);
+  }
+
   // ---- errors ------------------------------------------------------------------
 
   #err(status: number, error: string, code: number, text: string, ctx: Ctx = {}, extra: { suberror?: string } = {}): AadFailure {
