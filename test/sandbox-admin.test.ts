@@ -137,6 +137,8 @@ test('admin API: tenant, mailboxes, apps, users, Exchange service principals, cl
   assert.deepEqual(sb.faults.list(), []);
   assert.equal((await sandboxRequest(info, 'POST', `/${info.tenantId}/oauth2/v2.0/token`, { form: { grant_type: 'client_credentials', client_id: info.confidentialClient.clientId, client_secret: info.confidentialClient.clientSecret, scope: 'https://outlook.office365.com/.default' } })).status, 200);
   assert.equal((await admin(sb, 'POST', '/reset', { faults: true })).json<{ reset: string[] }>().reset.join(), 'faults');
+  assert.equal((await admin(sb, 'POST', '/reset', { directory: true })).status, 200);
+  assert.ok(sb.directory.app('14d82eec-204b-4c2f-b7e8-296a70dab67e'), 'first-party apps stay');
   assert.equal((await admin(sb, 'POST', '/reset', { everything: true })).status, 400);
   // Not JSON at all.
   const notJson = await sandboxRequest(info, 'PATCH', `${info.admin}/tenant`, { headers: { 'content-type': 'application/json' }, form: undefined, json: undefined });

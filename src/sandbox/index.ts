@@ -19,7 +19,7 @@ import type { SandboxDirectory, SandboxInfo } from './state/model.ts';
 import { buildScenario, DEFAULT_SCENARIO, readScenarioFile, ScenarioError } from './state/scenario.ts';
 import { loadOrCreateSigningKey } from './tokens/keys.ts';
 import { TokenIssuer } from './tokens/issuer.ts';
-import { IdentityService } from './identity/service.ts';
+import { ensureFirstPartyApps, IdentityService } from './identity/service.ts';
 import { handleIdentityRequest } from './identity/routes.ts';
 import { handleAdminRequest } from './admin/routes.ts';
 import { handleGraphRequest } from './graph/routes.ts';
@@ -137,7 +137,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     const fresh = structuredClone(initialDirectory);
     for (const k of Object.keys(fresh) as Array<keyof SandboxDirectory>) (directory.data as unknown as Record<string, unknown>)[k] = fresh[k];
     directory.ensureResourcePrincipals();
-    directory.changed();
+    ensureFirstPartyApps(directory);
   };
   const ctx = { directory, clock, issuer, identity, faults, messages, stateDir, info: () => info, resetDirectory };
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {

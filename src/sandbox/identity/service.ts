@@ -873,7 +873,7 @@ export class IdentityService {
 }
 
 /** First-party apps every tenant can use: Microsoft Graph Command Line Tools (public client, consent at sign-in). */
-function ensureFirstPartyApps(d: Directory): void {
+export function ensureFirstPartyApps(d: Directory): void {
   const id = WELL_KNOWN.graphCliClientId;
   if (!d.app(id)) {
     d.data.apps.push({
