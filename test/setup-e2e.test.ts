@@ -143,6 +143,36 @@ test('setup --app-only: SMTP.SendAsApp, a secret in the 0600 config; the printed
   assert.ok(!again.requests.some((r) => r.path.endsWith('/addPassword')));
 });
 
+test('setup --app-only --certificate: the certificate is uploaded, the key stays here (0600), and sign-in by assertion works', async (t) => {
+  const sb = await withSandbox(t, { deviceCodeIntervalSeconds: 1 });
+  const dir = await tempDir(t, 'smtp365-setup-');
+  const configPath = path.join(dir, 'config.yaml');
+  const mailbox = 'alex@contoso.onmicrosoft.com';
+  const result = await runSetup({ ...(await setupOptions(sb, configPath)), appOnly: true, certificate: true, user: mailbox, account: 'cert' });
+  assert.equal(result.secret, null);
+  assert.equal(result.certificate?.created, true);
+  assert.match(result.certificate?.thumbprint ?? '', /^[0-9A-F]{40}$/);
+  const account = await resolveAccount({ configPath, name: 'cert', env: {} });
+  assert.equal(account.flow, 'client-certificate');
+  assert.equal(account.clientSecret, undefined);
+  assert.equal(account.privateKeyPath, result.certificate!.privateKeyPath);
+  if (process.platform !== 'win32') assert.equal((await fs.stat(account.privateKeyPath!)).mode & 0o777, 0o600);
+  assert.ok(!(await fs.readFile(configPath, 'utf8')).includes('PRIVATE KEY'), 'the key is not in the config file');
+  const admin = await adminClient(sb);
+  const view = (await admin('GET', `/apps/${result.app.appId}`)) as { certificates?: unknown[]; keyCredentials?: unknown[] };
+  assert.equal((view.certificates ?? view.keyCredentials ?? []).length, 1, JSON.stringify(view));
+
+  await admin('POST', '/exchange-service-principals', { appId: result.app.appId, objectId: result.servicePrincipal.id });
+  await admin('PATCH', `/mailboxes/${mailbox}`, { fullAccess: { add: [result.servicePrincipal.id] } });
+  const home = await tempDir(t, 'smtp365-setup-home-');
+  const report = await runDoctor({ configPath, account: 'cert', env: { SMTP365_HOME: home, HOME: home }, timeoutSeconds: 20 });
+  for (const r of report.results) assert.ok(r.status === 'passed' || r.status === 'skipped', `${r.id}: ${r.detail}\n${statuses(report.results)}`);
+
+  const again = await runSetup({ ...(await setupOptions(sb, configPath)), appOnly: true, certificate: true, user: mailbox, account: 'cert' });
+  assert.equal(again.certificate?.reused, true);
+  assert.ok(!again.requests.some((r) => r.method === 'PATCH'), 'no second upload');
+});
+
 test('setup --dry-run signs nobody in, calls nothing and writes nothing', async (t) => {
   const dir = await tempDir(t, 'smtp365-setup-');
   const configPath = path.join(dir, 'config.yaml');

@@ -16,6 +16,7 @@ import { loadTrust } from '../doctor/http.ts';
 import { maskSecret } from '../util/redact.ts';
 import { signInAdmin, ADMIN_GRAPH_SCOPES, type AdminSession } from './admin-signin.ts';
 import { upsertAccount, type AccountFields } from './config-file.ts';
+import { createSelfSignedCertificate } from './certificate.ts';
 import { DryRunGraph, GraphClient, GraphError, odataString, type GraphApi, type GraphRequest } from './graph.ts';
 import {
   DELEGATED_SCOPES,
@@ -35,6 +36,8 @@ export interface SetupOptions {
   account?: string;
   /** App-only (client credentials, SMTP.SendAsApp, a client secret) instead of delegated (device code). */
   appOnly?: boolean;
+  /** App-only with a certificate (generated here, the key kept beside the config) instead of a client secret. */
+  certificate?: boolean;
   /** Tenant id or domain; default "organizations" (the admin's own tenant). */
   tenant?: string;
   /** The public client the admin signs in with (default: Microsoft Graph Command Line Tools). */
@@ -80,6 +83,8 @@ export interface SetupResult {
   servicePrincipal: { id: string; created: boolean };
   consent: { granted: boolean; alreadyGranted: boolean; problem: Explanation | null };
   secret: { created: boolean; reused: boolean; masked: string | null } | null;
+  /** App-only with --certificate: the certificate's files and thumbprint. */
+  certificate: { created: boolean; reused: boolean; thumbprint: string | null; certificatePath: string; privateKeyPath: string } | null;
   configPath: string;
   account: string;
   user: string;
@@ -105,6 +110,7 @@ interface ApplicationInfo {
   displayName: string;
   isFallbackPublicClient?: boolean | null;
   requiredResourceAccess?: ResourceAccess[];
+  keyCredentials?: Array<{ keyId?: string; displayName?: string }>;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -147,6 +153,9 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
     options.onStep?.(options.dryRun && (s.status === 'done' || s.status === 'reused') ? { ...s, status: 'info', detail: `would be ${s.detail ?? ''}`.trim() } : s);
   const notes: string[] = [];
 
+  if (options.certificate && !appOnly) {
+    throw new Smtp365Error('INPUT_INVALID', '--certificate is for app-only sending: add --app-only');
+  }
   if (appOnly && !options.user) {
     throw new Smtp365Error('INPUT_INVALID', 'App-only setup needs the mailbox to send from: --user MAILBOX');
   }
@@ -222,19 +231,21 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
   // 3. The app registration: reuse one with this name, else create it (steps 1–11).
   let existingClientId: string | undefined;
   let existingSecret: string | undefined;
+  let existingCert: { certificatePath: string; privateKeyPath: string } | undefined;
   if (fs.existsSync(configPath)) {
     try {
       const loaded = await loadAccounts({ configPath, env: {} });
       const mine = loaded.accounts.find((a) => a.name === accountName);
       existingClientId = mine?.clientId;
       existingSecret = mine?.clientSecret;
+      if (mine?.certificatePath && mine.privateKeyPath) existingCert = { certificatePath: mine.certificatePath, privateKeyPath: mine.privateKeyPath };
     } catch {
       // An unusable config: nothing to reuse from it (the account is rewritten below).
     }
   }
   const found = await call<{ value: ApplicationInfo[] }>({
     method: 'GET',
-    path: `/applications?$filter=displayName eq ${odataString(appName)}&$select=id,appId,displayName,isFallbackPublicClient,requiredResourceAccess`,
+    path: `/applications?$filter=displayName eq ${odataString(appName)}&$select=id,appId,displayName,isFallbackPublicClient,requiredResourceAccess,keyCredentials`,
     purpose: `find an existing app registration named "${appName}"`,
   });
   const candidates = found.value ?? [];
@@ -365,11 +376,42 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
     }
   }
 
-  // 6. App-only: a client secret (reuse the one in the config for this app).
+  // 6. App-only: a client secret or a certificate (reuse what the config has for this app).
   let secret: SetupResult['secret'] = null;
+  let certificate: SetupResult['certificate'] = null;
   let secretValue: string | undefined;
-  if (appOnly) {
-    if (existingSecret && existingClientId?.toLowerCase() === app.appId.toLowerCase()) {
+  const sameApp = existingClientId?.toLowerCase() === app.appId.toLowerCase();
+  if (appOnly && options.certificate) {
+    if (existingCert && sameApp) {
+      certificate = { created: false, reused: true, thumbprint: null, ...existingCert };
+      step({ title: 'Certificate', status: 'reused', detail: `the one already in the configuration (${existingCert.certificatePath})` });
+    } else {
+      const dir = path.dirname(configPath);
+      const base = path.join(dir, `${accountName}-${app.appId.slice(0, 8)}`);
+      const paths = { certificatePath: `${base}.cert.pem`, privateKeyPath: `${base}.key.pem` };
+      const gen = await createSelfSignedCertificate(`smtp365 ${accountName}`);
+      if ((app.keyCredentials ?? []).length > 0) {
+        // Graph replaces keyCredentials as a whole and never returns the keys: adding one would drop the others.
+        notes.push(`The app already has ${app.keyCredentials!.length} certificate(s); upload ${paths.certificatePath} in Azure portal › App registrations › ${app.displayName} › Certificates & secrets › Upload certificate.`);
+      } else {
+        await call({
+          method: 'PATCH',
+          path: `/applications/${app.id}`,
+          body: { keyCredentials: [{ type: 'AsymmetricX509Cert', usage: 'Verify', key: options.dryRun ? '<base64 certificate>' : gen.derBase64, displayName: `CN=smtp365 ${accountName}` }] },
+          purpose: 'upload the certificate (public part) to the app',
+        });
+      }
+      if (!options.dryRun) {
+        await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 });
+        await fs.promises.writeFile(paths.privateKeyPath, gen.keyPem, { mode: 0o600 });
+        await fs.promises.writeFile(paths.certificatePath, gen.certPem, { mode: 0o600 });
+      }
+      certificate = { created: true, reused: false, thumbprint: gen.thumbprint, ...paths };
+      step({ title: 'Certificate', status: 'done', detail: `created (thumbprint ${gen.thumbprint}, expires ${gen.notAfter.toISOString().slice(0, 10)}); private key ${paths.privateKeyPath} (0600)` });
+      notes.push(`The certificate expires on ${gen.notAfter.toISOString().slice(0, 10)}: run smtp365 setup --app-only --certificate again before then.`);
+    }
+  } else if (appOnly) {
+    if (existingSecret && sameApp) {
       secretValue = existingSecret;
       secret = { created: false, reused: true, masked: maskSecret(existingSecret) };
       step({ title: 'Client secret', status: 'reused', detail: 'the one already in the configuration' });
@@ -393,7 +435,7 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
     tenant: session.tenantId,
     clientId: app.appId,
     user,
-    flow: appOnly ? 'client-secret' : 'device-code',
+    flow: appOnly ? (options.certificate ? 'client-certificate' : 'client-secret') : 'device-code',
   };
   if (options.cloud && options.cloud !== 'global') fields.cloud = options.cloud;
   if (customAuthority) fields.authority = authorityHost;
@@ -403,6 +445,10 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
   if (options.smtpResource) fields.smtpResource = options.smtpResource;
   if (options.caFile) fields.caFile = path.resolve(options.caFile);
   if (secretValue !== undefined) fields.clientSecret = secretValue;
+  if (certificate) {
+    fields.certificatePath = certificate.certificatePath;
+    fields.privateKeyPath = certificate.privateKeyPath;
+  }
   const shownFields: AccountFields = { ...fields, ...(fields.clientSecret ? { clientSecret: secret?.masked ?? '***' } : {}) };
   if (options.dryRun) {
     step({ title: 'Configuration', status: 'skipped', detail: `dry run: would write account "${accountName}" to ${configPath}` });
@@ -427,6 +473,7 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
     servicePrincipal: { id: sp.id, created: spCreated },
     consent,
     secret,
+    certificate,
     configPath,
     account: accountName,
     user,

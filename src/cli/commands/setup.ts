@@ -14,6 +14,7 @@ import { EXIT, printJson, reportError } from '../output.ts';
 interface SetupFlags {
   account: string;
   appOnly?: boolean;
+  certificate?: boolean;
   tenant?: string;
   adminClientId: string;
   cloud?: 'global' | 'usgov' | 'china';
@@ -45,6 +46,7 @@ export async function run(argv: string[]): Promise<number> {
     .description('Create (or find) the app registration, grant consent and write the account: the guide\'s steps 1–19, done through Microsoft Graph.')
     .option('--account <name>', 'account name to write into the configuration', 'default')
     .option('--app-only', 'app-only sending (SMTP.SendAsApp + a client secret) instead of a user signing in')
+    .option('--certificate', 'with --app-only: a certificate (made here, key kept beside the config) instead of a client secret')
     .option('--tenant <tenant>', 'tenant id or domain (default: the administrator\'s tenant)')
     .option('--user <mailbox>', 'the mailbox to send as (default: the administrator; required with --app-only)')
     .option('--app-name <name>', 'display name of the app registration', 'smtp365')
@@ -78,10 +80,11 @@ export async function run(argv: string[]): Promise<number> {
   process.once('SIGINT', onSigint);
   let stopWaiting: (() => void) | undefined;
   try {
-    say(`${pc.bold('smtp365 setup')}: ${f.appOnly ? 'app-only sending (client secret, SMTP.SendAsApp)' : 'delegated sending (a user signs in by device code)'}${f.dryRun ? pc.yellow(' — dry run, nothing is changed') : ''}\n`);
+    say(`${pc.bold('smtp365 setup')}: ${f.appOnly ? `app-only sending (${f.certificate ? 'certificate' : 'client secret'}, SMTP.SendAsApp)` : 'delegated sending (a user signs in by device code)'}${f.dryRun ? pc.yellow(' — dry run, nothing is changed') : ''}\n`);
     const result = await runSetup({
       account: f.account,
       appOnly: f.appOnly ?? false,
+      certificate: f.certificate ?? false,
       adminClientId: f.adminClientId,
       appName: f.appName,
       dryRun: f.dryRun ?? false,
