@@ -56,6 +56,8 @@ export async function run(argv: string[]): Promise<number> {
       stateDir: path.join(work, 'sandbox'),
       quiet: true,
       autoApproveDeviceCodes: { afterMs: approveAfter },
+      // Real tenants ask clients to poll every 5 s; the demo needn't make people wait for that.
+      deviceCodeIntervalSeconds: 1,
     });
     const info = sandbox.info;
     const sender = info.users[0];
