@@ -224,3 +224,24 @@ test('a large attachment is streamed from disk and arrives intact', async (t) =>
   assert.ok(b64, 'attachment part found');
   assert.ok(Buffer.from(b64.replace(/\r\n/g, ''), 'base64').equals(data), 'attachment arrives byte for byte');
 });
+
+test('a send can be cancelled with an AbortSignal, also while it streams', async (t) => {
+  const s = await sendSandbox(t);
+  const account = s.account({ flow: 'client-secret' });
+  const mailer = createMailer({ account, tokenProvider: s.provider(account), retry: false });
+  t.after(() => mailer.close());
+  const ac = new AbortController();
+  ac.abort(new Error('not needed any more'));
+  await assert.rejects(mailer.send({ to: MEGAN, subject: 'x', text: 'y' }, { signal: ac.signal }), /not needed any more/);
+  // mid-stream: abort once the first bytes went out
+  const ac2 = new AbortController();
+  const big = Buffer.alloc(4 * 1024 * 1024, 0x61);
+  await assert.rejects(
+    mailer.send({ to: MEGAN, subject: 'big', text: 'x', attachments: [{ filename: 'a.bin', content: big }] }, { signal: ac2.signal, onProgress: () => ac2.abort(new Error('stop now')) }),
+    /stop now/,
+  );
+  assert.equal(s.messages().length, 0);
+  // the mailer still works afterwards
+  await mailer.send({ to: MEGAN, subject: 'after', text: 'y' });
+  assert.deepEqual(s.messages().map((m) => m.subject), ['after']);
+});

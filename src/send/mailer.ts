@@ -336,6 +336,7 @@ class MailerImpl implements Smtp365Mailer {
   private async sendInner(message: OutgoingMessage, options: SendOptions): Promise<SendResult> {
     if (this.closed) throw new Smtp365Error('INTERNAL', 'The mailer is closed');
     if (!message || typeof message !== 'object') throw new Smtp365Error('MESSAGE_INVALID', 'The message must be an object');
+    options.signal?.throwIfAborted();
     if (isRawMessage(message)) return this.sendRaw(message, options);
     const data = this.withDefaultFrom(message as Mail.Options);
     const estimate = await validateMailOptions(data, this.maxBytes);
@@ -470,7 +471,22 @@ class MailerImpl implements Smtp365Mailer {
       const body = onProgress
         ? counting(content, (n) => onProgress({ sentBytes: n, attempt, ...(total !== undefined ? { totalBytes: total } : {}) }))
         : content;
+      let settled = false;
+      const signal = options.signal;
+      // Cancelling mid-transaction closes the connection (nodemailer then forgets the send, so settle here).
+      const onAbort = () => {
+        if (settled) return;
+        settled = true;
+        destroyContent(body);
+        destroyContent(content);
+        smtp.close();
+        reject(signal!.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
       smtp.send({ from: job.envelope.from, to: job.envelope.to, ...(job.exactSize ? { size: job.exactSize } : {}) }, body, (err, info) => {
+        signal?.removeEventListener('abort', onAbort);
+        if (settled) return;
+        settled = true;
         if (err) {
           destroyContent(body);
           destroyContent(content);
