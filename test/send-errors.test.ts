@@ -254,3 +254,19 @@ test('a ready message with someone else\'s From: the explanation names that From
   assert.equal(e.code, 'SMTP_SEND_AS_DENIED');
   assert.deepEqual(e.explanation?.powershell, [`Add-RecipientPermission -Identity ${MEGAN} -Trustee ${ALEX} -AccessRights SendAs -Confirm:$false`]);
 });
+
+test('a certificate that cannot be verified is refused, not retried (no caFile for the sandbox)', async (t) => {
+  const s = await sendSandbox(t);
+  const account = s.account({ flow: 'client-secret' });
+  delete account.caFile;
+  const mailer = createMailer({ account, tokenProvider: s.provider(s.account({ flow: 'client-secret' })), retry: fastRetry });
+  t.after(() => mailer.close());
+  const e = await mailer.send({ to: MEGAN, subject: 'x', text: 'y' }).then(
+    () => assert.fail('refused'),
+    (x: Smtp365Error) => x,
+  );
+  assert.equal(e.code, 'SMTP_TLS');
+  assert.equal(e.transient, false);
+  assert.equal(e.details?.attempts, 1);
+  assert.match(e.explanation?.fix.join(' ') ?? '', /CA/);
+});
