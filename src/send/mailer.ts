@@ -11,7 +11,7 @@ import { rootCertificates, type ConnectionOptions } from 'node:tls';
 import type Mail from 'nodemailer/lib/mailer/index.js';
 import type MailMessage from 'nodemailer/lib/mailer/mail-message.js';
 import type SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
-import type { SMTPConnectionCustomAuthContext, SMTPConnectionSendInfo } from 'nodemailer/lib/smtp-connection/index.js';
+import type { SMTPConnectionCustomAuthContext, SMTPConnectionSendInfo, SMTPEnvelope } from 'nodemailer/lib/smtp-connection/index.js';
 import { Smtp365Error, parseSmtpReply, type SmtpReply } from '../errors/error.ts';
 import type { ExplainContext } from '../errors/explain.ts';
 import { isAppOnly, type Account } from '../config/account.ts';
@@ -116,6 +116,8 @@ export interface DeliveryJob {
   restartable(): boolean;
   /** Exact size, when known (sent as SIZE=). */
   exactSize?: number;
+  /** Delivery status notification request (nodemailer's `dsn` option). */
+  dsn?: SMTPEnvelope['dsn'];
   estimate?: SizeEstimate;
 }
 
@@ -325,6 +327,7 @@ class MailerImpl implements Smtp365Mailer {
       },
       restartable: () => !(oneShot && used),
       estimate,
+      ...(data.dsn ? { dsn: data.dsn as SMTPEnvelope['dsn'] } : {}),
     };
     return this.deliver(job, { ...(data.signal ? { signal: data.signal } : {}), ...(priv.onProgress ? { onProgress: priv.onProgress } : {}) });
   }
@@ -483,7 +486,7 @@ class MailerImpl implements Smtp365Mailer {
         reject(signal!.reason);
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      smtp.send({ from: job.envelope.from, to: job.envelope.to, ...(job.exactSize ? { size: job.exactSize } : {}) }, body, (err, info) => {
+      smtp.send({ from: job.envelope.from, to: job.envelope.to, ...(job.exactSize ? { size: job.exactSize } : {}), ...(job.dsn ? { dsn: job.dsn } : {}) }, body, (err, info) => {
         signal?.removeEventListener('abort', onAbort);
         if (settled) return;
         settled = true;
