@@ -111,3 +111,41 @@ test('docs: the msmtp recipe with smtp365 token', { skip: spawnSync('msmtp', ['-
   assert.deepEqual(m?.rcptTo, [MEGAN]);
   assert.equal(m?.authUser, 'alex@contoso.onmicrosoft.com');
 });
+
+test('docs: the sendmail wrapper (config file, per-user token cache, local recipient) works for cron-style mail', async (t) => {
+  const s = await sendSandbox(t);
+  const { dir, bin } = await workspace(t);
+  const section = await readFile(DOC, 'utf8');
+  const wrapper = /<<'EOF'\n([\s\S]*?)\nEOF/.exec(section)?.[1];
+  assert.ok(wrapper, 'the wrapper script is on the page');
+  const info = s.sb.info;
+  const config = path.join(dir, 'config.yaml');
+  await writeFile(
+    config,
+    [
+      'accounts:',
+      '  server:',
+      `    authority: ${info.authority}`,
+      `    tenant: ${info.tenantId}`,
+      `    clientId: ${info.confidentialClient.clientId}`,
+      `    clientSecret: '${info.confidentialClient.clientSecret}'`,
+      '    user: alex@contoso.onmicrosoft.com',
+      `    smtpHost: ${info.smtp.host}`,
+      `    smtpPort: ${info.smtp.port}`,
+      `    caFile: ${info.caFile}`,
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
+  const script = wrapper.replace('/etc/smtp365/config.yaml', config).replace('/var/lib/smtp365/', `${dir}/state/`);
+  await mkdir(path.join(dir, 'state', spawnSync('id', ['-un']).stdout.toString().trim()), { recursive: true, mode: 0o700 });
+  const file = path.join(bin, 'sendmail');
+  await writeFile(file, script, { mode: 0o755 });
+  // what cronie runs for a job's output
+  const env = { PATH: `${bin}:${process.env.PATH}`, HOME: dir };
+  const r = await run(file, ['-FCronDaemon', '-i', '-B8BITMIME', '-oem', '-oi', '-t', '-f', 'root'], { cwd: dir, env, input: 'To: root\nSubject: Cron <root@host> backup\n\nbackup done\n' });
+  assert.equal(r.code, 0, r.err);
+  const [m] = s.messages();
+  assert.deepEqual(m?.rcptTo, ['ops@example.com']);
+  assert.equal(m?.subject, 'Cron <root@host> backup');
+});

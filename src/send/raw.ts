@@ -63,7 +63,8 @@ export function headerAddresses(fields: HeaderField[], key: string): string[] {
   return fields
     .filter((f) => f.key === key)
     .flatMap((f) => addressparser(f.value, { flatten: true }))
-    .map((a) => a.address.trim())
+    // a bare local name ("To: root", as cron writes it) comes back as a name without an address
+    .map((a) => (a.address || (a.name && !/\s/.test(a.name.trim()) ? a.name : '')).trim())
     .filter((a) => a.length > 0);
 }
 
