@@ -49,10 +49,15 @@ test('smtp365 send: flags, attachment, header, --json result', async (t) => {
   );
   assert.equal(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout) as { ok: boolean; messageId: string; accepted: string[]; attempts: number };
+  // --verbose shows the dialogue, never the token
+  const v = await smtp365(['send', '--to', MEGAN, '--subject', 'verbose', '--text', 'x', '--verbose'], env);
+  assert.equal(v.code, 0, v.stderr);
+  assert.match(v.stderr, /AUTH XOAUTH2 \/\* secret \*\//);
+  assert.match(v.stderr, /235 2\.7\.0 Authentication successful/);
+  assert.ok(!/eyJ[A-Za-z0-9_-]{10,}/.test(v.stderr + v.stdout), 'no token in the output');
   assert.equal(out.ok, true);
   assert.deepEqual(out.accepted, [MEGAN, 'boss@example.com', 'audit@example.com']);
-  const [m] = s.messages();
-  assert.equal(m?.subject, 'Nightly report');
+  const m = s.messages().find((x) => x.subject === 'Nightly report');
   assert.equal(m?.messageId, out.messageId);
   const raw = await s.raw(m!.id);
   assert.match(raw, /^X-Job: nightly\r$/m);
