@@ -189,6 +189,7 @@ test('bad input is refused before connecting, with the exact problem', async (t)
   const account = s.account({ flow: 'client-secret' });
   assert.throws(() => createMailer({ account: { ...account, user: 'nobody' } }), (e: Smtp365Error) => e.code === 'INPUT_INVALID');
   assert.throws(() => createMailer({ account, maxConnections: 0 }), /maxConnections/);
+  assert.throws(() => createMailer({ account: { ...account, smtpPort: 465 } }), (e: Smtp365Error) => e.code === 'CONFIG_INVALID' && /587/.test(e.message));
   assert.throws(() => createMailer({ account, rateLimit: { messagesPerMinute: -1 } }), (e: Smtp365Error) => e.code === 'INPUT_INVALID');
   assert.equal(s.messages().length, 0);
 });

@@ -218,6 +218,12 @@ class MailerImpl implements Smtp365Mailer {
     if (!Number.isInteger(account.smtpPort) || account.smtpPort < 1 || account.smtpPort > 65535) {
       throw invalidOption(`The account's smtpPort must be a port number, got ${String(account.smtpPort)}`);
     }
+    if (account.smtpPort === 465) {
+      // Implicit TLS would sit waiting for a greeting that never comes; say why instead.
+      throw new Smtp365Error('CONFIG_INVALID', 'Port 465 (implicit TLS) is not supported by Microsoft 365 SMTP submission: use port 587 (STARTTLS)', {
+        details: { smtpPort: 465 },
+      });
+    }
     let mbx: string[] = [];
     try {
       mbx = parseAddressField('account.user', account.user);
