@@ -111,17 +111,32 @@ export class MessageStore extends EventEmitter {
         head.push(joined);
       }
     };
+    // Every callback below is settled by the file stream's drain/finish or by its
+    // error, whichever comes first: a file error must end the message, not stall it.
+    const whenOut = (event: 'drain' | 'finish', cb: (err?: Error | null) => void): void => {
+      const ok = (): void => {
+        out.off('error', bad);
+        cb(null);
+      };
+      const bad = (err: Error): void => {
+        out.off(event, ok);
+        cb(err);
+      };
+      out.once(event, ok);
+      out.once('error', bad);
+    };
     const stream = new Writable({
       write(chunk: Buffer, _enc, cb) {
         if (outError) return cb(outError);
         size += chunk.length;
         capture(chunk);
         if (out.write(chunk)) cb();
-        else out.once('drain', () => cb());
+        else whenOut('drain', cb);
       },
       final(cb) {
         if (outError) return cb(outError);
-        out.end(() => cb(outError ?? null));
+        whenOut('finish', cb);
+        out.end();
       },
     });
     // Errors (disk full, state dir removed) are reported by finish(), never as an
