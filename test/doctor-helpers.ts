@@ -5,7 +5,9 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import type { TestContext } from 'node:test';
+import { after, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { doctorCatalog } from '../src/doctor/catalog.ts';
 import { withSandbox, sandboxAccount, type Sandbox, type SandboxOptions } from './helpers/sandbox.ts';
 import { createTokenProvider } from '../src/auth/index.ts';
 import type { Account, Flow } from '../src/config/account.ts';
@@ -78,3 +80,45 @@ export function byId(results: CheckResult[], id: CheckResult['id']): CheckResult
 export function statuses(results: CheckResult[]): string {
   return results.map((r) => `${r.id}:${r.status}`).join(' ');
 }
+
+// Every failure and warning these scenarios produce must be a row of docs/doctor.md's table
+// (same check, same error code, same guide step): the documentation says what doctor prints.
+const seen = new Map<string, CheckResult>();
+let hooked = false;
+/** A title with the user's values (addresses, ids, hosts, URLs) replaced, to compare with the documented example. */
+const shape = (title: string) =>
+  title
+    .replace(/https?:\/\/\S+/g, '<v>')
+    .replace(/[\w.+-]+@[\w.-]+/g, '<v>')
+    .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi, '<v>')
+    .replace(/(\d{1,3}\.){3}\d{1,3}|[a-z0-9-]+(\.[a-z0-9-]+)+\.(com|net|cn|us)/gi, '<v>')
+    .replace(/:\d+/g, ':<port>');
+/** Call once per test file: at the end, every failure seen must be a row of the docs table. */
+export function checkResultsAgainstDocs(): void {
+  if (hooked) return;
+  hooked = true;
+  after(() => {
+    const catalog = doctorCatalog();
+    for (const r of seen.values()) {
+      const row = catalog.find(
+        (e) => e.check === r.number && e.explanation.code === r.code && (e.explanation.step ?? null) === r.step && shape(e.explanation.title) === shape(r.problem ?? ''),
+      );
+      assert.ok(row, `check ${r.number} ${r.code} "${r.problem}" (${r.step}) is not in docs/doctor.md's table`);
+    }
+  });
+}
+
+export function only(results: CheckResult[], id: CheckResult['id'], status: CheckResult['status']): CheckResult {
+  for (const x of results) if ((x.status === 'failed' || x.status === 'warning') && !x.timedOut) seen.set(`${x.number}:${x.code}:${x.problem}`, x);
+  const r = byId(results, id);
+  assert.equal(r.status, status, `${id}: ${r.detail}\n${statuses(results)}`);
+  return r;
+}
+
+export function skippedBecause(results: CheckResult[], ids: Array<CheckResult['id']>, failedNumber: number): void {
+  for (const id of ids) {
+    const r = only(results, id, 'skipped');
+    assert.match(r.detail, new RegExp(`needs check ${failedNumber} `), `${id}: ${r.detail}`);
+  }
+}
+
