@@ -173,6 +173,26 @@ test('setup --app-only --certificate: the certificate is uploaded, the key stays
   assert.ok(!again.requests.some((r) => r.method === 'PATCH'), 'no second upload');
 });
 
+test('setup finds a half-done app by name (public client flows off, SMTP.Send missing, no consent) and repairs it', async (t) => {
+  const sb = await withSandbox(t, { deviceCodeIntervalSeconds: 1 });
+  const admin = await adminClient(sb);
+  const made = (await admin('POST', '/apps', { displayName: 'smtp365 e2e', isFallbackPublicClient: false, delegatedPermissions: ['User.Read'], adminConsent: false })) as { appId: string };
+  const dir = await tempDir(t, 'smtp365-setup-');
+  const configPath = path.join(dir, 'config.yaml');
+  const result = await runSetup(await setupOptions(sb, configPath));
+  assert.equal(result.app.created, false);
+  assert.equal(result.app.updated, true);
+  assert.equal(result.app.appId, made.appId);
+  assert.equal(result.consent.granted, true);
+  const patch = result.requests.find((r) => r.method === 'PATCH' && r.path.startsWith('/applications/'));
+  assert.ok(patch, 'the app was patched');
+  assert.equal((patch.body as { isFallbackPublicClient?: boolean }).isFallbackPublicClient, true);
+  assert.equal((await appsNamed(sb, 'smtp365 e2e')).length, 1);
+  const view = (await admin('GET', `/apps/${made.appId}`)) as Record<string, unknown>;
+  assert.equal(view.isFallbackPublicClient, true);
+  for (const p of ['SMTP.Send', 'openid', 'offline_access', 'User.Read']) assert.ok(JSON.stringify(view).includes(p), `${p} missing: ${JSON.stringify(view)}`);
+});
+
 test('setup --dry-run signs nobody in, calls nothing and writes nothing', async (t) => {
   const dir = await tempDir(t, 'smtp365-setup-');
   const configPath = path.join(dir, 'config.yaml');
