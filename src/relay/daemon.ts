@@ -119,9 +119,9 @@ export class RelayDaemon {
       defaultAccount: () => this.defaultAccountName,
       tls,
       log,
-      onAccepted: () => {
+      onAccepted: (entry) => {
         this.metrics.accepted.inc();
-        this.delivery.notify();
+        this.delivery.offer(entry.id, entry.account);
       },
     });
     this.wireEvents();

@@ -91,7 +91,8 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     this.stopRequested = false;
     this.timer = setInterval(() => this.notify(), this.settings.scanInterval);
     try {
-      this.watcher = watch(this.queue.stateDir('incoming'), () => this.notify());
+      // Operators' commands from other processes show up here; coalesced, since a burst of renames is one change.
+      this.watcher = watch(this.queue.stateDir('incoming'), () => this.notifySoon());
       this.watcher.on('error', () => undefined);
     } catch {
       // Polling alone still works.
@@ -103,6 +104,7 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
   async stop(): Promise<void> {
     this.stopRequested = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.soon) clearTimeout(this.soon);
     this.watcher?.close();
     await Promise.allSettled([...this.inFlight.values()]);
     this.stopped = true;
@@ -123,6 +125,39 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
 
   get busy(): number {
     return this.inFlight.size;
+  }
+
+  private soon: NodeJS.Timeout | undefined;
+  private notifySoon(): void {
+    if (this.soon) return;
+    this.soon = setTimeout(() => {
+      this.soon = undefined;
+      this.notify();
+    }, 50);
+    this.soon.unref();
+  }
+
+  /**
+   * A message this process just queued: claim it at once when its account
+   * has room (no directory scan per message), else the next scan finds it.
+   */
+  offer(id: string, account: string): void {
+    if (this.stopRequested) return;
+    this.accountOf.set(id, account);
+    if (this.inFlight.has(id) || !this.hasRoom(account, Date.now())) return;
+    this.worker(account).inFlight++; // reserve the slot while claiming
+    void this.queue
+      .claim(id, 'incoming')
+      .then(
+        (entry) => {
+          this.worker(account).inFlight--;
+          if (entry) this.dispatch(entry);
+        },
+        (err: unknown) => {
+          this.worker(account).inFlight--;
+          this.log.error('could not claim a new message', { id, error: (err as Error).message });
+        },
+      );
   }
 
   /** Something changed (new mail, an operator command): look at the queue soon. */

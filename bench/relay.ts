@@ -1,0 +1,318 @@
+// Relay benchmarks, 10 KB messages, everything on this machine:
+// - durable acceptance rate (250s per second) at 1 and 16 concurrent clients
+//   (every 250 is after fsync of the message, its envelope and both directories);
+// - end-to-end delivery rate to the sandbox with pacing off, next to the
+//   direct client→sandbox rate measured in the same run;
+// - peak RSS (VmHWM) of the relay process with 10,000 messages queued, and
+//   of a fresh relay while it takes one 30 MB message;
+// - Postfix (Debian postfix + smtp-source) acceptance rate on the same machine,
+//   when installed, and the ratio.
+// `npm run bench` runs it with the others; `node bench/relay.ts` alone.
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import YAML from 'yaml';
+import { startSandbox, type Sandbox } from '../src/sandbox/index.ts';
+import { createTokenProvider } from '../src/auth/index.ts';
+import { createMailer } from '../src/send/index.ts';
+import type { Account } from '../src/config/account.ts';
+import { hashPassword } from '../src/relay/users.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const MAIN = path.join(ROOT, 'src', 'cli', 'main.ts');
+const USER = 'bench';
+const PASS = 'bench-password-1';
+const round = (n: number, d = 1) => Math.round(n * 10 ** d) / 10 ** d;
+const KB10 = 'x'.repeat(76) + '\r\n';
+
+function body10k(subject: string, from: string): string {
+  return `From: ${from}\r\nTo: r@example.com\r\nSubject: ${subject}\r\n\r\n` + KB10.repeat(Math.ceil(10_240 / KB10.length));
+}
+
+/** A minimal SMTP client: one connection, one message at a time, replies checked. */
+class Client {
+  private buf = '';
+  private waiters: Array<(line: string) => void> = [];
+  private readonly sock: net.Socket;
+  private constructor(sock: net.Socket) {
+    this.sock = sock;
+    sock.setEncoding('latin1');
+    sock.on('data', (d: string) => {
+      this.buf += d;
+      let i;
+      while ((i = this.buf.indexOf('\r\n')) >= 0) {
+        const line = this.buf.slice(0, i);
+        this.buf = this.buf.slice(i + 2);
+        if (/^\d{3} /.test(line)) this.waiters.shift()?.(line);
+      }
+    });
+    sock.on('error', () => undefined);
+  }
+  static async open(port: number, auth = true): Promise<Client> {
+    const sock = net.connect({ port, host: '127.0.0.1' });
+    await new Promise<void>((res, rej) => sock.once('connect', res).once('error', rej));
+    const c = new Client(sock);
+    await c.expect(c.reply(), '220');
+    await c.cmd('EHLO bench.example', '250');
+    if (auth) await c.cmd(`AUTH PLAIN ${Buffer.from(`\0${USER}\0${PASS}`).toString('base64')}`, '235');
+    return c;
+  }
+  private reply(): Promise<string> {
+    return new Promise((r) => this.waiters.push(r));
+  }
+  private async expect(p: Promise<string>, code: string): Promise<string> {
+    const line = await p;
+    if (!line.startsWith(code)) throw new Error(`expected ${code}, got ${line}`);
+    return line;
+  }
+  cmd(line: string, code: string): Promise<string> {
+    const p = this.reply();
+    this.sock.write(line + '\r\n');
+    return this.expect(p, code);
+  }
+  async send(from: string, to: string, message: string): Promise<void> {
+    await this.cmd(`MAIL FROM:<${from}>`, '250');
+    await this.cmd(`RCPT TO:<${to}>`, '250');
+    await this.cmd('DATA', '354');
+    await this.cmd(message + '.', '250');
+  }
+  close(): void {
+    this.sock.end('QUIT\r\n');
+  }
+}
+
+async function acceptanceRate(port: number, clients: number, perClient: number, from: string): Promise<number> {
+  const conns = await Promise.all(Array.from({ length: clients }, () => Client.open(port)));
+  const start = process.hrtime.bigint();
+  await Promise.all(conns.map(async (c, i) => {
+    for (let n = 0; n < perClient; n++) await c.send(from, 'r@example.com', body10k(`a-${i}-${n}`, from));
+  }));
+  const secs = Number(process.hrtime.bigint() - start) / 1e9;
+  for (const c of conns) c.close();
+  return (clients * perClient) / secs;
+}
+
+interface RelayChild {
+  proc: ChildProcess;
+  port: number;
+  exited: Promise<unknown>;
+}
+
+async function startRelayChild(configFile: string, env: NodeJS.ProcessEnv): Promise<RelayChild> {
+  const proc = spawn(process.execPath, [MAIN, 'relay', '--config', configFile, '--json'], { env, stdio: ['ignore', 'pipe', process.env.BENCH_LOG ? 'inherit' : 'ignore'] });
+  const exited = new Promise((r) => proc.on('exit', r));
+  const rl = createInterface({ input: proc.stdout! });
+  const line = await Promise.race([new Promise<string>((r) => rl.once('line', r)), exited.then(() => { throw new Error('relay exited'); })]);
+  rl.close();
+  return { proc, port: (JSON.parse(line) as { listeners: Array<{ port: number }> }).listeners[0]!.port, exited };
+}
+
+async function peakRss(pid: number): Promise<number> {
+  const s = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmHWM:\s+(\d+) kB/.exec(s)?.[1] ?? 0) / 1024;
+}
+
+async function stop(child: RelayChild): Promise<void> {
+  child.proc.kill('SIGTERM');
+  await child.exited;
+}
+
+function appAccount(sb: Sandbox): Account {
+  const i = sb.info;
+  return {
+    name: 'bench', cloud: 'custom', authorityHost: i.authority, tenant: i.tenantId,
+    clientId: i.confidentialClient.clientId, clientSecret: i.confidentialClient.clientSecret,
+    user: i.users[0]!.upn, flow: 'client-secret', smtpHost: i.smtp.host, smtpPort: i.smtp.port,
+    caFile: i.caFile, smtpResource: 'https://outlook.office.com', graphEndpoint: i.graph,
+  };
+}
+
+function accountEnv(a: Account, dir: string): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH, HOME: dir, SMTP365_HOME: path.join(dir, 'home'), XDG_CONFIG_HOME: path.join(dir, 'xdg'),
+    SMTP365_CLOUD: 'custom', SMTP365_AUTHORITY: a.authorityHost, SMTP365_TENANT_ID: a.tenant, SMTP365_CLIENT_ID: a.clientId,
+    SMTP365_CLIENT_SECRET: a.clientSecret, SMTP365_FLOW: 'client-secret', SMTP365_USER: a.user, SMTP365_SMTP_HOST: a.smtpHost,
+    SMTP365_SMTP_PORT: String(a.smtpPort), SMTP365_CA_FILE: a.caFile, SMTP365_SMTP_RESOURCE: a.smtpResource, SMTP365_GRAPH_ENDPOINT: a.graphEndpoint,
+  };
+}
+
+async function writeConfig(dir: string, extra: Record<string, unknown> = {}): Promise<string> {
+  const f = path.join(dir, 'relay.yaml');
+  await writeFile(f, YAML.stringify({
+    listen: [{ address: '127.0.0.1:0' }], spool: path.join(dir, 'spool'), usersFile: path.join(dir, 'users.json'), metrics: false,
+    users: [{ name: USER, passwordHash: await hashPassword(PASS), rewriteSender: true }],
+    ...extra,
+  }));
+  return f;
+}
+
+async function waitCount(sb: Sandbox, n: number): Promise<void> {
+  const https = await import('node:https');
+  const ca = await readFile(sb.info.caFile);
+  await new Promise<void>((resolve, reject) => {
+    https.get(`${sb.info.admin}/messages?count=${n}&timeoutMs=120000`, { ca, agent: false }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => {
+        const got = (JSON.parse(text) as { messages: unknown[] }).messages.length;
+        if (got >= n) resolve();
+        else reject(new Error(`sandbox has ${got} of ${n}`));
+      });
+    }).on('error', reject);
+  });
+}
+
+async function clearSandbox(sb: Sandbox): Promise<void> {
+  const https = await import('node:https');
+  const ca = await readFile(sb.info.caFile);
+  await new Promise<void>((resolve, reject) => {
+    const req = https.request(`${sb.info.admin}/messages`, { method: 'DELETE', ca, agent: false }, (res) => { res.resume(); res.on('end', resolve); });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Postfix on this machine, measured with smtp-source against its own smtpd (when installed and running). */
+async function postfixRate(): Promise<Record<string, unknown>> {
+  const exec = promisify(execFile);
+  const source = ['/usr/sbin/smtp-source', '/usr/lib/postfix/sbin/smtp-source'];
+  let bin: string | undefined;
+  for (const b of source) {
+    try {
+      await exec(b, ['-h'], { timeout: 5000 }).catch((e: { code?: unknown }) => { if (e.code === 'ENOENT') throw e; });
+      bin = b;
+      break;
+    } catch {
+      // next
+    }
+  }
+  if (!bin) return { skipped: 'postfix (smtp-source) is not installed: apt-get install postfix' };
+  const out: Record<string, unknown> = {};
+  for (const [label, clients, total] of [['1 client', 1, 1000], ['16 clients', 16, 4000]] as const) {
+    const start = process.hrtime.bigint();
+    try {
+      await exec(bin, ['-s', String(clients), '-m', String(total), '-l', '10240', '-f', 'bench@localhost', '-t', 'r@localhost', '127.0.0.1:25'], { timeout: 600_000 });
+    } catch (e) {
+      return { skipped: `smtp-source failed: ${(e as Error).message.split('\n')[0]}` };
+    }
+    out[label] = round(total / (Number(process.hrtime.bigint() - start) / 1e9));
+  }
+  return out;
+}
+
+export async function run(): Promise<Record<string, unknown>> {
+  const results: Record<string, unknown> = {};
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'smtp365-bench-relay-'));
+  const sb = await startSandbox({ quiet: true, stateDir: path.join(dir, 'sandbox'), smtp: { limits: { messagesPerMinute: { mode: 'off' } } } });
+  try {
+    const account = appAccount(sb);
+    const from = account.user;
+
+    const phase = (name: string) => process.stderr.write(`relay bench: ${name}\n`);
+    phase('acceptance');
+    // 1. Durable acceptance, delivery idle (no account in this relay's environment: mail stays queued).
+    {
+      const d = path.join(dir, 'accept');
+      const child = await startRelayChild(await writeConfig(await mk(d)), { PATH: process.env.PATH, HOME: d, SMTP365_HOME: path.join(d, 'home'), XDG_CONFIG_HOME: path.join(d, 'xdg') });
+      results.acceptance_per_s_1_client = round(await acceptanceRate(child.port, 1, 500, from));
+      results.acceptance_per_s_16_clients = round(await acceptanceRate(child.port, 16, 125, from));
+      // 3a. Fill to 10,000 queued and read the relay's peak RSS.
+      const have = 500 + 16 * 125;
+      await acceptanceRate(child.port, 16, Math.ceil((10_000 - have) / 16), from);
+      results.queued = 10_000;
+      results.peak_rss_mb_10000_queued = round(await peakRss(child.proc.pid!));
+      await stop(child);
+      // Restart with 10,000 queued: recovery + scan.
+      const again = await startRelayChild(path.join(d, 'relay.yaml'), { PATH: process.env.PATH, HOME: d, SMTP365_HOME: path.join(d, 'home'), XDG_CONFIG_HOME: path.join(d, 'xdg') });
+      await new Promise((r) => setTimeout(r, 2000));
+      results.peak_rss_mb_restart_with_10000_queued = round(await peakRss(again.proc.pid!));
+      await stop(again);
+    }
+
+    phase('30 MB message');
+    // 3b. A 30 MB message into a fresh relay.
+    {
+      const d = path.join(dir, 'big');
+      const child = await startRelayChild(await writeConfig(await mk(d), { limits: { maxMessageSize: '40MB' } }), { PATH: process.env.PATH, HOME: d, SMTP365_HOME: path.join(d, 'home'), XDG_CONFIG_HOME: path.join(d, 'xdg') });
+      const idle = await peakRss(child.proc.pid!);
+      const c = await Client.open(child.port);
+      const line = 'y'.repeat(998) + '\r\n';
+      const big = `From: ${from}\r\nSubject: big\r\n\r\n` + line.repeat(Math.ceil((30 * 1024 * 1024) / line.length));
+      await c.send(from, 'r@example.com', big);
+      c.close();
+      results.peak_rss_mb_idle = round(idle);
+      results.peak_rss_mb_taking_30mb_message = round(await peakRss(child.proc.pid!));
+      await stop(child);
+    }
+
+    phase('end-to-end');
+    // 2. End-to-end with pacing off vs direct, same sandbox, same N.
+    {
+      const N = 300;
+      await clearSandbox(sb);
+      const mailer = createMailer({ account, tokenProvider: createTokenProvider(account, { home: path.join(dir, 'direct-home') }), rateLimit: false, maxConnections: 3, retry: false });
+      await mailer.send({ raw: body10k('warm', from), envelope: { from, to: ['r@example.com'] } });
+      await clearSandbox(sb);
+      let t0 = process.hrtime.bigint();
+      let next = 0;
+      await Promise.all(Array.from({ length: 3 }, async () => {
+        while (next < N) {
+          const i = next++;
+          await mailer.send({ raw: body10k(`d-${i}`, from), envelope: { from, to: ['r@example.com'] } });
+        }
+      }));
+      const direct = N / (Number(process.hrtime.bigint() - t0) / 1e9);
+      await mailer.close();
+      await clearSandbox(sb);
+
+      const d = path.join(dir, 'e2e');
+      const child = await startRelayChild(await writeConfig(await mk(d), { delivery: { ratePerMinute: 0, scanInterval: '200ms', minBackoff: '1s', maxBackoff: '5s' } }), accountEnv(account, d));
+      // warm: token + connections
+      const w = await Client.open(child.port);
+      await w.send(from, 'r@example.com', body10k('warm', from));
+      await waitCount(sb, 1);
+      await clearSandbox(sb);
+      t0 = process.hrtime.bigint();
+      const per = N / 3;
+      const conns = await Promise.all([0, 1, 2].map(() => Client.open(child.port)));
+      await Promise.all(conns.map(async (c, k) => {
+        for (let n = 0; n < per; n++) await c.send(from, 'r@example.com', body10k(`e-${k}-${n}`, from));
+      }));
+      await waitCount(sb, N);
+      const viaRelay = N / (Number(process.hrtime.bigint() - t0) / 1e9);
+      for (const c of [...conns, w]) c.close();
+      await stop(child);
+      results.e2e_messages = N;
+      results.direct_per_s = round(direct);
+      results.via_relay_per_s = round(viaRelay);
+      results.via_relay_vs_direct = round(viaRelay / direct, 3);
+    }
+
+    phase('postfix');
+    results.postfix_acceptance_per_s = await postfixRate();
+    const pf = results.postfix_acceptance_per_s as Record<string, number>;
+    if (typeof pf['16 clients'] === 'number') {
+      results.acceptance_vs_postfix_1_client = round((results.acceptance_per_s_1_client as number) / pf['1 client']!, 3);
+      results.acceptance_vs_postfix_16_clients = round((results.acceptance_per_s_16_clients as number) / pf['16 clients']!, 3);
+    }
+  } finally {
+    await sb.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+  return results;
+}
+
+async function mk(d: string): Promise<string> {
+  const { mkdir } = await import('node:fs/promises');
+  await mkdir(d, { recursive: true });
+  return d;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  process.stdout.write(JSON.stringify(await run(), null, 2) + '\n');
+}
