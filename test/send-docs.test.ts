@@ -60,7 +60,7 @@ test('docs: the library and nodemailer snippets run as written', async (t) => {
   await writeFile(path.join(dir, 'report.pdf'), '%PDF-1.4 pretend\n');
   const smtp365 = pathToFileURL(path.join(ROOT, 'src', 'index.ts')).href;
   const snippets = [...(await blocks('The library')), ...(await blocks('The nodemailer transport'))].filter((b) => b.lang === 'ts');
-  const runnable = snippets.filter((b) => b.code.includes('createMailer') || b.code.includes('smtp365Transport'));
+  const runnable = snippets.filter((b) => b.code.includes('await mailer.close()') || b.code.includes('smtp365Transport('));
   assert.equal(runnable.length, 2);
   for (const [i, b] of runnable.entries()) {
     const file = path.join(dir, `snippet-${i}.ts`);

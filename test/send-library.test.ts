@@ -8,8 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import nodemailer from 'nodemailer';
-import { createMailer, smtp365Transport, createPacer, type Smtp365Error } from '../src/index.ts';
-import { sendSandbox, ALEX, MEGAN, SHARED } from './send-support.ts';
+import { createMailer, openMailer, smtp365Transport, createPacer, type Smtp365Error } from '../src/index.ts';
+import { sendSandbox, childEnv, ALEX, MEGAN, SHARED } from './send-support.ts';
 
 const fastRetry = { baseDelayMs: 5, maxDelayMs: 20 };
 
@@ -244,4 +244,21 @@ test('a send can be cancelled with an AbortSignal, also while it streams', async
   // the mailer still works afterwards
   await mailer.send({ to: MEGAN, subject: 'after', text: 'y' });
   assert.deepEqual(s.messages().map((m) => m.subject), ['after']);
+});
+
+test('openMailer() and smtp365Transport() find the account in the environment (or config file) by themselves', async (t) => {
+  const s = await sendSandbox(t);
+  const env = childEnv(s);
+  const mailer = await openMailer({ env, retry: false });
+  t.after(() => mailer.close());
+  await mailer.send({ to: MEGAN, subject: 'openMailer', text: 'x' });
+  const transporter = nodemailer.createTransport(smtp365Transport({ env }));
+  t.after(() => transporter.close());
+  await transporter.sendMail({ to: MEGAN, subject: 'lazy transport', text: 'x' });
+  assert.deepEqual(s.messages().map((m) => m.subject), ['openMailer', 'lazy transport']);
+  assert.equal(s.messages()[1]?.from, ALEX, 'From defaults to the mailbox with the transport too');
+  // no account anywhere: the error comes with the first send, clearly
+  const nowhere = nodemailer.createTransport(smtp365Transport({ env: { HOME: s.home, XDG_CONFIG_HOME: `${s.home}/none` } }));
+  await assert.rejects(nowhere.sendMail({ to: MEGAN, subject: 'x', text: 'y' }), (e: Smtp365Error) => e.code === 'CONFIG_NOT_FOUND');
+  nowhere.close();
 });

@@ -2,6 +2,7 @@
 export * from './types.ts';
 export {
   createMailer,
+  openMailer,
   smtp365Transport,
   mayBeStaleToken,
   MICROSOFT_MAX_CONNECTIONS,
@@ -13,6 +14,8 @@ export {
   type SendProgress,
   type Smtp365Mailer,
   type Smtp365Transport,
+  type Smtp365NodemailerTransport,
+  type OpenMailerOptions,
   type Smtp365SentMessageInfo,
 } from './mailer.ts';
 export { createPacer, pacerFor, DEFAULT_MESSAGES_PER_MINUTE, type Pacer, type PacerOptions, type RateLimitOption } from './pacer.ts';

@@ -746,30 +746,92 @@ function smtp365TransportFor(impl: MailerImpl): Smtp365Transport {
   };
 }
 
+/** Options of openMailer() and smtp365Transport(): the account by object, by name, or the default one. */
+export interface OpenMailerOptions extends Omit<MailerOptions, 'account'> {
+  /** An account, an account name from the config file, or nothing for the default account (config file or SMTP365_* variables). */
+  account?: Account | string;
+  /** Config file (default: SMTP365_CONFIG or the usual place). */
+  configPath?: string;
+  /** Environment to read SMTP365_* from (default: process.env). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** createMailer() for an account from the config file or the environment: `await openMailer()`, `await openMailer({ account: 'work' })`. */
+export async function openMailer(options: OpenMailerOptions = {}): Promise<Smtp365Mailer> {
+  const { account, configPath, env, ...rest } = options;
+  if (account && typeof account === 'object') return createMailer({ ...rest, account });
+  const { resolveAccount } = await import('../config/load.ts');
+  const resolved = await resolveAccount({ ...(typeof account === 'string' ? { name: account } : {}), ...(configPath ? { configPath } : {}), ...(env ? { env } : {}) });
+  return createMailer({ ...rest, account: resolved });
+}
+
+export interface Smtp365NodemailerTransport extends Omit<Smtp365Transport, 'smtp365'> {
+  /** The smtp365 Mailer underneath (stats(), verify()), once the account is resolved. */
+  getMailer(): Promise<Smtp365Mailer>;
+}
+
 /**
- * A nodemailer transport: `nodemailer.createTransport(smtp365Transport({ account }))`.
- * sendMail() resolves with nodemailer's usual info (messageId, response,
- * envelope, accepted, rejected) plus rejectedErrors and attempts; errors are
- * Smtp365Error with code, transient, smtp and explanation.
+ * A nodemailer transport: `nodemailer.createTransport(smtp365Transport({ account }))`,
+ * or `smtp365Transport()` for the default account of the config file or the
+ * environment (resolved at the first send). sendMail() resolves with
+ * nodemailer's usual info (messageId, response, envelope, accepted, rejected)
+ * plus rejectedErrors and attempts; errors are Smtp365Error with code,
+ * transient, smtp and explanation.
  */
-export function smtp365Transport(options: MailerOptions | { mailer: Smtp365Mailer }): Smtp365Transport {
-  const mailer = 'mailer' in options && options.mailer ? options.mailer : createMailer(options as MailerOptions);
-  if (!(mailer instanceof MailerImpl)) throw invalidOption('smtp365Transport({ mailer }) needs a mailer made by createMailer()');
-  const inner = smtp365TransportFor(mailer);
+export function smtp365Transport(options: OpenMailerOptions | MailerOptions | { mailer: Smtp365Mailer } = {}): Smtp365NodemailerTransport {
+  let mailer: Promise<MailerImpl> | undefined;
+  if ('mailer' in options && options.mailer) {
+    const m = options.mailer;
+    if (!(m instanceof MailerImpl)) throw invalidOption('smtp365Transport({ mailer }) needs a mailer made by createMailer()');
+    mailer = Promise.resolve(m);
+  } else if ((options as OpenMailerOptions).account && typeof (options as OpenMailerOptions).account === 'object') {
+    // an account object: validate now, so a wrong setup fails at createTransport()
+    mailer = Promise.resolve(createMailer(options as MailerOptions) as MailerImpl);
+  }
+  // otherwise the account is resolved (config file, environment) at the first use
+  const ready = (): Promise<MailerImpl> => {
+    if (!mailer) {
+      const p = openMailer(options as OpenMailerOptions) as Promise<MailerImpl>;
+      mailer = p;
+      p.catch(() => {
+        if (mailer === p) mailer = undefined; // a fixed configuration is picked up next time
+      });
+    }
+    return mailer;
+  };
+  let closed = false;
   return {
-    ...inner,
+    name: 'smtp365',
+    version: packageVersion(),
+    supportsAbortSignal: true,
+    getMailer: () => ready(),
     send(mail, callback) {
-      mailer[PRIVATE](mail).then(
-        (r) => {
-          const info: Smtp365SentMessageInfo = {
-            ...r,
-            rejected: r.rejected.map((x) => x.address),
-            rejectedErrors: r.rejected,
-            pending: [],
-          };
-          callback(null, info as unknown as SendResult);
-        },
+      ready()
+        .then((m) => m[PRIVATE](mail))
+        .then(
+          (r) => {
+            const info: Smtp365SentMessageInfo = { ...r, rejected: r.rejected.map((x) => x.address), rejectedErrors: r.rejected, pending: [] };
+            callback(null, info as unknown as SendResult);
+          },
+          (e: unknown) => callback(e as Error),
+        );
+    },
+    verify(callback) {
+      const p = ready()
+        .then((m) => m.verify())
+        .then(() => true as const);
+      if (!callback) return p;
+      p.then(
+        (ok) => callback(null, ok),
         (e: unknown) => callback(e as Error),
+      );
+    },
+    isIdle: () => !closed,
+    close() {
+      closed = true;
+      void mailer?.then(
+        (m) => m.close(),
+        () => undefined,
       );
     },
   };
