@@ -3,6 +3,7 @@
 // directory, clock, token issuer, faults and store. Built from the same
 // parts startSandbox() uses, with the default scenario (the guide's tenant).
 
+import { rmSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
@@ -56,7 +57,8 @@ export async function startTestSmtp(t: TestContext, options: Partial<SmtpSandbox
   // One CA per test process is enough and saves key generation time.
   sharedTls ??= (async () => {
     const tlsDir = await fs.mkdtemp(path.join(os.tmpdir(), 'smtp365-tls-'));
-    process.once('exit', () => void fs.rm(tlsDir, { recursive: true, force: true }));
+    // 'exit' handlers run synchronously: remove the shared CA with the sync call.
+    process.once('exit', () => rmSync(tlsDir, { recursive: true, force: true }));
     const t = await loadOrCreateTls(tlsDir);
     return { key: t.key, cert: t.cert, caPem: t.caPem, caFile: t.caFile, dir: tlsDir };
   })();
