@@ -234,6 +234,21 @@ const SMTP_RULES: SmtpRule[] = [
     }),
   },
   {
+    // Exchange's per-mailbox submission rate (30 per minute over SMTP AUTH, reference §6); Exchange
+    // words it "Message submission rate for this client has exceeded the configured limit".
+    match: (r) => r.code >= 400 && r.code < 500 && (has(r, 'submission rate') || has(r, 'rate limit') || has(r, 'messages per minute')),
+    build: (_r, ctx) => ({
+      code: 'SMTP_TEMPORARY',
+      title: `More than 30 messages per minute from ${v(ctx.mailbox, 'the mailbox')}`,
+      cause: 'Exchange Online accepts at most 30 messages per minute per mailbox over SMTP AUTH and defers the rest.',
+      fix: [
+        'Retry shortly; smtp365 paces at 30 per minute unless pacing was turned off, so another program probably sends from the same mailbox too.',
+        'Spread the mail over several mailboxes, or use the relay, which queues and paces.',
+      ],
+      transient: true,
+    }),
+  },
+  {
     match: (r) => has(r, 'SubmissionQuotaExceeded'),
     build: () => ({
       code: 'SMTP_QUOTA_EXCEEDED',
@@ -561,6 +576,7 @@ export function formatExplanation(e: Explanation): string {
 export type FindingId =
   | 'config-missing'
   | 'config-invalid'
+  | 'config-ambiguous'
   | 'identity-unreachable'
   | 'public-client-browser'
   | 'permission-not-configured'
@@ -606,6 +622,12 @@ const FINDING_RULES: Record<FindingId, IdentityBuilder> = {
     title: 'The configuration is invalid',
     cause: `A value in the configuration${ctx.configPath ? ` (${ctx.configPath})` : ''} or the SMTP365_* environment is missing or malformed; the message above names the key.`,
     fix: ['Correct the key named above (smtp365 init --force writes a fresh commented file to compare with).'],
+  }),
+  'config-ambiguous': (ctx) => ({
+    code: 'CONFIG_NOT_FOUND',
+    title: 'Several accounts are configured and none is the default',
+    cause: `smtp365 cannot tell which account${ctx.configPath ? ` of ${ctx.configPath}` : ''} to use.`,
+    fix: ['Name one: --account NAME, or SMTP365_ACCOUNT=NAME, or add "default: NAME" to the configuration file.'],
   }),
   'identity-unreachable': () => ({
     code: 'AUTH_NETWORK',

@@ -56,3 +56,16 @@ test('backoff doubles, is jittered within [cap/2, cap], and never exceeds maxDel
   assert.throws(() => retryPolicy({ maxAttempts: 0 }), RangeError);
   assert.throws(() => retryPolicy({ budgetMs: -1 }), RangeError);
 });
+
+test('the per-minute submission limit is told apart from other temporary errors', () => {
+  for (const raw of [
+    '450 4.7.0 Submission rate limit exceeded, 30 messages per minute per mailbox. Please try again later.',
+    '421 4.4.2 Message submission rate for this client has exceeded the configured limit',
+  ]) {
+    const e = classifyError(err({ code: 'EMESSAGE', response: raw, command: 'DATA' }), ctx);
+    assert.equal(e.code, 'SMTP_TEMPORARY', raw);
+    assert.equal(e.transient, true);
+    assert.match(e.explanation?.title ?? '', /a@contoso\.com/);
+  }
+  assert.equal(classifyError(err({ code: 'EMESSAGE', response: '451 4.7.0 Temporary server error. Please try again later. PRX4', command: 'DATA' }), ctx).explanation?.title, 'Temporary error at Microsoft');
+});
