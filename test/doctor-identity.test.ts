@@ -115,3 +115,14 @@ test('5 permissions: delegated consent revoked after sign-in is found on the nex
   assert.match(x.step ?? '', /steps 12–19/);
   assert.match(x.portal ?? '', /SMTP\.Send, openid, offline_access, User\.Read › Grant admin consent/);
 });
+
+test('1 configuration: several accounts and no default: name one', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'config.yaml');
+  const acct = (u: string) => `    tenant: contoso.onmicrosoft.com\n    clientId: 5ea1c0de-7b1e-4c5a-9d2f-3e4a5b6c7d8e\n    user: ${u}\n`;
+  await fs.writeFile(file, `accounts:\n  a:\n${acct('a@contoso.com')}  b:\n${acct('b@contoso.com')}`);
+  const { results } = await runDoctor({ configPath: file, env: { HOME: dir, SMTP365_HOME: dir } });
+  const r = only(results, 'config', 'failed');
+  assert.equal(r.problem, 'Several accounts are configured and none is the default');
+  assert.ok(r.fix[0]!.includes('--account NAME'));
+});

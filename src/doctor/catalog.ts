@@ -70,6 +70,7 @@ export function doctorCatalog(): CatalogEntry[] {
   return [
     e(1, 'no config file, no SMTP365_* variables', finding('config-missing', withoutName())),
     e(1, '--account NAME is not in the file', finding('config-missing')),
+    e(1, 'several accounts, none the default, no --account', finding('config-ambiguous')),
     e(1, 'a key misspelt, a value malformed or missing', finding('config-invalid')),
     e(2, 'AADSTS90002', aadsts(90002)),
     e(2, 'the sign-in endpoint does not answer', finding('identity-unreachable')),
@@ -92,7 +93,7 @@ export function doctorCatalog(): CatalogEntry[] {
     e(7, 'user= is not the signed-in user (shared mailbox)', finding('token-user-delegate'), 'warning'),
     e(7, 'an opaque (non-JWT) token', finding('token-not-jwt'), 'warning'),
     e(8, 'the host name does not resolve', finding('smtp-dns')),
-    e(8, 'connection refused or dropped', finding('smtp-tcp')),
+    e(8, 'connection refused or dropped; port 465', finding('smtp-tcp')),
     e(8, 'no answer', finding('smtp-timeout')),
     e(8, 'EHLO lists no STARTTLS', finding('smtp-no-starttls')),
     e(8, 'TLS handshake or certificate fails', finding('smtp-tls')),

@@ -47,6 +47,7 @@ export const configCheck: CheckDefinition<DoctorContext> = {
       if (!isSmtp365Error(err)) throw err;
       const details = err.details as { file?: string } | undefined;
       if (details?.file) ctx.explain.configPath = details.file;
+      if (err.code === 'CONFIG_NOT_FOUND' && /several accounts/i.test(err.message)) return failed(err.message, explainFinding('config-ambiguous', ctx.explain));
       if (err.code === 'CONFIG_NOT_FOUND') return failed(err.message, explainFinding('config-missing', ctx.explain));
       if (err.code === 'CONFIG_INVALID' || err.code === 'INPUT_INVALID') return failed(err.message, explainFinding('config-invalid', ctx.explain));
       throw err;

@@ -44,6 +44,10 @@ export const connectionCheck: CheckDefinition<DoctorContext> = {
   dependsOn: ['config'],
   async run(ctx, signal) {
     const account = requireAccount(ctx);
+    if (account.smtpPort === 465) {
+      // Implicit TLS: the probe would wait for a banner that never comes in clear text.
+      return failed(`${account.smtpHost}:465 is implicit TLS, which Microsoft 365 does not offer for submission`, explainFinding('smtp-tcp', ctx.explain));
+    }
     const report = await probeSmtp({ host: account.smtpHost, port: account.smtpPort, ca: ctx.trust, signal });
     ctx.smtpProbe = report;
     const bad = probeFailure(report, ctx);
