@@ -3,13 +3,13 @@
 // memory); the metadata lives in an index file beside it, rewritten
 // atomically on each change, so a restarted sandbox still shows its mail.
 //
-// Layout of `dir`: index.json, <id>.eml, and incoming-<id>.tmp while a
+// Layout of `dir`: index.jsonl (one JSON line per message), <id>.eml, and incoming-<id>.tmp while a
 // message is being received (removed or renamed when it is decided).
 
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { appendFile, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { simpleParser, type AddressObject } from 'mailparser';
@@ -69,7 +69,7 @@ export interface SaveInput {
 }
 
 const HEADER_LIMIT = 1024 * 1024;
-const INDEX = 'index.json';
+const INDEX = 'index.jsonl';
 
 export class MessageStore extends EventEmitter {
   readonly dir: string;
@@ -213,13 +213,35 @@ export class MessageStore extends EventEmitter {
       folders: input.folders.map((f) => ({ mailbox: f.mailbox.toLowerCase(), folder: f.folder })),
     };
     this.#messages.push(msg);
-    await this.#persist();
+    await this.#persist(msg);
     this.emit('saved', clone(msg));
     return clone(msg);
   }
 
   list(filter: MessageFilter = {}): CapturedMessage[] {
     return this.#messages.filter((m) => matches(m, filter)).map(clone);
+  }
+
+  /**
+   * Counts what a mailbox submitted since `sinceMs` (sandbox time), for the
+   * sending limits: messages in its Sent Items, their envelope recipients, and
+   * the oldest one's time. No copies: this runs for every submitted message.
+   */
+  sentSince(mailbox: string, sinceMs: number): { messages: number; recipients: number; oldestMs: number | null } {
+    const mbx = mailbox.toLowerCase();
+    let messages = 0;
+    let recipients = 0;
+    let oldestMs: number | null = null;
+    for (let i = this.#messages.length - 1; i >= 0; i--) {
+      const m = this.#messages[i]!;
+      const t = Date.parse(m.receivedAt);
+      if (!(t > sinceMs)) continue;
+      if (!m.folders.some((f) => f.folder === 'SentItems' && f.mailbox === mbx)) continue;
+      messages++;
+      recipients += m.rcptTo.length;
+      if (oldestMs === null || t < oldestMs) oldestMs = t;
+    }
+    return { messages, recipients, oldestMs };
   }
 
   get(id: string): CapturedMessage | undefined {
@@ -280,49 +302,55 @@ export class MessageStore extends EventEmitter {
 
   #load(): void {
     const file = path.join(this.dir, INDEX);
-    let parsed: unknown;
+    let text: string;
     try {
-      parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+      text = fs.readFileSync(file, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      // A broken index must not lose the mail: keep it aside and start empty.
-      fs.renameSync(file, `${file}.broken-${Date.now()}`);
-      return;
+      throw err;
     }
-    const list = (parsed as { messages?: unknown }).messages;
-    if (!Array.isArray(list)) return;
-    for (const m of list as CapturedMessage[]) {
+    const byId = new Map<string, CapturedMessage>();
+    let damaged = false;
+    for (const line of text.split('\n')) {
+      if (!line.trim()) continue;
+      let m: CapturedMessage;
+      try {
+        m = JSON.parse(line) as CapturedMessage;
+      } catch {
+        // A line cut short by a crash: that message's record is lost, the others are not.
+        damaged = true;
+        continue;
+      }
       if (typeof m?.id !== 'string' || !/^[A-Za-z0-9_-]+$/.test(m.id)) continue;
       const raw = path.join(this.dir, `${m.id}.eml`);
       if (!fs.existsSync(raw)) continue;
-      this.#messages.push({ ...m, rawPath: raw });
+      byId.set(m.id, { ...m, rawPath: raw });
     }
+    this.#messages = [...byId.values()];
+    if (damaged) this.#writeIndexSync();
     // Leftovers of messages that were being received when the process stopped.
     for (const name of fs.readdirSync(this.dir)) {
       if (/^incoming-.*\.tmp$/.test(name)) fs.rmSync(path.join(this.dir, name), { force: true });
     }
   }
 
-  #indexText(): string {
-    return JSON.stringify({ version: 1, messages: this.#messages.map(({ rawPath: _r, ...rest }) => rest) }, null, 1);
+  static #line(m: CapturedMessage): string {
+    const { rawPath: _r, ...rest } = m;
+    return JSON.stringify(rest) + '\n';
   }
 
-  #persist(): Promise<void> {
-    // Serialised: two messages finishing together must not interleave renames.
-    const run = async (): Promise<void> => {
-      const file = path.join(this.dir, INDEX);
-      const tmp = `${file}.${process.pid}.tmp`;
-      await writeFile(tmp, this.#indexText(), { mode: 0o600 });
-      await rename(tmp, file);
-    };
+  /** Appends one record: the index is a log (one JSON line per message), so saving stays O(1). */
+  #persist(m: CapturedMessage): Promise<void> {
+    const run = (): Promise<void> => appendFile(path.join(this.dir, INDEX), MessageStore.#line(m), { mode: 0o600 });
     this.#writing = this.#writing.then(run, run);
     return this.#writing;
   }
 
+  /** Rewrites the index whole (after remove/clear, which are rare). */
   #writeIndexSync(): void {
     const file = path.join(this.dir, INDEX);
-    const tmp = `${file}.${process.pid}.sync.tmp`;
-    fs.writeFileSync(tmp, this.#indexText(), { mode: 0o600 });
+    const tmp = `${file}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, this.#messages.map((m) => MessageStore.#line(m)).join(''), { mode: 0o600 });
     fs.renameSync(tmp, file);
   }
 }

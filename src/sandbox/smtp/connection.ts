@@ -573,18 +573,15 @@ export class SandboxConnection extends SMTPConnection {
       }
 
       const now = ctx.deps.clock.nowMs();
-      const sent = ctx.deps.messages.list({ mailbox: p.mailbox, folder: 'SentItems' });
-      const since = (ms: number): typeof sent => sent.filter((m) => Date.parse(m.receivedAt) > now - ms);
-      const rcptCount = env.rcptTo.length;
-      const lastDay = since(24 * 3600_000).reduce((n, m) => n + m.rcptTo.length, 0);
-      if (lastDay + rcptCount > ctx.limits.recipientsPerDay) return reject('quota', R.quotaExceeded(ctx.hosts));
+      const day = ctx.deps.messages.sentSince(p.mailbox, now - 24 * 3600_000);
+      if (day.recipients + env.rcptTo.length > ctx.limits.recipientsPerDay) return reject('quota', R.quotaExceeded(ctx.hosts));
       const rate = ctx.limits.messagesPerMinute;
       if (rate.mode !== 'off') {
-        const recent = since(60_000);
-        if (recent.length >= rate.limit) {
+        const minute = ctx.deps.messages.sentSince(p.mailbox, now - 60_000);
+        if (minute.messages >= rate.limit) {
           if (rate.mode === 'reject') return reject('rate', rate.reply);
           // 'delay': hold the reply until the oldest message of the minute ages out.
-          const oldest = Math.min(...recent.map((m) => Date.parse(m.receivedAt)));
+          const oldest = minute.oldestMs ?? now;
           const wait = Math.max(0, Math.min(oldest + 60_000 - now, 60_000));
           ctx.event({ type: 'delayed', connection: this.id, mailbox: p.mailbox, reason: 'rate', ms: wait });
           await sleep(wait);
