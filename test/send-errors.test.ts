@@ -271,3 +271,21 @@ test('a certificate that cannot be verified is refused, not retried (no caFile f
   assert.equal(e.details?.attempts, 1);
   assert.match(e.explanation?.fix.join(' ') ?? '', /CA/);
 });
+
+test('a pooled connection dropped by the server before the message went out: sent again at once on a new one, even with retries off', async (t) => {
+  const s = await sendSandbox(t);
+  const account = s.account({ flow: 'client-secret' });
+  const mailer = createMailer({ account, tokenProvider: s.provider(account), retry: false });
+  t.after(() => mailer.close());
+  await mailer.send({ to: MEGAN, subject: 'first', text: 'x' });
+  await s.admin('POST', '/faults', { stage: 'mail', drop: true, times: 1 });
+  const r = await mailer.send({ to: MEGAN, subject: 'second', text: 'x' });
+  assert.equal(r.attempts, 1);
+  assert.equal(mailer.stats().connections.created, 2);
+  // a fresh connection failing the same way is a real failure (retries off)
+  await s.admin('POST', '/faults', { stage: 'mail', drop: true, times: 2 });
+  const fresh = createMailer({ account, tokenProvider: s.provider(account), retry: false });
+  t.after(() => fresh.close());
+  await assert.rejects(fresh.send({ to: MEGAN, subject: 'third', text: 'x' }), (e: Smtp365Error) => e.code === 'SMTP_CONNECTION' && e.transient);
+  assert.deepEqual(s.messages().map((m) => m.subject), ['first', 'second']);
+});

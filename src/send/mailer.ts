@@ -397,12 +397,15 @@ class MailerImpl implements Smtp365Mailer {
     let done: { accepted: string[]; rejected: RejectedRecipient[]; first: SendResult } | undefined;
     const merge = (r: SendResult, attempts: number): SendResult =>
       done ? { ...done.first, accepted: [...done.accepted, ...r.accepted], rejected: [...done.rejected, ...r.rejected], attempts } : { ...r, attempts };
+    let staleRetried = false;
     for (let attempt = 1; ; attempt++) {
       let conn;
+      let reused = false;
       try {
         signal?.throwIfAborted();
         if (this.pacer) await this.pacer.acquire(signal);
         conn = await this.pool.acquire(signal);
+        reused = conn.messages > 0;
         const info = await this.sendOn(conn.smtp, job, attempt, options);
         conn.messages++;
         this.pool.release(conn, true);
@@ -429,6 +432,15 @@ class MailerImpl implements Smtp365Mailer {
         const err = this.toError(raw, job.headerFrom ?? job.envelope.from);
         if (conn) await this.giveBack(conn, raw as NodemailerError);
         if (err.code === 'SMTP_CONCURRENCY_LIMIT') this.pool.shrink();
+        // A pooled connection the server had already dropped (idle timeout) failing before any of
+        // the message went out is not a failure of this message: one immediate retry on a new
+        // connection, not counted, even with retries off (the relay's case).
+        if (reused && !staleRetried && err.code === 'SMTP_CONNECTION' && (raw as { bodyUntouched?: boolean }).bodyUntouched && job.restartable() && !this.closed) {
+          staleRetried = true;
+          attempt--;
+          this.log.info?.('A pooled connection was closed by the server; sending on a new one');
+          continue;
+        }
         const delay = backoffDelay(this.policy, attempt);
         const budgetLeft = this.policy.budgetMs - (Date.now() - started);
         const retry = err.transient && attempt < this.policy.maxAttempts && delay <= budgetLeft && job.restartable() && !this.closed;
@@ -477,9 +489,12 @@ class MailerImpl implements Smtp365Mailer {
       }
       const total = job.exactSize ?? (job.estimate?.complete ? job.estimate.bytes : undefined);
       const onProgress = options.onProgress;
+      // Always a stream, so that after a failure we can tell whether any of it was read.
       const body = onProgress
         ? counting(content, (n) => onProgress({ sentBytes: n, attempt, ...(total !== undefined ? { totalBytes: total } : {}) }))
-        : content;
+        : typeof content === 'string' || Buffer.isBuffer(content)
+          ? Readable.from([Buffer.from(content)])
+          : content;
       let settled = false;
       const signal = options.signal;
       // Cancelling mid-transaction closes the connection (nodemailer then forgets the send, so settle here).
@@ -497,6 +512,8 @@ class MailerImpl implements Smtp365Mailer {
         if (settled) return;
         settled = true;
         if (err) {
+          // nothing of the message went out: safe to send again at once on a fresh connection
+          if (body.readableDidRead === false) (err as NodemailerError & { bodyUntouched?: boolean }).bodyUntouched = true;
           destroyContent(body);
           destroyContent(content);
           reject(err);
