@@ -287,6 +287,18 @@ export async function run(): Promise<Record<string, unknown>> {
       const viaRelay = N / (Number(process.hrtime.bigint() - t0) / 1e9);
       for (const c of [...conns, w]) c.close();
       await stop(child);
+      // Delivery alone: N queued while no account was configured, then a relay with the account drains them.
+      await clearSandbox(sb);
+      const d2 = path.join(dir, 'drain');
+      const cfg2 = await writeConfig(await mk(d2), { delivery: { ratePerMinute: 0, scanInterval: '200ms', minBackoff: '1s', maxBackoff: '5s', accountPause: '100ms' } });
+      const filler = await startRelayChild(cfg2, { PATH: process.env.PATH, HOME: d2, SMTP365_HOME: path.join(d2, 'home'), XDG_CONFIG_HOME: path.join(d2, 'xdg') });
+      await acceptanceRate(filler.port, 3, per, from);
+      await stop(filler);
+      t0 = process.hrtime.bigint();
+      const drainer = await startRelayChild(cfg2, accountEnv(account, d2));
+      await waitCount(sb, N);
+      results.drain_per_s_including_start = round(N / (Number(process.hrtime.bigint() - t0) / 1e9));
+      await stop(drainer);
       results.e2e_messages = N;
       results.direct_per_s = round(direct);
       results.via_relay_per_s = round(viaRelay);

@@ -284,10 +284,13 @@ export class Queue {
     await fsyncDir(this.stateDir('active'));
   }
 
-  /** Delivery finished for every recipient: forget the message. */
+  /**
+   * Delivery finished for every recipient: forget the message. Not fsync'ed
+   * (as Postfix): a crash of the process cannot undo the unlink; only a power
+   * loss in the next seconds can, and then the message is sent once more.
+   */
   async complete(id: string): Promise<void> {
     await unlink(this.entryPath('active', id));
-    await fsyncDir(this.stateDir('active'));
     await unlink(this.dataPath(id)).catch(() => undefined);
   }
 
