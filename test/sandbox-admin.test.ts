@@ -250,3 +250,13 @@ test('smtp365 sandbox: a bad scenario exits 78 with the key named', async (t) =>
   assert.equal(code, 78);
   assert.match(stderr, /tenants\.0\.users\.0\.password/);
 });
+
+test('the SMTP side\'s admin routes (event log, limits) answer on the sandbox\'s HTTPS admin API', async (t) => {
+  const sb = await withSandbox(t);
+  const events = await sandboxRequest(sb.info, 'GET', `${sb.info.admin}/smtp/events`);
+  assert.equal(events.status, 200, events.text);
+  const limits = await sandboxRequest(sb.info, 'PATCH', `${sb.info.admin}/smtp/limits`, { json: { recipientsPerDay: 5 } });
+  assert.equal(limits.status, 200, limits.text);
+  const read = await sandboxRequest(sb.info, 'GET', `${sb.info.admin}/smtp/limits`);
+  assert.match(read.text, /"recipientsPerDay":\s*5/);
+});

@@ -12,6 +12,7 @@ import { loadOrCreateTls, type SandboxTls } from './ca/ca.ts';
 import { FaultInjector } from './faults/injector.ts';
 import { handleFaultRequest } from './faults/http.ts';
 import { handleMailRequest } from './mail/http.ts';
+import { handleSmtpRequest } from './smtp/http.ts';
 import { MessageStore } from './mail/store.ts';
 import { SandboxClock } from './state/clock.ts';
 import { Directory } from './state/directory.ts';
@@ -140,6 +141,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     ensureFirstPartyApps(directory);
   };
   const ctx = { directory, clock, issuer, identity, faults, messages, stateDir, info: () => info, resetDirectory };
+  const smtpRef: { handle?: SmtpSandboxHandle } = {};
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', authority || 'https://localhost');
     res.on('finish', () => log?.(`${req.method} ${url.pathname} ${res.statusCode}`));
@@ -147,6 +149,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       if (url.pathname.startsWith('/admin/') || url.pathname === '/admin') {
         if (await handleFaultRequest(req, res, url, faults)) return;
         if (await handleMailRequest(req, res, url, messages)) return;
+        // The SMTP side starts after the HTTP server; its admin routes answer once it's up.
+        if (smtpRef.handle && (await handleSmtpRequest(req, res, url, smtpRef.handle))) return;
         if (await handleAdminRequest(req, res, url, ctx)) return;
       } else if (url.pathname === '/mail' || url.pathname.startsWith('/mail/')) {
         if (await handleMailRequest(req, res, url, messages)) return;
@@ -188,6 +192,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     await closeServer();
     throw e;
   }
+  smtpRef.handle = smtp;
 
   const tenant = directory.data.tenants[0];
   if (!tenant) throw new ScenarioError('the scenario has no tenant');
