@@ -66,6 +66,9 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
   /** deferred id → due time (ms). */
   private readonly deferredDue = new Map<string, number>();
   private readonly inFlight = new Map<string, Promise<void>>();
+  /** incoming/ ids waiting for room, per account, oldest first (filled by scans and offer()). */
+  private readonly ready = new Map<string, string[]>();
+  private readonly readySet = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private watcher: FSWatcher | undefined;
   private pumping = false;
@@ -144,20 +147,12 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
   offer(id: string, account: string): void {
     if (this.stopRequested) return;
     this.accountOf.set(id, account);
-    if (this.inFlight.has(id) || !this.hasRoom(account, Date.now())) return;
-    this.worker(account).inFlight++; // reserve the slot while claiming
-    void this.queue
-      .claim(id, 'incoming')
-      .then(
-        (entry) => {
-          this.worker(account).inFlight--;
-          if (entry) this.dispatch(entry);
-        },
-        (err: unknown) => {
-          this.worker(account).inFlight--;
-          this.log.error('could not claim a new message', { id, error: (err as Error).message });
-        },
-      );
+    if (this.inFlight.has(id)) return;
+    if (!this.hasRoom(account, Date.now())) {
+      this.enqueueReady(account, id);
+      return;
+    }
+    void this.claimAndDispatch(id, 'incoming', account);
   }
 
   /** Something changed (new mail, an operator command): look at the queue soon. */
@@ -214,9 +209,12 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
       if (this.stopRequested) return;
       if (this.inFlight.has(id)) continue;
       const account = await this.accountFor('incoming', id);
-      if (!account || !this.hasRoom(account, now)) continue;
-      const entry = await this.queue.claim(id, 'incoming');
-      if (entry) this.dispatch(entry);
+      if (!account) continue;
+      if (!this.hasRoom(account, now)) {
+        this.enqueueReady(account, id);
+        continue;
+      }
+      await this.claimAndDispatch(id, 'incoming', account);
     }
     // deferred/: when due. The directory listing is the truth; the map caches due times.
     const deferred = await this.queue.ids('deferred');
@@ -228,8 +226,7 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
       const account = await this.accountFor('deferred', id);
       const due = this.deferredDue.get(id) ?? 0;
       if (!account || due > now || !this.hasRoom(account, now)) continue;
-      const entry = await this.queue.claim(id, 'deferred');
-      if (entry) this.dispatch(entry);
+      await this.claimAndDispatch(id, 'deferred', account);
     }
     // Forget cached accounts of messages that left the queue.
     if (this.accountOf.size > incoming.length + deferred.length + this.inFlight.size + 1000) {
@@ -246,6 +243,46 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     }
   }
 
+  private enqueueReady(account: string, id: string): void {
+    if (this.readySet.has(id)) return;
+    this.readySet.add(id);
+    let list = this.ready.get(account);
+    if (!list) {
+      list = [];
+      this.ready.set(account, list);
+    }
+    list.push(id);
+  }
+
+  /** A slot of `account` came free: take the next known message without scanning the directory. */
+  private async takeNext(account: string): Promise<boolean> {
+    const list = this.ready.get(account);
+    while (list && list.length > 0 && this.hasRoom(account, Date.now()) && !this.stopRequested) {
+      const id = list.shift()!;
+      this.readySet.delete(id);
+      if (this.inFlight.has(id)) continue;
+      if (await this.claimAndDispatch(id, 'incoming', account)) return true;
+    }
+    return false;
+  }
+
+  /** Claims with the account's slot reserved meanwhile, so concurrent claimers never exceed maxConnections. */
+  private async claimAndDispatch(id: string, from: 'incoming' | 'deferred', account: string): Promise<boolean> {
+    const w = this.worker(account);
+    w.inFlight++;
+    let entry: QueueEntry | undefined;
+    try {
+      entry = await this.queue.claim(id, from);
+    } catch (err) {
+      this.log.error('could not claim a message', { id, error: (err as Error).message });
+    } finally {
+      w.inFlight--;
+    }
+    if (!entry) return false;
+    this.dispatch(entry);
+    return true;
+  }
+
   private dispatch(entry: QueueEntry): void {
     const w = this.worker(entry.account);
     w.inFlight++;
@@ -259,7 +296,9 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
         w.inFlight--;
         this.inFlight.delete(entry.id);
         this.accountOf.delete(entry.id);
-        this.notify();
+        void this.takeNext(entry.account).then((took) => {
+          if (!took) this.notify();
+        });
       });
     this.inFlight.set(entry.id, p);
   }
