@@ -2,7 +2,26 @@
 // The CLI is a thin shell over the library. Each command lives in its own
 // module, loaded only when used, so `smtp365 token` or `smtp365 sendmail`
 // start fast (they are called from cron, msmtp and scripts, often).
+import module from 'node:module';
+import path from 'node:path';
 import { reportError, EXIT } from './output.ts';
+
+// Cache compiled code on disk: `smtp365 token` / `sendmail` run from cron and
+// msmtp many times a day, and compiling MSAL, zod and nodemailer each time
+// costs more than the work itself. Best effort: a read-only home just skips it.
+try {
+  module.enableCompileCache?.();
+} catch {
+  // not available or not writable: run uncached
+}
+
+// `smtp365 send --help | head` closes our stdout early: that is not an error.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}
 
 interface CommandEntry {
   summary: string;
@@ -41,7 +60,13 @@ function usage(): string {
   ].join('\n');
 }
 
+/** Installed as `sendmail` (a symlink to smtp365), behave as `smtp365 sendmail`. */
+function invokedAs(): string {
+  return path.basename(process.argv[1] ?? '').replace(/\.(?:js|ts)$/, '');
+}
+
 async function main(argv: string[]): Promise<number> {
+  if (invokedAs() === 'sendmail') return (await COMMANDS.sendmail!.load()).run(argv);
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(usage() + '\n');
