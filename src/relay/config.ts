@@ -130,6 +130,8 @@ export const relayConfigSchema = z
         authFailures: z.number().int().positive().default(5),
         authFailureWindow: duration.default(600_000),
         socketTimeout: duration.default(300_000),
+        /** Wait before the banner (early-talker check); 0 serves connection-per-message devices fastest. */
+        greetPause: duration.default(0),
       })
       .prefault({}),
     delivery: z

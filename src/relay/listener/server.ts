@@ -15,6 +15,7 @@ import { verifyPassword } from '../users.ts';
 import { AuthLimiter } from './auth-limit.ts';
 import { decideSender, type Route } from './policy.ts';
 import { FromHeaderRewriter } from './header-rewrite.ts';
+import { installGreetPause } from './greet-pause.ts';
 import type { TlsMaterial } from './tls.ts';
 
 export interface ListenerDeps {
@@ -94,7 +95,8 @@ export class RelayListener {
   private createServer(spec: RelayConfig['listen'][number]): SMTPServer {
     const cfg = this.deps.config();
     const log = this.deps.log;
-    return new SMTPServer({
+    installGreetPause();
+    const options = {
       name: cfg.hostname ?? os.hostname(),
       banner: 'smtp365 relay',
       secure: spec.tls === 'implicit',
@@ -147,7 +149,8 @@ export class RelayListener {
       onClose: (session) => {
         this.state.delete(session);
       },
-    });
+    } satisfies ConstructorParameters<typeof SMTPServer>[0];
+    return new SMTPServer({ ...options, smtp365GreetPauseMs: cfg.limits.greetPause } as typeof options);
   }
 
   private async onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession): Promise<{ user: string }> {

@@ -106,7 +106,11 @@ test('recover: active back to incoming with progress, orphans and temp files rem
   await q.saveActive(c!);
   await writeFile(q.dataPath('00000000000000000'), 'half-written body');
   await writeFile(path.join(q.dir, 'tmp', 'junk.json'), '{');
+  // An envelope whose body never reached the disk (crash before the 250): dropped.
+  await writeFile(q.entryPath('incoming', '0000000000000000A'), JSON.stringify({ ...c, id: '0000000000000000A' }));
   const r = await q.recover();
+  assert.equal(r.envelopesWithoutBody, 1);
+  assert.equal(await q.find('0000000000000000A'), undefined);
   assert.deepEqual(r.requeued, [e.id]);
   assert.equal(r.orphansRemoved, 1);
   const back = await q.read('incoming', e.id);

@@ -169,9 +169,9 @@ export class Queue {
             details: { limit: meta.maxSize },
           });
         }
-        await fh.sync();
-      } finally {
+      } catch (err) {
         await fh.close();
+        throw err;
       }
       const now = new Date().toISOString();
       const entry: QueueEntry = {
@@ -189,15 +189,17 @@ export class Queue {
         ...(meta.bounceOf ? { bounceOf: meta.bounceOf } : {}),
       };
       const tmp = path.join(this.tmp, `${id}.json`);
-      await writeFileSynced(tmp, JSON.stringify(entry, null, 1), 'wx');
-      // The body's directory entry must be durable before the envelope appears.
-      await fsyncDir(path.dirname(data));
+      // Both files to stable storage at once (one journal commit serves both on most filesystems).
+      await Promise.all([fh.sync().finally(() => fh.close()), writeFileSynced(tmp, JSON.stringify(entry, null, 1), 'wx')]);
       await rename(tmp, this.entryPath('incoming', id));
-      await fsyncDir(this.stateDir('incoming'));
+      // Both names durable; only then may the listener answer 250. A crash before leaves an
+      // envelope without a durable body at worst: recovery drops it (nobody got a 250 for it).
+      await Promise.all([fsyncDir(path.dirname(data)), fsyncDir(this.stateDir('incoming'))]);
       return entry;
     } catch (err) {
-      await unlink(data).catch(() => undefined);
       await unlink(path.join(this.tmp, `${id}.json`)).catch(() => undefined);
+      await unlink(this.entryPath('incoming', id)).catch(() => undefined);
+      await unlink(data).catch(() => undefined);
       if (err instanceof Smtp365Error) throw err;
       const e = err as NodeJS.ErrnoException;
       if (e.code === 'ENOSPC' || e.code === 'EDQUOT' || e.code === 'EROFS' || e.code === 'EIO' || e.code === 'EACCES') {
@@ -318,7 +320,7 @@ export class Queue {
    * incoming/ (its per-recipient state says who already has it), temp files
    * and bodies without an envelope are removed. Run only under the spool lock.
    */
-  async recover(): Promise<{ requeued: string[]; orphansRemoved: number }> {
+  async recover(): Promise<{ requeued: string[]; orphansRemoved: number; envelopesWithoutBody: number }> {
     for (const name of await readdir(this.tmp)) await unlink(path.join(this.tmp, name)).catch(() => undefined);
     const requeued: string[] = [];
     for (const id of await this.ids('active')) {
@@ -326,8 +328,19 @@ export class Queue {
       requeued.push(id);
     }
     // An operator's retry of a failed message writes incoming/ then removes failed/: finish it.
+    // An envelope whose body did not reach the disk belongs to a message that never got its 250.
     const live = new Set<string>();
-    for (const s of ['incoming', 'deferred', 'hold'] as const) for (const id of await this.ids(s)) live.add(id);
+    const bodies = new Set((await readdir(path.join(this.dir, 'data'))).map((n) => n.replace(/\.eml$/, '')));
+    let envelopesWithoutBody = 0;
+    for (const s of ['incoming', 'deferred', 'hold'] as const) {
+      for (const id of await this.ids(s)) {
+        if (bodies.has(id)) live.add(id);
+        else {
+          await unlink(this.entryPath(s, id)).catch(() => undefined);
+          envelopesWithoutBody++;
+        }
+      }
+    }
     for (const id of await this.ids('failed')) {
       if (live.has(id)) await unlink(this.entryPath('failed', id)).catch(() => undefined);
       else live.add(id);
@@ -348,7 +361,7 @@ export class Queue {
       await fsyncDir(this.stateDir('incoming'));
       await fsyncDir(this.stateDir('active'));
     }
-    return { requeued, orphansRemoved };
+    return { requeued, orphansRemoved, envelopesWithoutBody };
   }
 
   // ----------------------------------------------- operator commands (any process)
