@@ -266,8 +266,3 @@ export async function probeSmtp(options: ProbeOptions): Promise<ProbeReport> {
     socket?.destroy();
   }
 }
-
-/** XOAUTH2 initial response (reference §3). The send module has the same; this keeps doctor standalone. */
-export function xoauth2InitialResponse(user: string, token: string): string {
-  return Buffer.from(`user=${user}\x01auth=Bearer ${token}\x01\x01`, 'utf8').toString('base64');
-}

@@ -107,7 +107,9 @@ export const permissionsCheck: CheckDefinition<DoctorContext> = {
     if (attempt.error !== undefined) {
       const codes = errorAadsts(attempt.error);
       if (codes.includes(65001) || errorCode(attempt.error) === 'AUTH_CONSENT_REQUIRED') {
-        return failed(`the token request was refused for missing consent: ${errorMessage(attempt.error)}`, explainIdentityError({ error_codes: [65001] }, ctx.explain));
+        // App-only consent is SMTP.SendAsApp's admin consent, not the guide's delegated list.
+        const explanation = only ? explainFinding('token-role', ctx.explain) : explainIdentityError({ error_codes: [65001] }, ctx.explain);
+        return failed(`the token request was refused for missing consent: ${errorMessage(attempt.error)}`, explanation);
       }
       if (errorCode(attempt.error) === 'AUTH_NOT_SIGNED_IN') {
         return notApplicable('cannot be read before sign-in (consent is asked at sign-in); run smtp365 login, then doctor again');

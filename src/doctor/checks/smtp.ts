@@ -4,7 +4,8 @@
 import { formatSmtpReply } from '../../errors/error.ts';
 import { isSmtp365Error } from '../../errors/error.ts';
 import { explainFinding, explainSmtpReply, type Explanation } from '../../errors/explain.ts';
-import { probeSmtp, xoauth2InitialResponse, type ProbeReport } from '../smtp-probe.ts';
+import { probeSmtp, type ProbeReport } from '../smtp-probe.ts';
+import { buildXoauth2 } from '../../send/xoauth2.ts';
 import type { DoctorContext } from '../context.ts';
 import { failed, notApplicable, passed, skipped, type CheckDefinition, type CheckOutcome } from '../types.ts';
 import { appOnly, errorMessage, requireAccount, tokenAttempt } from './shared.ts';
@@ -80,7 +81,7 @@ export const authCheck: CheckDefinition<DoctorContext> = {
       port: account.smtpPort,
       ca: ctx.trust,
       signal,
-      xoauth2: xoauth2InitialResponse(account.user, token.token),
+      xoauth2: buildXoauth2(account.user, token.token),
     });
     const bad = probeFailure(report, ctx);
     if (bad) return bad;
