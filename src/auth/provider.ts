@@ -1,28 +1,30 @@
 // The token provider of one account: every flow through @azure/msal-node,
 // the encrypted cache under a cross-process lock, single-flight refresh ahead
 // of expiry, and the account's state for `smtp365 accounts`, doctor and the
-// relay.
+// relay. MSAL itself (100+ ms to load) is loaded only when a token must be
+// obtained or renewed: a valid access token in the cache is read directly.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import {
+import type * as MsalNode from '@azure/msal-node';
+import type {
+  AuthenticationResult,
   ConfidentialClientApplication,
-  LogLevel,
+  Configuration,
+  DeviceCodeRequest,
+  ICachePlugin,
   PublicClientApplication,
-  type AuthenticationResult,
-  type Configuration,
-  type DeviceCodeRequest,
-  type ICachePlugin,
-  type TokenCacheContext,
+  TokenCacheContext,
 } from '@azure/msal-node';
 import { isAppOnly, smtpScopes, type Account, type Flow } from '../config/account.ts';
 import { stateDir } from '../config/paths.ts';
 import { Smtp365Error } from '../errors/error.ts';
 import { redact } from '../util/redact.ts';
 import type { AccessToken, GetTokenOptions, TokenProvider, TokenState } from './types.ts';
-import { HttpsNetworkClient } from './network.ts';
+import type { HttpsNetworkClient } from './network.ts';
+import { cachedAccessToken } from './cached-token.ts';
 import { SingleFlight, raceSignal } from './single-flight.ts';
 import { TokenStore, type CacheMeta, type CachePayload } from './token-store.ts';
 import { explainContext, notSignedIn, toAuthError } from './errors.ts';
@@ -202,12 +204,27 @@ function parseMsal(text: string): MsalCacheJson {
   }
 }
 
+type MsalModule = typeof MsalNode;
+
+let msalModules: Promise<{ msal: MsalModule; Network: typeof HttpsNetworkClient }> | undefined;
+
+/** @azure/msal-node and the network client built on it, loaded once, on first need. */
+function loadMsal(): Promise<{ msal: MsalModule; Network: typeof HttpsNetworkClient }> {
+  msalModules ??= Promise.all([import('@azure/msal-node'), import('./network.ts')]).then(([msal, net]) => ({ msal, Network: net.HttpsNetworkClient }));
+  // A failed load (a broken install) is retried next time rather than remembered.
+  msalModules.catch(() => {
+    msalModules = undefined;
+  });
+  return msalModules;
+}
+
 // ----------------------------------------------------------------- provider
 
 class MsalTokenProvider implements AccountTokenProvider {
   readonly account: Account;
   private readonly store: TokenStore;
-  private readonly network: HttpsNetworkClient;
+  private network: HttpsNetworkClient | undefined;
+  private lib: MsalModule | undefined;
   private readonly log: (e: Omit<AuthEvent, 'account'>) => void;
   private readonly env: NodeJS.ProcessEnv;
   private readonly flight = new SingleFlight((forced, min) => this.refresh(forced, min));
@@ -221,7 +238,6 @@ class MsalTokenProvider implements AccountTokenProvider {
     this.account = account;
     this.env = options.env ?? process.env;
     this.store = new TokenStore({ home: options.home ?? stateDir(this.env), account: account.name, env: this.env, ...(options.lockWaitMs ? { lockWaitMs: options.lockWaitMs } : {}) });
-    this.network = new HttpsNetworkClient(account.caFile ? { caFile: account.caFile } : {});
     const logger = options.logger;
     this.log = (e) => {
       try {
@@ -234,8 +250,20 @@ class MsalTokenProvider implements AccountTokenProvider {
 
   // ------------------------------------------------------------ MSAL setup
 
+  /** Loads MSAL and creates the network client (once). */
+  private async ready(): Promise<{ lib: MsalModule; network: HttpsNetworkClient }> {
+    if (!this.lib || !this.network) {
+      const { msal, Network } = await loadMsal();
+      this.lib ??= msal;
+      this.network ??= new Network(this.account.caFile ? { caFile: this.account.caFile } : {});
+    }
+    return { lib: this.lib, network: this.network };
+  }
+
   private config(withPlugin: boolean): Configuration {
-    if (this.network.configError) throw this.network.configError;
+    const network = this.network!;
+    const { LogLevel } = this.lib!;
+    if (network.configError) throw network.configError;
     const a = this.account;
     const authority = `${a.authorityHost.replace(/\/+$/, '')}/${a.tenant}`;
     const auth: Configuration['auth'] = { clientId: a.clientId, authority };
@@ -254,7 +282,7 @@ class MsalTokenProvider implements AccountTokenProvider {
       auth,
       ...(withPlugin ? { cache: { cachePlugin: plugin } } : {}),
       system: {
-        networkClient: this.network,
+        networkClient: network,
         loggerOptions: {
           piiLoggingEnabled: false,
           logLevel: LogLevel.Warning,
@@ -265,6 +293,7 @@ class MsalTokenProvider implements AccountTokenProvider {
   }
 
   private msal(): PublicClientApplication | ConfidentialClientApplication {
+    const { ConfidentialClientApplication, PublicClientApplication } = this.lib!;
     this.app ??= isAppOnly(this.account) ? new ConfidentialClientApplication(this.config(true)) : new PublicClientApplication(this.config(true));
     return this.app;
   }
@@ -282,11 +311,38 @@ class MsalTokenProvider implements AccountTokenProvider {
     return this.flight.get(options);
   }
 
+  /**
+   * A valid access token straight from the cache file, without MSAL or the
+   * lock: the file is only ever replaced whole (rename), so a read sees one
+   * complete version. Undefined when MSAL must decide (renewal, an error to
+   * clear, anything unusual); a cache that cannot be read is left to the
+   * locked path, which reports it.
+   */
+  private async fromCacheFile(min: number): Promise<AccessToken | undefined> {
+    let payload: CachePayload | null;
+    try {
+      payload = await this.store.read();
+    } catch {
+      return undefined;
+    }
+    if (!payload || payload.meta.lastError) return undefined;
+    return cachedAccessToken(payload.msal, this.account, payload.meta.signedInAs, min);
+  }
+
   /** Read → (refresh) → write, under the account's lock. */
   private async refresh(forced: boolean, min: number): Promise<AccessToken> {
+    if (!forced) {
+      const cached = await this.fromCacheFile(min);
+      if (cached) {
+        this.log({ type: 'token', level: 'debug', message: 'access token from the cache', expiresOn: cached.expiresOn });
+        return cached;
+      }
+    }
+    // Loaded before taking the lock: other processes need not wait for it.
+    const { network } = await this.ready();
     return this.store.withLock(async () => {
-      this.network.lastError = undefined;
-      this.network.lastFailure = undefined;
+      network.lastError = undefined;
+      network.lastFailure = undefined;
       this.changedMsal = undefined;
       try {
         this.loaded = await this.store.read();
@@ -304,7 +360,7 @@ class MsalTokenProvider implements AccountTokenProvider {
           result = await this.acquire(true);
         }
       } catch (err) {
-        const e = toAuthError(err, { account: this.account, operation: 'token refresh', serverError: this.network.lastError, networkFailure: this.network.lastFailure });
+        const e = toAuthError(err, { account: this.account, operation: 'token refresh', serverError: network.lastError, networkFailure: network.lastFailure });
         meta.lastError = { code: e.code, message: e.message, transient: e.transient, at: new Date().toISOString(), ...(typeof e.explanation?.aadsts === 'number' ? { aadsts: e.explanation.aadsts } : {}) };
         if (this.loaded || this.changedMsal) await this.persist(meta).catch(() => undefined);
         this.flight.set(undefined);
@@ -338,17 +394,18 @@ class MsalTokenProvider implements AccountTokenProvider {
     const a = this.account;
     const scopes = smtpScopes(a);
     const app = this.msal();
-    if (app instanceof ConfidentialClientApplication) {
-      const r = await app.acquireTokenByClientCredential({ scopes, skipCache: forceRefresh });
+    if (isAppOnly(a)) {
+      const r = await (app as ConfidentialClientApplication).acquireTokenByClientCredential({ scopes, skipCache: forceRefresh });
       if (!r) throw new Smtp365Error('AUTH_FAILED', 'The identity service returned no token');
       return r;
     }
-    const accounts = await app.getAllAccounts();
+    const pub = app as PublicClientApplication;
+    const accounts = await pub.getAllAccounts();
     const acct = accounts.find((x) => x.username.toLowerCase() === (this.loaded?.meta.signedInAs ?? '').toLowerCase()) ?? accounts[0];
     if (!acct) {
       if (a.flow === 'password') {
         // The password flow needs no person: sign in with the configured credentials.
-        return this.passwordSignIn(app);
+        return this.passwordSignIn(pub);
       }
       if (this.loaded?.meta.lastError && !this.loaded.meta.lastError.transient) {
         // MSAL drops a refresh token the service refused; keep saying why.
@@ -367,7 +424,7 @@ class MsalTokenProvider implements AccountTokenProvider {
       }
       throw notSignedIn(a);
     }
-    return app.acquireTokenSilent({ account: acct, scopes, forceRefresh });
+    return pub.acquireTokenSilent({ account: acct, scopes, forceRefresh });
   }
 
   private async passwordSignIn(app: PublicClientApplication): Promise<AuthenticationResult> {
@@ -390,11 +447,13 @@ class MsalTokenProvider implements AccountTokenProvider {
       return this.state();
     }
     if (options.signal?.aborted) throw cancelled();
+    const { lib, network } = await this.ready();
+    if (options.signal?.aborted) throw cancelled();
     // A fresh in-memory MSAL: the saved sign-in is replaced only when this one succeeds.
-    const app = new PublicClientApplication(this.config(false));
+    const app = new lib.PublicClientApplication(this.config(false));
     const scopes = smtpScopes(a);
-    this.network.lastError = undefined;
-    this.network.lastFailure = undefined;
+    network.lastError = undefined;
+    network.lastFailure = undefined;
     this.pendingSignIn = true;
     const marker = path.join(this.store.dir, `${a.name}.pending`);
     let result: AuthenticationResult | null;
@@ -463,7 +522,7 @@ class MsalTokenProvider implements AccountTokenProvider {
             cause: err,
             explanation: { code: 'AUTH_CANCELLED', transient: false, title: 'The browser sign-in was not finished in time', cause: 'Nobody completed the sign-in page; smtp365 stopped waiting.', fix: ['Run smtp365 login --browser again, or use the device code: smtp365 login'] },
           })
-        : toAuthError(err, { account: a, operation: 'sign-in', serverError: this.network.lastError, networkFailure: this.network.lastFailure });
+        : toAuthError(err, { account: a, operation: 'sign-in', serverError: network.lastError, networkFailure: network.lastFailure });
       this.log({ type: 'sign-in', level: 'error', message: e.message, error: e });
       throw e;
     } finally {

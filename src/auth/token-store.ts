@@ -8,7 +8,6 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import lockfile from 'proper-lockfile';
 import { Smtp365Error } from '../errors/error.ts';
 import { keyForRead, keyForWrite, type KdfParams, type KeySource } from './cache-key.ts';
 
@@ -225,6 +224,8 @@ export class TokenStore {
   private async withFileLock<T>(fn: () => Promise<T>): Promise<T> {
     await ensurePrivateDir(this.home);
     await ensurePrivateDir(this.dir);
+    // Loaded on first use: reading a valid token needs no lock (and no graceful-fs).
+    const { default: lockfile } = await import('proper-lockfile');
     let release: () => Promise<void>;
     let compromised: Error | undefined;
     const started = Date.now();

@@ -2,11 +2,12 @@
 // validates every value, and turns them into the Account shape the rest of
 // smtp365 consumes. Every error names where the bad value came from (the
 // file and key, the environment variable, or the flag) and what is expected.
+// The checks are plain functions (no schema library): this module is on the
+// path of every `smtp365 send` / `token`, and loading one cost more than the
+// send itself. The YAML parser is loaded only when there is a file to read.
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { z } from 'zod';
-import { parseDocument } from 'yaml';
 import { Smtp365Error } from '../errors/error.ts';
 import { maskSecret } from '../util/redact.ts';
 import { CLOUDS, type Account, type Cloud, type Flow } from './account.ts';
@@ -43,8 +44,11 @@ type FieldKey =
   | 'certificatePath' | 'privateKeyPath' | 'certificate' | 'privateKey' | 'username' | 'password'
   | 'smtpHost' | 'smtpPort' | 'caFile' | 'smtpResource' | 'graphEndpoint';
 
+/** Checks (and normalizes: trims, turns "587" into 587) one value. */
+type Check = (value: unknown) => { ok: true; data: unknown } | { ok: false };
+
 interface FieldSpec {
-  schema: z.ZodType;
+  schema: Check;
   expected: string;
   env?: string[];
   flag?: string;
@@ -53,7 +57,33 @@ interface FieldSpec {
   path?: boolean;
 }
 
-const httpsUrl = z.string().trim().refine((s) => {
+const FAIL = { ok: false } as const;
+
+/** A string, trimmed (unless `trim` is false), that passes `test`. */
+function text(test: (s: string) => boolean, trim = true): Check {
+  return (value) => {
+    if (typeof value !== 'string') return FAIL;
+    const s = trim ? value.trim() : value;
+    return test(s) ? { ok: true, data: s } : FAIL;
+  };
+}
+
+const matches = (re: RegExp) => text((s) => re.test(s));
+
+function oneOf(values: readonly string[]): Check {
+  return (value) => (typeof value === 'string' && values.includes(value) ? { ok: true, data: value } : FAIL);
+}
+
+/** A port: a number, or a string of digits, from 1 to 65535. */
+const port: Check = (value) => {
+  let n: number;
+  if (typeof value === 'number') n = value;
+  else if (typeof value === 'string' && /^\d+$/.test(value.trim())) n = Number(value.trim());
+  else return FAIL;
+  return Number.isSafeInteger(n) && n >= 1 && n <= 65535 ? { ok: true, data: n } : FAIL;
+};
+
+const httpsUrl = text((s) => {
   try {
     const u = new URL(s);
     return u.protocol === 'https:' && !u.search && !u.hash;
@@ -61,11 +91,11 @@ const httpsUrl = z.string().trim().refine((s) => {
     return false;
   }
 });
-const nonEmpty = z.string().trim().min(1);
-const hostname = z.string().trim().regex(/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^\[[0-9a-fA-F:]+\]$/);
+const nonEmpty = text((s) => s.length >= 1);
+const hostname = matches(/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^\[[0-9a-fA-F:]+\]$/);
 
 const FIELDS: Record<FieldKey, FieldSpec> = {
-  cloud: { schema: z.enum(CLOUD_NAMES), expected: `one of ${CLOUD_NAMES.join(', ')}`, env: ['SMTP365_CLOUD'], flag: '--cloud' },
+  cloud: { schema: oneOf(CLOUD_NAMES), expected: `one of ${CLOUD_NAMES.join(', ')}`, env: ['SMTP365_CLOUD'], flag: '--cloud' },
   authority: {
     schema: httpsUrl,
     expected: 'an https URL of the identity service, e.g. https://login.microsoftonline.com',
@@ -73,34 +103,34 @@ const FIELDS: Record<FieldKey, FieldSpec> = {
     flag: '--authority',
   },
   tenant: {
-    schema: z.string().trim().regex(/^[A-Za-z0-9][A-Za-z0-9.-]*$/),
+    schema: matches(/^[A-Za-z0-9][A-Za-z0-9.-]*$/),
     expected: 'the Directory (tenant) ID (a GUID) or the tenant\'s domain, e.g. contoso.onmicrosoft.com (guide step 7)',
     env: ['SMTP365_TENANT_ID', 'SMTP365_TENANT'],
     flag: '--tenant',
   },
   clientId: {
-    schema: z.string().trim().regex(GUID),
+    schema: matches(GUID),
     expected: 'the Application (client) ID, a GUID like 00000000-0000-0000-0000-000000000000 (guide step 7)',
     env: ['SMTP365_CLIENT_ID'],
     flag: '--client-id',
   },
   user: {
-    schema: z.string().trim().regex(/^[^@\s]+@[^@\s]+\.[^@\s]+$/),
+    schema: matches(/^[^@\s]+@[^@\s]+\.[^@\s]+$/),
     expected: 'the mailbox address to send as, e.g. printer@contoso.com',
     env: ['SMTP365_USER'],
     flag: '--user',
   },
-  flow: { schema: z.enum(FLOWS), expected: `one of ${FLOWS.join(', ')}`, env: ['SMTP365_FLOW'], flag: '--flow' },
+  flow: { schema: oneOf(FLOWS), expected: `one of ${FLOWS.join(', ')}`, env: ['SMTP365_FLOW'], flag: '--flow' },
   clientSecret: { schema: nonEmpty, expected: 'the client secret\'s Value (not its Secret ID)', env: ['SMTP365_CLIENT_SECRET'], secret: true },
   certificatePath: { schema: nonEmpty, expected: 'the path of a PEM certificate file', env: ['SMTP365_CERTIFICATE_PATH'], path: true },
   privateKeyPath: { schema: nonEmpty, expected: 'the path of a PEM private key file', env: ['SMTP365_PRIVATE_KEY_PATH'], path: true },
   certificate: { schema: nonEmpty, expected: 'a PEM certificate, or a path to one', env: ['SMTP365_CERTIFICATE'] },
   privateKey: { schema: nonEmpty, expected: 'a PEM private key, or a path to one', env: ['SMTP365_PRIVATE_KEY'], secret: true },
   username: { schema: nonEmpty, expected: 'a user name (UPN) for the password flow', env: ['SMTP365_USERNAME'] },
-  password: { schema: z.string().min(1), expected: 'the user\'s password (password flow, deprecated)', env: ['SMTP365_PASSWORD'], secret: true },
+  password: { schema: text((s) => s.length >= 1, false), expected: 'the user\'s password (password flow, deprecated)', env: ['SMTP365_PASSWORD'], secret: true },
   smtpHost: { schema: hostname, expected: 'a host name, e.g. smtp.office365.com', env: ['SMTP365_SMTP_HOST'], flag: '--smtp-host' },
   smtpPort: {
-    schema: z.union([z.number(), z.string().trim().regex(/^\d+$/).transform(Number)]).pipe(z.number().int().min(1).max(65535)),
+    schema: port,
     expected: 'a port number from 1 to 65535 (Microsoft 365: 587)',
     env: ['SMTP365_SMTP_PORT'],
     flag: '--smtp-port',
@@ -170,10 +200,34 @@ interface ParsedFile {
   accounts: Map<string, RawAccount>;
 }
 
-const fileSchema = z.looseObject({
-  default: z.string().optional(),
-  accounts: z.record(z.string(), z.record(z.string(), z.unknown()).nullable()).optional(),
-});
+const isMapping = (v: unknown): v is Record<string, unknown> => {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v) as unknown;
+  return proto === Object.prototype || proto === null;
+};
+
+interface FileShape {
+  default?: string;
+  accounts?: Record<string, Record<string, unknown> | null>;
+}
+
+/**
+ * The file's shape: a mapping with an optional "default" (a name) and
+ * "accounts" (names to a mapping of settings, or empty). Returns where it is
+ * wrong ("" for the whole file, "default", "accounts", "accounts.NAME"), all
+ * of them, in the order of the file's layout.
+ */
+function checkFileShape(data: unknown): { ok: true; data: FileShape } | { ok: false; wrong: { at: string; notMapping: boolean }[] } {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return { ok: false, wrong: [{ at: '', notMapping: true }] };
+  const d = data as Record<string, unknown>;
+  const wrong: { at: string; notMapping: boolean }[] = [];
+  if (d.default !== undefined && typeof d.default !== 'string') wrong.push({ at: 'default', notMapping: false });
+  if (d.accounts !== undefined) {
+    if (!isMapping(d.accounts)) wrong.push({ at: 'accounts', notMapping: true });
+    else for (const [name, body] of Object.entries(d.accounts)) if (body !== null && !isMapping(body)) wrong.push({ at: `accounts.${name}`, notMapping: true });
+  }
+  return wrong.length > 0 ? { ok: false, wrong } : { ok: true, data: d as FileShape };
+}
 
 async function findConfigFile(opts: LoadOptions, env: NodeJS.ProcessEnv): Promise<string | null> {
   if (opts.configPath) {
@@ -195,6 +249,7 @@ async function readConfigFile(file: string): Promise<ParsedFile> {
     throw configError(`${file}: cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }
   // YAML is a superset of JSON: one parser serves config.yaml and config.json.
+  const { parseDocument } = await import('yaml');
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
@@ -211,12 +266,10 @@ async function readConfigFile(file: string): Promise<ParsedFile> {
       problems.push(`${file}: unknown key "${k}"${hint ? ` (did you mean "${hint}"?)` : ''}; expected "default" and "accounts"`);
     }
   }
-  const parsed = fileSchema.safeParse(data);
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      const at = issue.path.join('.');
-      if (issue.code === 'unrecognized_keys') continue;
-      if (at === '' && issue.code === 'invalid_type') {
+  const parsed = checkFileShape(data);
+  if (!parsed.ok) {
+    for (const { at, notMapping } of parsed.wrong) {
+      if (at === '' && notMapping) {
         problems.push(`${file}: expected a mapping with "accounts" (and optionally "default")`);
       } else if (at === 'default') {
         problems.push(`${file}: default: expected the name of an account`);
@@ -308,8 +361,8 @@ function buildAccount(name: string, raw: RawAccount): Account {
     const layer = raw[key];
     if (!layer) continue;
     const spec = FIELDS[key];
-    const r = spec.schema.safeParse(layer.value);
-    if (!r.success) {
+    const r = spec.schema(layer.value);
+    if (!r.ok) {
       problems.push(`${layer.source}: expected ${spec.expected}, got ${showValue(spec, layer.value)}`);
       continue;
     }
