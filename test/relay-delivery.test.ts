@@ -5,8 +5,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { withSandbox, sandboxRequest, type Sandbox } from './helpers/sandbox.ts';
-import { client, fault, sandboxMessages, startRig, until, type RelayRig } from './relay-helpers.ts';
+import { withSandbox, sandboxAccount, sandboxRequest, type Sandbox } from './helpers/sandbox.ts';
+import { createTokenProvider } from '../src/auth/index.ts';
+import { parseRelayConfig } from '../src/relay/config.ts';
+import { startRelay } from '../src/relay/daemon.ts';
+import { silentLogger } from '../src/relay/log.ts';
+import { hashPassword } from '../src/relay/users.ts';
+import { client, fault, sandboxMessages, startRig, tempDir, testConfigInput, until, RELAY_PASS, RELAY_USER, type RelayRig } from './relay-helpers.ts';
 import { UNLIMITED } from './relay-helpers.ts';
 
 let sandbox: Sandbox;
@@ -141,4 +146,42 @@ test('a disabled mailbox keeps mail queued with an alert, no bounce; delivered o
   const got = await sandboxMessages(rig, 1);
   assert.equal(got[0]!.subject, 'held for the admin');
   await until(rig.relay, async () => !(await rig.relay.status()).accounts.some((a) => a.alert), 'alert cleared');
+});
+
+test('a revoked sign-in keeps mail queued with an AUTH_SIGNIN_EXPIRED alert; after signing in again it is delivered', async (t) => {
+  const upn = 'alex@contoso.onmicrosoft.com';
+  const sb = await withSandbox(t, { ...UNLIMITED, tokenLifetimeSeconds: 2, deviceCodeIntervalSeconds: 1, autoApproveDeviceCodes: { afterMs: 10, upn } });
+  const account = sandboxAccount(sb.info, { name: 'delegated', user: upn });
+  const home = await tempDir(t, 'smtp365-relay-deleg-');
+  const provider = createTokenProvider(account, { home });
+  assert.equal((await provider.signIn({ onDeviceCode: () => undefined })).state, 'active');
+  const spool = await tempDir(t, 'smtp365-relay-spool-');
+  const relay = await startRelay({
+    config: parseRelayConfig(testConfigInput(spool, { account: 'delegated', users: [{ name: RELAY_USER, passwordHash: await hashPassword(RELAY_PASS), rewriteSender: true }], delivery: { accountPause: '100ms' } })),
+    accounts: { delegated: { account, tokenProvider: provider } },
+    log: silentLogger,
+  });
+  t.after(() => relay.stop());
+  const port = relay.listeners[0]!.port;
+  await client(port).sendMail({ from: upn, to: 'x@example.com', subject: 'before revoke', text: '1' });
+  await sandboxMessages({ sandbox: sb }, 1);
+  // The admin revokes the user's sessions (password reset, "revoke sessions"): refresh tokens die.
+  await sandboxRequest(sb.info, 'PATCH', `${sb.info.admin}/users/${upn}`, { json: { revokeSessions: true } });
+  await new Promise((r) => setTimeout(r, 2100)); // let the 2-second access token expire (setup, not an assertion)
+  await client(port).sendMail({ from: upn, to: 'x@example.com', subject: 'after revoke', text: '2' });
+  await until(relay, async () => (await relay.status()).accounts.some((a) => a.alert) && (await relay.queue.counts()).deferred === 1, 'alert raised, message deferred');
+  const st = await relay.status();
+  assert.equal(st.accounts[0]!.alert!.code, 'AUTH_SIGNIN_EXPIRED');
+  assert.match(st.accounts[0]!.alert!.explanation!.fix.join(' '), /smtp365 login/);
+  assert.equal(st.queue.failed, 0, 'never bounced');
+  assert.equal(st.counters.bounced, 0);
+  const metrics = await (await fetch(`${relay.metricsUrl}/metrics`)).text();
+  assert.match(metrics, /smtp365_relay_token_refresh_failures_total\{account="delegated"\} [1-9]/);
+  assert.match(metrics, /smtp365_relay_account_alert\{account="delegated"\} 1/);
+  // Sign in again (as `smtp365 login` would) and flush: delivered.
+  assert.equal((await provider.signIn({ onDeviceCode: () => undefined })).state, 'active');
+  await relay.queue.retryAll();
+  relay.delivery.resumeAccounts();
+  const got = await sandboxMessages({ sandbox: sb }, 2);
+  assert.deepEqual(got.map((m) => m.subject).sort(), ['after revoke', 'before revoke']);
 });
