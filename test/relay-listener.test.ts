@@ -10,7 +10,7 @@ import { RawSmtp } from './helpers/raw-smtp.ts';
 import { withSandbox, sandboxRequest, type Sandbox } from './helpers/sandbox.ts';
 import { client, sandboxMessages, startRig, until, RELAY_PASS, RELAY_USER, type RelayRig } from './relay-helpers.ts';
 import { UNLIMITED } from './relay-helpers.ts';
-import { hashPassword } from '../src/relay/users.ts';
+import { addUser, hashPassword, removeUser } from '../src/relay/users.ts';
 
 let sandbox: Sandbox;
 const cleanups: Array<() => unknown> = [];
@@ -237,4 +237,26 @@ test('graceful stop: the message being received is finished and queued; idle ses
   // The message answered 250 during the stop is delivered (delivery goes on until the daemon stops).
   const got = await sandboxMessages(rig, 1);
   assert.equal(got[0]!.subject, 'in flight at stop');
+});
+
+test('reload (SIGHUP) picks up users added and removed with smtp365 relay user', async (t) => {
+  await reset();
+  const rig = await startRig(t, { sandbox });
+  const usersFile = rig.relay.config.usersFile;
+  const c = await open(rig);
+  await c.cmd('EHLO dev.example');
+  assert.match(await c.cmd(`AUTH PLAIN ${plain('newdevice', 'new-device-pass')}`), /^535 /);
+  c.close();
+  await addUser(usersFile, 'newdevice', 'new-device-pass', { rewriteSender: true });
+  await rig.relay.reload();
+  const c2 = await open(rig);
+  await c2.cmd('EHLO dev.example');
+  assert.match(await c2.cmd(`AUTH PLAIN ${plain('newdevice', 'new-device-pass')}`), /^235 /);
+  c2.close();
+  await removeUser(usersFile, 'newdevice');
+  await rig.relay.reload();
+  const c3 = await open(rig);
+  await c3.cmd('EHLO dev.example');
+  assert.match(await c3.cmd(`AUTH PLAIN ${plain('newdevice', 'new-device-pass')}`), /^535 /);
+  c3.close();
 });
