@@ -8,7 +8,10 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { rig, tempDir, only, skippedBecause, checkResultsAgainstDocs } from './doctor-helpers.ts';
+import tls from 'node:tls';
 import { runDoctor } from '../src/doctor/index.ts';
+import { signInAdmin } from '../src/setup/admin-signin.ts';
+import { GRAPH_CLI_CLIENT_ID } from '../src/setup/permissions.ts';
 
 checkResultsAgainstDocs();
 
@@ -125,4 +128,30 @@ test('1 configuration: several accounts and no default: name one', async (t) => 
   const r = only(results, 'config', 'failed');
   assert.equal(r.problem, 'Several accounts are configured and none is the default');
   assert.ok(r.fix[0]!.includes('--account NAME'));
+});
+
+test('5 permissions read from Graph (with an administrator\'s token): a permission not listed, then consent missing', async (t) => {
+  const r = await rig(t, { signIn: false });
+  const session = await signInAdmin({
+    authorityHost: r.sb.info.authority,
+    tenant: r.sb.info.tenantId,
+    clientId: GRAPH_CLI_CLIENT_ID,
+    graphResource: 'https://graph.microsoft.com',
+    caFile: r.sb.info.caFile,
+    onDeviceCode: (dc) => void r.admin('POST', '/device-codes/approve', { userCode: dc.userCode, upn: 'alex@contoso.onmicrosoft.com' }),
+  });
+  const graph = { endpoint: r.sb.info.graph, token: session.token, ca: [...tls.rootCertificates, await fs.readFile(r.sb.info.caFile, 'utf8')] };
+
+  await r.admin('PATCH', `/apps/${r.account.clientId}`, { delegatedPermissions: ['SMTP.Send', 'openid', 'offline_access'] });
+  let results = await r.doctor({ graph });
+  let x = only(results, 'permissions', 'failed');
+  assert.match(x.detail, /^read from Graph: the app registration does not list User\.Read$/);
+  assert.match(x.step ?? '', /steps 12–19/);
+
+  await r.admin('PATCH', `/apps/${r.account.clientId}`, { delegatedPermissions: ['SMTP.Send', 'openid', 'offline_access', 'User.Read'], adminConsent: false });
+  results = await r.doctor({ graph });
+  x = only(results, 'permissions', 'warning');
+  assert.match(x.detail, /no admin consent for SMTP\.Send, offline_access, openid, User\.Read/);
+  assert.match(x.portal ?? '', /Grant admin consent/);
+  assert.ok(!JSON.stringify(results).includes(session.token.slice(0, 40)), 'the Graph token is never in the results');
 });

@@ -46,7 +46,7 @@ test('setup (delegated) end to end: app, consent, config; then login, doctor and
   const dir = await tempDir(t, 'smtp365-setup-');
   const configPath = path.join(dir, 'smtp365', 'config.yaml');
   const steps: string[] = [];
-  const first = await runSetup({ ...(await setupOptions(sb, configPath)), onStep: (s) => steps.push(`${s.title}:${s.status}`) });
+  const first = await runSetup({ ...(await setupOptions(sb, configPath)), doctor: true, onStep: (s) => steps.push(`${s.title}:${s.status}`) });
 
   assert.equal(first.app.created, true);
   assert.equal(first.servicePrincipal.created, true);
@@ -61,6 +61,13 @@ test('setup (delegated) end to end: app, consent, config; then login, doctor and
     first.requests.map((r) => `${r.method} ${r.path.split('?')[0]}`),
     ["GET /servicePrincipals(appId='00000003-0000-0000-c000-000000000000')", 'GET /applications', 'POST /applications', 'POST /servicePrincipals', 'POST /oauth2PermissionGrants'],
   );
+
+  // Setup's doctor run reads the permissions from Graph with the admin's token; nobody has signed in yet.
+  const d = first.doctor!.results;
+  assert.equal(d.find((r) => r.id === 'permissions')!.status, 'passed', statuses(d));
+  assert.match(d.find((r) => r.id === 'permissions')!.detail, /^read from Graph: SMTP\.Send, offline_access, openid, User\.Read listed and granted/);
+  assert.equal(d.find((r) => r.id === 'sign-in')!.code, 'AUTH_NOT_SIGNED_IN');
+  assert.ok(!JSON.stringify(first).includes('eyJ'), 'no token in the result');
 
   // The app as the guide sets it up, seen through the sandbox's admin API.
   const [app] = await appsNamed(sb, 'smtp365 e2e');
@@ -106,7 +113,7 @@ test('setup --app-only: SMTP.SendAsApp, a secret in the 0600 config; the printed
   const dir = await tempDir(t, 'smtp365-setup-');
   const configPath = path.join(dir, 'config.yaml');
   const mailbox = 'megan@contoso.onmicrosoft.com';
-  const result = await runSetup({ ...(await setupOptions(sb, configPath)), appOnly: true, user: mailbox, account: 'daemon' });
+  const result = await runSetup({ ...(await setupOptions(sb, configPath)), appOnly: true, user: mailbox, account: 'daemon', doctor: true });
   assert.equal(result.consent.granted, true);
   assert.equal(result.secret?.created, true);
   assert.ok(result.secret?.masked && !result.secret.masked.includes('~'), 'the secret is masked in the result');
@@ -119,6 +126,11 @@ test('setup --app-only: SMTP.SendAsApp, a secret in the 0600 config; the printed
     `New-ServicePrincipal -AppId ${result.app.appId} -ObjectId ${sp}`,
     `Add-MailboxPermission -Identity ${mailbox} -User ${sp} -AccessRights FullAccess`,
   ]);
+
+  // Setup's own doctor run: permissions read from Graph, and AUTH refused with the PowerShell naming the real service principal.
+  const d = result.doctor!.results;
+  assert.match(d.find((r) => r.id === 'permissions')!.detail, /^read from Graph: SMTP\.SendAsApp listed and granted/);
+  assert.deepEqual(d.find((r) => r.id === 'smtp-auth')!.powershell, result.powershell.slice(2));
 
   const home = await tempDir(t, 'smtp365-setup-home-');
   const env = { SMTP365_HOME: home, HOME: home };

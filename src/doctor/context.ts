@@ -40,6 +40,12 @@ export interface DoctorOptions {
   /** Called as checks start and finish (progress output). */
   onProgress?: (event: DoctorProgress) => void;
   deps?: Partial<DoctorDeps>;
+  /**
+   * A Microsoft Graph token that may read the directory (an administrator's, as setup has):
+   * check 5 then reads the app's configured permissions and the consent from Graph
+   * instead of inferring them from the token. Never printed.
+   */
+  graph?: { endpoint: string; token: string; ca?: string[] | undefined };
 }
 
 export type DoctorProgress =

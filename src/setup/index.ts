@@ -13,6 +13,7 @@ import { loadAccounts } from '../config/load.ts';
 import { Smtp365Error } from '../errors/error.ts';
 import { explainFinding, explainSmtpReply, type Explanation } from '../errors/explain.ts';
 import { loadTrust } from '../doctor/http.ts';
+import { runDoctor, type DoctorOptions, type DoctorReport } from '../doctor/index.ts';
 import { maskSecret } from '../util/redact.ts';
 import { signInAdmin, ADMIN_GRAPH_SCOPES, type AdminSession } from './admin-signin.ts';
 import { upsertAccount, type AccountFields } from './config-file.ts';
@@ -66,6 +67,11 @@ export interface SetupOptions {
   onStep?: (step: SetupStep) => void;
   /** Test hook: an administrator session obtained elsewhere. */
   adminSession?: AdminSession;
+  /**
+   * Run doctor on the new account at the end, with the administrator's Graph
+   * token so the permissions check reads the app and the consent from Graph.
+   */
+  doctor?: boolean | { onProgress?: DoctorOptions['onProgress']; timeoutSeconds?: number };
 }
 
 export interface SetupStep {
@@ -95,6 +101,8 @@ export interface SetupResult {
   /** Graph requests made (or, with dryRun, that would be made). */
   requests: GraphRequest[];
   notes: string[];
+  /** doctor's report on the new account, when asked for (not in a dry run). */
+  doctor: DoctorReport | null;
 }
 
 interface ServicePrincipalInfo {
@@ -192,9 +200,10 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
   if (!options.user && !options.dryRun) notes.push(`The account sends as ${user} (the administrator); use --user MAILBOX for another mailbox.`);
 
   const dry = new DryRunGraph(dryRunAnswer);
+  const trust = options.dryRun ? undefined : await loadTrust(options.caFile);
   const graph: GraphApi = options.dryRun
     ? dry
-    : new GraphClient({ endpoint: graphEndpoint, token: session.token, ca: await loadTrust(options.caFile), ...(options.signal ? { signal: options.signal } : {}) });
+    : new GraphClient({ endpoint: graphEndpoint, token: session.token, ca: trust, ...(options.signal ? { signal: options.signal } : {}) });
   const made: GraphRequest[] = [];
   const call = async <T>(req: GraphRequest): Promise<T> => {
     made.push(req);
@@ -465,6 +474,19 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
   }
   if (appCreated && !options.dryRun) notes.push('A new app can take a minute or two to be usable for sign-in everywhere; if doctor reports it missing, wait and run smtp365 doctor again.');
 
+  let doctor: DoctorReport | null = null;
+  if (options.doctor && !options.dryRun) {
+    const d = typeof options.doctor === 'object' ? options.doctor : {};
+    doctor = await runDoctor({
+      account: accountName,
+      configPath,
+      env,
+      graph: { endpoint: graphEndpoint, token: session.token, ca: trust },
+      ...(d.onProgress ? { onProgress: d.onProgress } : {}),
+      ...(d.timeoutSeconds ? { timeoutSeconds: d.timeoutSeconds } : {}),
+    });
+  }
+
   return {
     dryRun: options.dryRun ?? false,
     tenantId: session.tenantId,
@@ -481,6 +503,7 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
     powershell,
     requests: made,
     notes,
+    doctor,
   };
 }
 

@@ -5,7 +5,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import pc from 'picocolors';
 import { runSetup, GRAPH_CLI_CLIENT_ID, type SetupResult, type SetupStep } from '../../setup/index.ts';
-import { runDoctor, formatResult, formatSummary, type CheckResult } from '../../doctor/index.ts';
+import { formatResult, formatSummary, type DoctorProgress } from '../../doctor/index.ts';
 import { formatExplanation } from '../../errors/explain.ts';
 import { redact } from '../../util/redact.ts';
 import { renderDeviceCode, startWaiting } from '../device-code-view.ts';
@@ -110,6 +110,21 @@ export async function run(argv: string[]): Promise<number> {
           stopWaiting = startWaiting(dc.expiresOn, { indent: 2, hint: 'Ctrl-C to cancel' });
         }
       },
+      ...(f.doctor && !f.dryRun
+        ? {
+            doctor: {
+              onProgress: (e: DoctorProgress) => {
+                if (f.json) return;
+                if (e.type === 'start' && e.number === 1) {
+                  say(`\n${pc.bold('Checking the new account')} (smtp365 doctor${accountFlag(f.account)}):`);
+                  if (!f.appOnly) say(pc.dim('Until the user signs in (smtp365 login), "Signed in" fails and later checks are skipped: that is expected.'));
+                  say('');
+                }
+                if (e.type === 'result') say(formatResult(e.result, { color: pc.isColorSupported }));
+              },
+            },
+          }
+        : {}),
       onStep: (s) => {
         stopWaiting?.();
         stopWaiting = undefined;
@@ -117,26 +132,12 @@ export async function run(argv: string[]): Promise<number> {
       },
     });
     stopWaiting?.();
-    let doctorResults: CheckResult[] | null = null;
     if (f.json) {
-      if (!f.dryRun && f.doctor) doctorResults = (await runDoctor({ account: result.account, configPath: result.configPath })).results;
-      printJson({ ok: result.consent.problem === null, ...result, doctor: doctorResults });
+      printJson({ ok: result.consent.problem === null, ...result, doctor: result.doctor?.results ?? null });
       return result.consent.problem ? EXIT.CHECK_FAILED : EXIT.OK;
     }
+    if (result.doctor) say('\n' + formatSummary(result.doctor.results, { color: pc.isColorSupported }));
     printResult(result, f);
-    if (!f.dryRun && f.doctor) {
-      say(`\n${pc.bold('Checking the new account')} (smtp365 doctor${accountFlag(result.account)}):`);
-      if (!f.appOnly) say(pc.dim('Until the user signs in (smtp365 login), "Signed in" fails and later checks are skipped: that is expected.'));
-      say('');
-      const report = await runDoctor({
-        account: result.account,
-        configPath: result.configPath,
-        onProgress: (e) => {
-          if (e.type === 'result') say(formatResult(e.result, { color: pc.isColorSupported }));
-        },
-      });
-      say('\n' + formatSummary(report.results, { color: pc.isColorSupported }));
-    }
     printNext(result, f);
     return result.consent.problem ? EXIT.CHECK_FAILED : EXIT.OK;
   } catch (err) {

@@ -4,7 +4,7 @@ import { explainFinding, explainIdentityError } from '../../errors/explain.ts';
 import { httpRequest, jsonBody } from '../http.ts';
 import { decodeJwtPayload, tokenRoles, tokenScopes } from '../jwt.ts';
 import type { DoctorContext } from '../context.ts';
-import { failed, notApplicable, passed, warning, type CheckDefinition } from '../types.ts';
+import { failed, notApplicable, passed, warning, type CheckDefinition, type CheckOutcome } from '../types.ts';
 import {
   appOnly,
   deviceProbe,
@@ -101,8 +101,12 @@ export const permissionsCheck: CheckDefinition<DoctorContext> = {
   number: 5,
   title: 'Permissions present and consented',
   dependsOn: ['app'],
-  async run(ctx) {
+  async run(ctx, signal) {
     const only = appOnly(ctx);
+    if (ctx.options.graph) {
+      const fromGraph = await permissionsFromGraph(ctx, signal).catch(() => undefined);
+      if (fromGraph) return fromGraph;
+    }
     const attempt = await tokenAttempt(ctx);
     if (attempt.error !== undefined) {
       const codes = errorAadsts(attempt.error);
@@ -131,5 +135,67 @@ export const permissionsCheck: CheckDefinition<DoctorContext> = {
     return passed(`SMTP.Send is consented (token scp: ${scopes.join(' ')}); ${DELEGATED.slice(1).join(', ')} are implied by a working sign-in`);
   },
 };
+
+const GRAPH_APP_ID = '00000003-0000-0000-c000-000000000000';
+const EXCHANGE_APP_ID = '00000002-0000-0ff1-ce00-000000000000';
+
+interface GraphList<T> {
+  value?: T[];
+}
+
+/**
+ * Check 5 read from Graph (when doctor was given a token that may read the
+ * directory): the permissions the app registration lists, and the consent
+ * granted for them. Undefined when Graph cannot tell (then the token is used).
+ */
+async function permissionsFromGraph(ctx: DoctorContext, signal: AbortSignal): Promise<CheckOutcome | undefined> {
+  const g = ctx.options.graph!;
+  const account = requireAccount(ctx);
+  const only = appOnly(ctx);
+  const get = async <T>(p: string): Promise<T | undefined> => {
+    const res = await httpRequest(`${g.endpoint.replace(/\/+$/, '')}/v1.0${p}`, { headers: { authorization: `Bearer ${g.token}` }, ca: g.ca, signal });
+    return res.status === 200 ? jsonBody<T>(res) : undefined;
+  };
+  const q = (v: string) => `'${v.replace(/'/g, "''")}'`;
+  const apps = await get<GraphList<{ requiredResourceAccess?: Array<{ resourceAppId: string; resourceAccess: Array<{ id: string; type: string }> }> }>>(
+    `/applications?$filter=appId eq ${q(account.clientId)}&$select=id,appId,requiredResourceAccess`,
+  );
+  const sps = await get<GraphList<{ id: string }>>(`/servicePrincipals?$filter=appId eq ${q(account.clientId)}&$select=id,appId`);
+  const app = apps?.value?.[0];
+  const sp = sps?.value?.[0];
+  if (!app || !sp) return undefined;
+  ctx.explain.servicePrincipalId = sp.id;
+  const resourceAppId = only ? EXCHANGE_APP_ID : GRAPH_APP_ID;
+  const resource = await get<{ id: string; oauth2PermissionScopes?: Array<{ id: string; value: string }>; appRoles?: Array<{ id: string; value: string }> }>(
+    `/servicePrincipals(appId='${resourceAppId}')?$select=id,oauth2PermissionScopes,appRoles`,
+  );
+  if (!resource) return undefined;
+  const listed = new Set(app.requiredResourceAccess?.find((r) => r.resourceAppId.toLowerCase() === resourceAppId)?.resourceAccess.map((a) => a.id.toLowerCase()) ?? []);
+  const wanted = only ? ['SMTP.SendAsApp'] : DELEGATED;
+  const idOf = (name: string) => (only ? resource.appRoles : resource.oauth2PermissionScopes)?.find((p) => p.value === name)?.id.toLowerCase();
+  const missing = wanted.filter((n) => !listed.has(idOf(n) ?? '-'));
+  if (missing.length > 0) {
+    return failed(`read from Graph: the app registration does not list ${missing.join(', ')}`, explainFinding('permission-not-configured', ctx.explain));
+  }
+  if (only) {
+    const assigned = await get<GraphList<{ appRoleId: string; resourceId: string }>>(`/servicePrincipals/${sp.id}/appRoleAssignments`);
+    if (!assigned) return undefined;
+    if (!assigned.value?.some((a) => a.resourceId === resource.id && a.appRoleId.toLowerCase() === idOf('SMTP.SendAsApp'))) {
+      return failed('read from Graph: SMTP.SendAsApp is listed but admin consent was not granted', explainFinding('consent-missing', ctx.explain));
+    }
+    return passed(`read from Graph: SMTP.SendAsApp listed and granted (service principal ${sp.id})`);
+  }
+  const grants = await get<GraphList<{ resourceId: string; consentType: string; scope: string }>>(`/oauth2PermissionGrants?$filter=clientId eq ${q(sp.id)}`);
+  if (!grants) return undefined;
+  const tenantWide = new Set(
+    (grants.value ?? []).filter((x) => x.resourceId === resource.id && x.consentType === 'AllPrincipals').flatMap((x) => x.scope.split(/\s+/).filter(Boolean)),
+  );
+  const notGranted = wanted.filter((n) => !tenantWide.has(n));
+  if (notGranted.length > 0) {
+    // Users may still consent for themselves at sign-in, where the tenant allows it.
+    return warning(`read from Graph: ${wanted.join(', ')} listed; no admin consent for ${notGranted.join(', ')}`, explainFinding('consent-missing', ctx.explain));
+  }
+  return passed(`read from Graph: ${wanted.join(', ')} listed and granted for the whole tenant`);
+}
 
 export { explainError };
