@@ -20,6 +20,8 @@ const ADMIN = 'alex@contoso.onmicrosoft.com';
 
 async function setupOptions(sb: Sandbox, configPath: string, extra: Partial<SetupOptions> = {}): Promise<SetupOptions> {
   const admin = await adminClient(sb);
+  // Token state of setup's doctor run stays in the test's directory, never in the real home.
+  const home = path.join(path.dirname(configPath), 'home');
   return {
     tenant: sb.info.tenantId,
     authority: sb.info.authority,
@@ -29,7 +31,7 @@ async function setupOptions(sb: Sandbox, configPath: string, extra: Partial<Setu
     caFile: sb.info.caFile,
     configPath,
     appName: 'smtp365 e2e',
-    env: {},
+    env: { HOME: home, SMTP365_HOME: home },
     onDeviceCode: (dc) => void admin('POST', '/device-codes/approve', { userCode: dc.userCode, upn: ADMIN }),
     ...extra,
   };

@@ -108,7 +108,7 @@ export function doctorCatalog(): CatalogEntry[] {
     e(9, '535 5.7.139 … did not meet the criteria', smtp('535 5.7.139 Authentication unsuccessful, the request did not meet the criteria to be authenticated successfully. Contact your administrator.')),
     e(9, '535 5.7.3, user= a mailbox the signed-in user has no FullAccess on', finding('smtp-auth-delegate-no-access')),
     e(9, '535 5.7.3 (delegated)', smtp('535 5.7.3 Authentication unsuccessful')),
-    e(9, '535 5.7.3 (app-only: Exchange service principal or FullAccess missing)', smtp('535 5.7.3 Authentication unsuccessful', APP_ONLY)),
+    e(9, '535 5.7.3 (app-only, the token is right): no Exchange service principal or no FullAccess', finding('smtp-auth-app-no-access', APP_ONLY)),
     e(10, '550 5.7.60 / 554 5.2.252 SendAsDenied', smtp('550 5.7.60 SMTP; Client does not have permissions to send as this sender', EXAMPLE, 'DATA')),
     e(10, '432 4.3.2 … thread limit exceeded', smtp('432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded', EXAMPLE, 'DATA')),
     e(10, '554 5.2.0 … SubmissionQuotaExceededException', smtp('554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException', EXAMPLE, 'DATA')),

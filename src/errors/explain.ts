@@ -592,6 +592,7 @@ export type FindingId =
   | 'token-app'
   | 'token-user-delegate'
   | 'smtp-auth-delegate-no-access'
+  | 'smtp-auth-app-no-access'
   | 'smtp-dns'
   | 'smtp-tcp'
   | 'smtp-timeout'
@@ -751,6 +752,23 @@ const FINDING_RULES: Record<FindingId, IdentityBuilder> = {
       fix: [`Give ${user} FullAccess on ${mbx} (it can take up to an hour), or set the account's user to ${user}.`],
       portal: `Exchange admin center › Recipients › Mailboxes › ${mbx} › Mailbox delegation › Read and manage (Full Access) › add ${user}`,
       powershell: [`Add-MailboxPermission -Identity ${mbx} -User ${user} -AccessRights FullAccess -InheritanceType All`],
+    };
+  },
+  'smtp-auth-app-no-access': (ctx) => {
+    const mbx = v(ctx.mailbox, '<mailbox>');
+    const sp = v(ctx.servicePrincipalId, '<Enterprise application object id>');
+    return {
+      code: 'SMTP_AUTH_FAILED',
+      title: `Exchange Online does not let the app use the mailbox ${mbx} (535 5.7.3)`,
+      cause:
+        'The token is right (audience Exchange Online, role SMTP.SendAsApp), so Exchange itself refuses: it has no service principal for the app (New-ServicePrincipal, with the Enterprise application\'s object id, not the App Registration\'s), or the service principal has no FullAccess on the mailbox.',
+      step: 'app-only: register the service principal in Exchange Online and grant FullAccess',
+      portal: 'Entra admin center › Enterprise applications › your app › Overview › Object ID (the -ObjectId to use)',
+      fix: [`Run the PowerShell below in Exchange Online PowerShell (changes can take up to an hour), then smtp365 doctor again.`],
+      powershell: [
+        `New-ServicePrincipal -AppId ${v(ctx.clientId, '<Application (client) id>')} -ObjectId ${sp}`,
+        `Add-MailboxPermission -Identity ${mbx} -User ${sp} -AccessRights FullAccess`,
+      ],
     };
   },
   'smtp-dns': (ctx) => ({

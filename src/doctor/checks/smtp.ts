@@ -90,7 +90,10 @@ export const authCheck: CheckDefinition<DoctorContext> = {
     if (reply.code === 235) return passed(`AUTH XOAUTH2 user=${account.user}: ${said}`);
     let e = explainSmtpReply(reply, ctx.explain);
     const tokenUser = ctx.explain.tokenUser;
-    if (e.code === 'SMTP_AUTH_FAILED' && !appOnly(ctx) && tokenUser && tokenUser.toLowerCase() !== account.user.toLowerCase()) {
+    // Check 7 passed, so the token's audience and permission are right: 5.7.3 then narrows down.
+    if (e.code === 'SMTP_AUTH_FAILED' && appOnly(ctx)) {
+      e = explainFinding('smtp-auth-app-no-access', ctx.explain);
+    } else if (e.code === 'SMTP_AUTH_FAILED' && tokenUser && tokenUser.toLowerCase() !== account.user.toLowerCase()) {
       e = explainFinding('smtp-auth-delegate-no-access', ctx.explain);
     }
     return failed(`AUTH XOAUTH2 user=${account.user}: ${said}`, e);
