@@ -5,6 +5,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import pc from 'picocolors';
 import { EXIT } from '../output.ts';
+import { parseCommand } from '../parse.ts';
 import type { Directory, SandboxInfo } from '../../sandbox/index.ts';
 
 interface SandboxCliOptions {
@@ -55,14 +56,9 @@ export async function run(argv: string[]): Promise<number> {
     .option('--auto-approve <ms>', 'approve device codes by themselves after this many milliseconds', nonNegative)
     .option('--auto-approve-as <upn>', 'the user auto-approved sign-ins are for (default: the first user without MFA)')
     .option('--device-code-interval <seconds>', 'polling interval announced for device codes (default 5)', nonNegative)
-    .option('--log', 'log each HTTP request (method, path, status) to stderr')
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  try {
-    cmd.parse(argv, { from: 'user' });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode === 0 ? EXIT.OK : EXIT.USAGE;
-  }
+    .option('--log', 'log each HTTP request (method, path, status) to stderr');
+  const early = parseCommand(cmd, argv);
+  if (early !== undefined) return early;
   const o = cmd.opts<SandboxCliOptions>();
   const { startSandbox, ScenarioError } = await import('../../sandbox/index.ts');
 
