@@ -138,7 +138,8 @@ export async function upsertAccount(file: string, name: string, fields: AccountF
     if (doc.errors.length > 0) throw new Smtp365Error('CONFIG_INVALID', `${file}: ${doc.errors[0]!.message.split('\n')[0]}`);
     if (!isMap(doc.contents)) doc.contents = new YAMLMap() as never;
   } else {
-    doc = parseDocument('# smtp365 configuration. Check it with: smtp365 doctor\naccounts: {}\n');
+    // "default" first, the accounts after it: the order people read (and append to) the file in.
+    doc = parseDocument(`# smtp365 configuration (written by smtp365 setup). Check it with: smtp365 doctor\ndefault: ${JSON.stringify(name)}\naccounts: {}\n`);
   }
   if (!doc.has('accounts') || !isMap(doc.get('accounts'))) doc.set('accounts', new YAMLMap());
   const accounts = doc.get('accounts') as YAMLMap;
