@@ -190,6 +190,11 @@ export class RelayListener {
 
   private onMailFrom(address: SMTPServerAddress, session: SMTPServerSession): void {
     if (this.stopping) throw smtpError(421, '4.3.2 Service shutting down, try again later');
+    // A new transaction: nothing of the previous one carries over, even if this MAIL is refused.
+    const prev = this.st(session);
+    delete prev.route;
+    delete prev.from;
+    delete prev.originalFrom;
     const route = this.route(session);
     if (!route) {
       this.stats.rejected++;
