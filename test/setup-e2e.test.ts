@@ -30,7 +30,7 @@ async function setupOptions(sb: Sandbox, configPath: string, extra: Partial<Setu
     smtpPort: sb.info.smtp.port,
     caFile: sb.info.caFile,
     configPath,
-    appName: 'smtp365 e2e',
+    appName: 'smtp365 e2e & co',
     env: { HOME: home, SMTP365_HOME: home },
     onDeviceCode: (dc) => void admin('POST', '/device-codes/approve', { userCode: dc.userCode, upn: ADMIN }),
     ...extra,
@@ -72,7 +72,7 @@ test('setup (delegated) end to end: app, consent, config; then login, doctor and
   assert.ok(!JSON.stringify(first).includes('eyJ'), 'no token in the result');
 
   // The app as the guide sets it up, seen through the sandbox's admin API.
-  const [app] = await appsNamed(sb, 'smtp365 e2e');
+  const [app] = await appsNamed(sb, 'smtp365 e2e & co');
   const admin = await adminClient(sb);
   const view = (await admin('GET', `/apps/${app!.appId}`)) as Record<string, unknown>;
   assert.equal(view.isFallbackPublicClient, true);
@@ -106,7 +106,7 @@ test('setup (delegated) end to end: app, consent, config; then login, doctor and
   assert.equal(second.app.appId, first.app.appId);
   assert.equal(second.servicePrincipal.created, false);
   assert.equal(second.consent.alreadyGranted, true);
-  assert.equal((await appsNamed(sb, 'smtp365 e2e')).length, 1);
+  assert.equal((await appsNamed(sb, 'smtp365 e2e & co')).length, 1);
   assert.ok(!second.requests.some((r) => r.method === 'POST'), second.requests.map((r) => r.method + ' ' + r.path).join('\n'));
 });
 
@@ -190,7 +190,7 @@ test('setup --app-only --certificate: the certificate is uploaded, the key stays
 test('setup finds a half-done app by name (public client flows off, SMTP.Send missing, no consent) and repairs it', async (t) => {
   const sb = await withSandbox(t, { deviceCodeIntervalSeconds: 1 });
   const admin = await adminClient(sb);
-  const made = (await admin('POST', '/apps', { displayName: 'smtp365 e2e', isFallbackPublicClient: false, delegatedPermissions: ['User.Read'], adminConsent: false })) as { appId: string };
+  const made = (await admin('POST', '/apps', { displayName: 'smtp365 e2e & co', isFallbackPublicClient: false, delegatedPermissions: ['User.Read'], adminConsent: false })) as { appId: string };
   const dir = await tempDir(t, 'smtp365-setup-');
   const configPath = path.join(dir, 'config.yaml');
   const result = await runSetup(await setupOptions(sb, configPath));
@@ -201,7 +201,7 @@ test('setup finds a half-done app by name (public client flows off, SMTP.Send mi
   const patch = result.requests.find((r) => r.method === 'PATCH' && r.path.startsWith('/applications/'));
   assert.ok(patch, 'the app was patched');
   assert.equal((patch.body as { isFallbackPublicClient?: boolean }).isFallbackPublicClient, true);
-  assert.equal((await appsNamed(sb, 'smtp365 e2e')).length, 1);
+  assert.equal((await appsNamed(sb, 'smtp365 e2e & co')).length, 1);
   const view = (await admin('GET', `/apps/${made.appId}`)) as Record<string, unknown>;
   assert.equal(view.isFallbackPublicClient, true);
   for (const p of ['SMTP.Send', 'openid', 'offline_access', 'User.Read']) assert.ok(JSON.stringify(view).includes(p), `${p} missing: ${JSON.stringify(view)}`);
@@ -240,5 +240,5 @@ test('setup signed in by a user who is no administrator: refused with what to do
     },
   );
   await assert.rejects(fs.access(configPath));
-  assert.equal((await appsNamed(sb, 'smtp365 e2e')).length, 0);
+  assert.equal((await appsNamed(sb, 'smtp365 e2e & co')).length, 0);
 });

@@ -81,7 +81,7 @@ export class DryRunGraph implements GraphApi {
   }
 }
 
-/** OData string literal: quotes doubled. */
+/** OData string literal for a query string: quotes doubled, then URL-encoded ("&", "#", "+" in a name must not break the query). */
 export function odataString(value: string): string {
-  return `'${value.replace(/'/g, "''")}'`;
+  return encodeURIComponent(`'${value.replace(/'/g, "''")}'`);
 }
