@@ -25,9 +25,13 @@ export function reportError(err: unknown, opts: OutputOptions = {}): number {
   if (opts.json) {
     process.stdout.write(redact(JSON.stringify({ ok: false, error: e.toJSON() }, null, 2)) + '\n');
   } else {
-    const lines = [`${pc.red('error')} ${pc.dim(`[${e.code}]`)} ${redact(e.message)}`];
+    // With an explanation, its title is the headline and what the server or
+    // library said follows as detail; without one, the message is the headline.
+    const headline = e.explanation?.title ?? e.message;
+    const lines = [`${pc.red('error')} ${pc.dim(`[${e.code}]`)} ${redact(headline)}`];
     if (e.smtp) lines.push(`  Server said: ${redact(formatSmtpReply(e.smtp))}`);
-    if (e.explanation) lines.push(redact(formatExplanation(e.explanation)).replace(/^/gm, '  '));
+    else if (e.explanation && e.message !== headline) lines.push(`  Detail: ${redact(e.message.split(/\r?\n/)[0] ?? e.message)}`);
+    if (e.explanation) lines.push(redact(formatExplanation(e.explanation, { title: false })).replace(/^/gm, '  '));
     if (e.transient) lines.push(pc.dim('  This is temporary: retrying later may succeed.'));
     if (opts.verbose) {
       const stack = (e.cause instanceof Error ? e.cause.stack : undefined) ?? e.stack;

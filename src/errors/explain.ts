@@ -558,13 +558,15 @@ export function explainIdentityError(input: IdentityErrorInput | string, ctx: Ex
 }
 
 /** Renders an explanation for a terminal, one fact per line. */
-export function formatExplanation(e: Explanation): string {
-  const lines = [e.title, `  Why: ${e.cause}`];
-  if (e.step) lines.push(`  Guide: ${e.step}`);
-  for (const f of e.fix) lines.push(`  Fix: ${f}`);
-  if (e.portal) lines.push(`  Portal: ${e.portal}`);
-  for (const ps of e.powershell ?? []) lines.push(`  PowerShell: ${ps}`);
-  if (e.docs) lines.push(`  More: ${e.docs}`);
+export function formatExplanation(e: Explanation, opts: { title?: boolean } = {}): string {
+  const indent = opts.title === false ? '' : '  ';
+  const lines = opts.title === false ? [] : [e.title];
+  lines.push(`${indent}Why: ${e.cause}`);
+  if (e.step) lines.push(`${indent}Guide: ${e.step} (docs/setup.md)`);
+  for (const f of e.fix) lines.push(`${indent}Fix: ${f}`);
+  if (e.portal) lines.push(`${indent}Portal: ${e.portal}`);
+  for (const ps of e.powershell ?? []) lines.push(`${indent}PowerShell: ${ps}`);
+  if (e.docs) lines.push(`${indent}More: ${e.docs}`);
   return lines.join('\n');
 }
 

@@ -10,7 +10,8 @@ const PATTERNS: Array<[RegExp, string]> = [
   // form or JSON fields
   [/((?:refresh_token|access_token|id_token|client_secret|client_assertion|password|code_verifier|device_code)["']?\s*[:=]\s*["']?)[^"'&\s,}]+/gi, '$1[redacted]'],
   // an OAuth authorization code (long); not error codes such as "code": "SMTP_TEMPORARY" or "code": 451
-  [/((?<![A-Za-z0-9_])code["']?\s*[:=]\s*["']?)[A-Za-z0-9._~*-]{20,}/g, '$1[redacted]'],
+  // (smtp365's own codes are UPPER_SNAKE_CASE and never redacted).
+  [/((?<![A-Za-z0-9_])code["']?\s*[:=]\s*["']?)(?![A-Z][A-Z0-9_]*(?:["'&\s,}]|$))[A-Za-z0-9._~*-]{20,}/g, '$1[redacted]'],
 ];
 
 export function redact(text: string): string {
