@@ -1,6 +1,7 @@
 // `smtp365 relay`: the local SMTP relay (listener → durable queue → delivery
 // with OAuth2), `relay user add|remove|list` for the devices' credentials,
 // and `relay status` (works while the relay runs, from another process).
+import '../../relay/threadpool.ts';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Command } from 'commander';
