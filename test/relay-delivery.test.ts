@@ -167,7 +167,7 @@ test('a revoked sign-in keeps mail queued with an AUTH_SIGNIN_EXPIRED alert; aft
   await sandboxMessages({ sandbox: sb }, 1);
   // The admin revokes the user's sessions (password reset, "revoke sessions"): refresh tokens die.
   await sandboxRequest(sb.info, 'PATCH', `${sb.info.admin}/users/${upn}`, { json: { revokeSessions: true } });
-  await new Promise((r) => setTimeout(r, 2100)); // let the 2-second access token expire (setup, not an assertion)
+  // Tokens live 2 s, so every send needs a refresh (the provider renews below 300 s left): the next one fails.
   await client(port).sendMail({ from: upn, to: 'x@example.com', subject: 'after revoke', text: '2' });
   await until(relay, async () => (await relay.status()).accounts.some((a) => a.alert) && (await relay.queue.counts()).deferred === 1, 'alert raised, message deferred');
   const st = await relay.status();
