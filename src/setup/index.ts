@@ -161,6 +161,11 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
     options.onStep?.(options.dryRun && (s.status === 'done' || s.status === 'reused') ? { ...s, status: 'info', detail: `would be ${s.detail ?? ''}`.trim() } : s);
   const notes: string[] = [];
 
+  const microsoftCloud = Object.values(CLOUDS).some((c) => c.authorityHost === authorityHost);
+  if (!microsoftCloud && !options.smtpHost) {
+    // The config loader treats an authority outside the Microsoft clouds as a custom cloud, which needs its SMTP host.
+    throw new Smtp365Error('INPUT_INVALID', `--authority ${authorityHost} is not a Microsoft cloud: give its SMTP host too (--smtp-host, and usually --smtp-port and --ca-file)`);
+  }
   if (options.certificate && !appOnly) {
     throw new Smtp365Error('INPUT_INVALID', '--certificate is for app-only sending: add --app-only');
   }
