@@ -49,8 +49,7 @@ test('accepted messages are delivered through the sandbox and leave the queue', 
   assert.deepEqual(got[0]!.rcptTo.sort(), ['a@example.com', 'b@example.com']);
   assert.equal(got[0]!.mailFrom, rig.account.user);
   await until(rig.relay, empty(rig), 'queue empty');
-  const status = await rig.relay.status();
-  assert.equal(status.counters.delivered, 3);
+  await until(rig.relay, async () => (await rig.relay.status()).counters.delivered === 3, 'three deliveries recorded');
   // Metrics and health on the loopback port.
   const metrics = await (await fetch(`${rig.relay.metricsUrl}/metrics`)).text();
   assert.match(metrics, /smtp365_relay_delivered_total\{account="sandbox"\} 3/);
@@ -184,4 +183,18 @@ test('a revoked sign-in keeps mail queued with an AUTH_SIGNIN_EXPIRED alert; aft
   relay.delivery.resumeAccounts();
   const got = await sandboxMessages({ sandbox: sb }, 2);
   assert.deepEqual(got.map((m) => m.subject).sort(), ['after revoke', 'before revoke']);
+});
+
+test('an operator holds a message while it is being delivered: applied after the attempt; release delivers it', async (t) => {
+  await reset();
+  const rig = await startRig(t, { sandbox });
+  await fault(rig, { stage: 'data-end', delayMs: 400, reply: '451 4.7.0 Temporary server error. Please try again later. PRX4', times: 1 });
+  const id = /queued as (\S+)/.exec(await send(rig, 'held mid-flight'))![1]!;
+  await until(rig.relay, async () => (await rig.relay.queue.find(id))?.state === 'active', 'delivery started');
+  assert.deepEqual(await rig.relay.queue.hold(id), { id, from: 'active', to: 'pending' });
+  await until(rig.relay, async () => (await rig.relay.queue.find(id))?.state === 'hold', 'held after the attempt');
+  assert.equal((await sandboxMessages(rig)).length, 0);
+  await rig.relay.queue.release(id);
+  const got = await sandboxMessages(rig, 1);
+  assert.equal(got[0]!.subject, 'held mid-flight');
 });

@@ -121,7 +121,7 @@ export class RelayDaemon {
       log,
       onAccepted: (entry) => {
         this.metrics.accepted.inc();
-        this.delivery.offer(entry.id, entry.account);
+        this.delivery.offer(entry.id, entry.account, entry);
       },
     });
     this.wireEvents();

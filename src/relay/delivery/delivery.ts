@@ -69,6 +69,10 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
   /** incoming/ ids waiting for room, per account, oldest first (filled by scans and offer()). */
   private readonly ready = new Map<string, string[]>();
   private readonly readySet = new Set<string>();
+  /** Records this process accepted and has not claimed yet (claim without a read). */
+  private readonly known = new Map<string, QueueEntry>();
+  /** ids with an operator request in ctl/, as of the last scan. */
+  private controls = new Map<string, 'hold' | 'delete'>();
   private timer: NodeJS.Timeout | undefined;
   private watcher: FSWatcher | undefined;
   private pumping = false;
@@ -144,9 +148,10 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
    * A message this process just queued: claim it at once when its account
    * has room (no directory scan per message), else the next scan finds it.
    */
-  offer(id: string, account: string): void {
+  offer(id: string, account: string, entry?: QueueEntry): void {
     if (this.stopRequested) return;
     this.accountOf.set(id, account);
+    if (entry && this.known.size < 50_000) this.known.set(id, entry);
     if (this.inFlight.has(id)) return;
     if (!this.hasRoom(account, Date.now())) {
       this.enqueueReady(account, id);
@@ -203,6 +208,12 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
 
   private async pump(): Promise<void> {
     const now = Date.now();
+    // Operators' hold/delete requests for messages that were being delivered when they asked.
+    this.controls = await this.queue.pendingControls();
+    for (const [id, action] of this.controls) {
+      if (this.inFlight.has(id)) continue;
+      await this.applyControl(id, action);
+    }
     // incoming/: due now, oldest first.
     const incoming = await this.queue.ids('incoming');
     for (const id of incoming) {
@@ -243,6 +254,18 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     }
   }
 
+  private async applyControl(id: string, action: 'hold' | 'delete'): Promise<void> {
+    this.controls.delete(id);
+    await this.queue.takeControl(id).catch(() => undefined);
+    try {
+      const r = action === 'delete' ? await this.queue.delete(id) : await this.queue.hold(id);
+      this.log.info(action === 'delete' ? 'deleted by operator' : 'held by operator', { id, was: r.from });
+    } catch {
+      // Gone meanwhile (delivered, deleted): nothing to do.
+    }
+    this.known.delete(id);
+  }
+
   private enqueueReady(account: string, id: string): void {
     if (this.readySet.has(id)) return;
     this.readySet.add(id);
@@ -271,8 +294,10 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     const w = this.worker(account);
     w.inFlight++;
     let entry: QueueEntry | undefined;
+    const known = from === 'incoming' ? this.known.get(id) : undefined;
+    this.known.delete(id);
     try {
-      entry = await this.queue.claim(id, from);
+      entry = await this.queue.claim(id, from, known);
     } catch (err) {
       this.log.error('could not claim a message', { id, error: (err as Error).message });
     } finally {
@@ -415,7 +440,9 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
 
   private async defer(entry: QueueEntry, due: number, error: QueueError): Promise<void> {
     entry.nextAttemptAt = new Date(due).toISOString();
-    const ctl = await this.queue.takeControl(entry.id);
+    // A request that arrived during this attempt and was seen by a scan is applied now; a later
+    // one is applied by the next scan (the message is then in deferred/).
+    const ctl = this.controls.has(entry.id) ? await this.queue.takeControl(entry.id) : undefined;
     if (ctl === 'delete') {
       await this.queue.dropActive(entry.id);
       this.log.info('deleted by operator', { id: entry.id });
@@ -429,7 +456,7 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
 
   /** No recipient pending: gone if all delivered, else failed/ plus a bounce. */
   private async finish(entry: QueueEntry, now: Date): Promise<void> {
-    await this.queue.takeControl(entry.id); // nothing left to hold or delete
+    if (this.controls.has(entry.id)) await this.queue.takeControl(entry.id); // nothing left to hold or delete
     const failed = entry.recipients.filter((r) => r.status === 'failed');
     const delivered = entry.recipients.filter((r) => r.status === 'delivered');
     if (failed.length === 0) {

@@ -262,15 +262,29 @@ export class Queue {
 
   // ------------------------------------------------------------ the relay's side
 
-  /** Takes a message for delivery (rename into active/). Undefined when someone else moved it first. */
-  async claim(id: string, from: 'incoming' | 'deferred'): Promise<QueueEntry | undefined> {
+  /**
+   * Takes a message for delivery (rename into active/). Undefined when
+   * someone else moved it first. `known` is the record as this process wrote
+   * it at acceptance (renames never change it), saving a read.
+   */
+  async claim(id: string, from: 'incoming' | 'deferred', known?: QueueEntry): Promise<QueueEntry | undefined> {
     try {
       await rename(this.entryPath(from, id), this.entryPath('active', id));
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
     }
-    return this.read('active', id);
+    return known ?? this.read('active', id);
+  }
+
+  /** Operators' requests waiting in ctl/ (id → action). */
+  async pendingControls(): Promise<Map<string, ControlAction>> {
+    const out = new Map<string, ControlAction>();
+    for (const name of await readdir(path.join(this.dir, 'ctl')).catch(() => [] as string[])) {
+      const [id, action] = name.split('.');
+      if (id && (action === 'hold' || action === 'delete')) out.set(id, action);
+    }
+    return out;
   }
 
   /** Persists progress of an active message (per-recipient state) atomically and durably. */
