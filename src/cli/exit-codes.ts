@@ -24,6 +24,7 @@ export function exitCodeFor(code: ErrorCode, transient: boolean): number {
   if (code.startsWith('CONFIG_')) return EXIT.CONFIG;
   if (code === 'INPUT_INVALID' || code === 'MESSAGE_INVALID' || code === 'MESSAGE_TOO_LARGE') return EXIT.DATAERR;
   if (code === 'SMTP_RECIPIENT_REJECTED') return EXIT.NOUSER;
+  if (code === 'SETUP_FORBIDDEN') return EXIT.NOPERM;
   if (code.startsWith('AUTH_') || code === 'SMTP_AUTH_FAILED' || code.startsWith('SMTP_AUTH_') || code === 'SMTP_SEND_AS_DENIED' || code === 'SMTP_BASIC_AUTH_DISABLED') return EXIT.NOPERM;
   if (code === 'QUEUE_NOT_FOUND') return EXIT.NOINPUT;
   if (code === 'QUEUE_IO') return EXIT.IOERR;
