@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { createReadStream } from 'node:fs';
 import { PassThrough, Readable } from 'node:stream';
-import { rootCertificates, type ConnectionOptions } from 'node:tls';
+import { createSecureContext, rootCertificates, type ConnectionOptions } from 'node:tls';
 import type Mail from 'nodemailer/lib/mailer/index.js';
 import type MailMessage from 'nodemailer/lib/mailer/mail-message.js';
 import type SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
@@ -25,6 +25,7 @@ import { backoffDelay, retryPolicy, sleep, type RetryOption, type RetryPolicy } 
 import { isRawMessage, type Envelope, type Mailer, type OutgoingMessage, type RawMessage, type RejectedRecipient, type SendResult } from './types.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES, parseAddressField, validateMailOptions, validateRawMessage, type SizeEstimate } from './validate.ts';
 import { buildXoauth2 } from './xoauth2.ts';
+import type { EarlyConnection } from './early-connection.ts';
 
 /** Microsoft's limit of concurrent SMTP submissions per mailbox (reference §1, §6). */
 export const MICROSOFT_MAX_CONNECTIONS = 3;
@@ -67,6 +68,12 @@ export interface MailerOptions {
   logger?: MailerLogger;
   /** Log the SMTP dialogue at debug level (AUTH and message data are never logged). */
   transcript?: boolean;
+  /**
+   * A connection to the account's SMTP host opened early (connectEarly()), for
+   * a process that sends one message: the first connection takes it over.
+   * The mailer closes it if unused.
+   */
+  earlyConnection?: EarlyConnection;
 }
 
 export interface SendProgress {
@@ -264,6 +271,7 @@ class MailerImpl implements Smtp365Mailer {
         ...(transcript ? { transcriptLogger: transcript } : {}),
       },
       authenticate: (ctx) => this.authenticate(ctx),
+      ...(options.earlyConnection ? { earlyConnection: options.earlyConnection } : {}),
     });
   }
 
@@ -590,6 +598,13 @@ class MailerImpl implements Smtp365Mailer {
       }
       // Added to Node's default CAs, not instead of them: a real tenant still verifies as usual.
       tls.ca = [...rootCertificates, pem.toString('utf8')];
+    }
+    try {
+      // Built once, here (while the server's greeting is awaited), not per
+      // connection in the middle of STARTTLS: parsing the CAs takes milliseconds.
+      tls.secureContext = createSecureContext({ minVersion: tls.minVersion!, ...(tls.ca ? { ca: tls.ca } : {}) });
+    } catch {
+      // unusable CA data: left to the TLS handshake to report, as before
     }
     return tls;
   }

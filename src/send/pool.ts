@@ -9,6 +9,7 @@ import type { ConnectionOptions } from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import type { SMTPConnectionCustomAuthContext, SMTPConnectionOptions } from 'nodemailer/lib/smtp-connection/index.js';
 import { Smtp365Error } from '../errors/error.ts';
+import type { EarlyConnection } from './early-connection.ts';
 
 export interface ConnectionSettings {
   host: string;
@@ -36,6 +37,8 @@ export interface PoolOptions {
   maxMessagesPerConnection?: number;
   /** After a 432 4.3.2 the pool stays smaller for this long (default 60 000 ms). */
   shrinkCooldownMs?: number;
+  /** A connection already opened to settings.host:port: the first connection takes it over. */
+  earlyConnection?: EarlyConnection;
 }
 
 export interface PooledConnection {
@@ -92,9 +95,13 @@ export class ConnectionPool {
   private restoreTimer: NodeJS.Timeout | undefined;
   private waiters: Array<{ wake: () => void }> = [];
   private closed = false;
+  private early: EarlyConnection | undefined;
 
   constructor(opts: PoolOptions) {
     this.opts = opts;
+    const e = opts.earlyConnection;
+    if (e && e.host === opts.settings.host && e.port === opts.settings.port) this.early = e;
+    else e?.close();
     this.maxConnections = opts.maxConnections;
     this.limit = opts.maxConnections;
   }
@@ -205,6 +212,8 @@ export class ConnectionPool {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.early?.close();
+    this.early = undefined;
     clearTimeout(this.restoreTimer);
     for (const w of this.waiters.splice(0)) w.wake();
     const closing = this.connections.map(
@@ -259,10 +268,14 @@ export class ConnectionPool {
     });
   }
 
-  private open(): Promise<PooledConnection> {
+  private async open(): Promise<PooledConnection> {
     const s = this.opts.settings;
+    const early = this.early;
+    this.early = undefined;
+    const socket = early ? await early.take(s.connectionTimeoutMs) : undefined;
     let tokenExpiresOn = 0;
     const smtp = new SMTPConnection({
+      ...(socket ? { connection: socket } : {}),
       host: s.host,
       port: s.port,
       secure: false,
@@ -279,6 +292,8 @@ export class ConnectionPool {
         },
       },
     });
+    // An early connection that failed: nodemailer connects itself, within the deadline counted from the first attempt.
+    if (early && !socket) (smtp as unknown as { _connectStartedAt?: number })._connectStartedAt = early.startedAt;
     const c: PooledConnection = { id: ++this.created, smtp, messages: 0, tokenExpiresOn: 0, busy: false, dead: false };
     // A connection reports trouble as an 'error' event; without a listener it would crash the process.
     smtp.on('error', () => {

@@ -11,6 +11,8 @@ import { addAccountOptions, resolveOptionsFromFlags, type AccountFlagValues } fr
 import type { Account } from '../../config/account.ts';
 import type { Smtp365Mailer, MailerLogger, SendProgress } from '../../send/mailer.ts';
 import type { SendResult } from '../../send/types.ts';
+import type { AccessToken, GetTokenOptions, TokenProvider } from '../../auth/types.ts';
+import { connectEarly, type EarlyConnection } from '../../send/early-connection.ts';
 import { reportError, printJson, EXIT } from '../output.ts';
 
 interface SendFlags extends AccountFlagValues {
@@ -74,6 +76,8 @@ export interface CliMailerOptions {
   maxSize?: number;
   /** Where retry notes go (stderr on a TTY or with --verbose). */
   notes?: (line: string) => void;
+  /** A connection to the SMTP host opened while the rest loads (see connectEarly). */
+  earlyConnection?: EarlyConnection;
 }
 
 /** The account's mailer with CLI defaults: pacing off (one message), retries within --timeout. */
@@ -91,9 +95,25 @@ export async function cliMailer(o: CliMailerOptions): Promise<Smtp365Mailer> {
   };
   const verboseAuth = o.verbose ? (await import('./login.ts')).verboseLogger(true) : undefined;
   const budgetMs = (o.timeoutSeconds ?? 120) * 1000;
+  const provider = createTokenProvider(o.account, verboseAuth ? { logger: verboseAuth } : {});
+  let tokenProvider: TokenProvider = provider;
+  if (o.earlyConnection) {
+    // The connection is already on its way: get the token while the server's
+    // greeting is awaited, and hand that very result (token or error) to the
+    // first AUTH. Later and forced requests go to the provider as usual.
+    let first: Promise<AccessToken> | undefined = provider.getAccessToken();
+    first.catch(() => undefined);
+    tokenProvider = {
+      getAccessToken: (options?: GetTokenOptions) => {
+        const p = first;
+        first = undefined;
+        return p && !options?.forceRefresh && options?.minValiditySeconds === undefined && !options?.signal ? p : provider.getAccessToken(options);
+      },
+    };
+  }
   return createMailer({
     account: o.account,
-    tokenProvider: createTokenProvider(o.account, verboseAuth ? { logger: verboseAuth } : {}),
+    tokenProvider,
     // One process sends one message: pacing has nothing to pace, and the
     // relay is the tool for steady streams.
     rateLimit: false,
@@ -103,6 +123,7 @@ export async function cliMailer(o: CliMailerOptions): Promise<Smtp365Mailer> {
     ...(o.maxSize ? { maxMessageBytes: o.maxSize } : {}),
     logger,
     transcript: o.verbose === true,
+    ...(o.earlyConnection ? { earlyConnection: o.earlyConnection } : {}),
   });
 }
 
@@ -258,16 +279,29 @@ async function send(o: SendFlags): Promise<number> {
 
   const { resolveAccount } = await import('../../config/load.ts');
   const account = await resolveAccount(resolveOptionsFromFlags(o));
-  const maxSize = o.maxSize ?? maxSizeFromEnv();
-  const notesOn = o.verbose === true || process.stderr.isTTY === true;
-  const mailer = await cliMailer({
-    account,
-    ...(o.verbose ? { verbose: true } : {}),
-    retry: o.retry,
-    ...(o.timeout ? { timeoutSeconds: o.timeout } : {}),
-    ...(maxSize ? { maxSize } : {}),
-    ...(notesOn && !o.json ? { notes: (l: string) => process.stderr.write(`smtp365: ${l}\n`) } : {}),
-  });
+  // Connect while nodemailer and the message load; the greeting waits in the
+  // socket. Not when the message comes from stdin: that may take its time.
+  const early = !rawMode && o.textFile !== '-' && o.htmlFile !== '-' ? connectEarly(account.smtpHost, account.smtpPort) : undefined;
+  // One turn of the event loop lets the connect start (net.connect begins on
+  // the next tick, which a chain of imports would otherwise hold back).
+  if (early) await new Promise((resolve) => setImmediate(resolve));
+  let mailer: Smtp365Mailer;
+  try {
+    const maxSize = o.maxSize ?? maxSizeFromEnv();
+    const notesOn = o.verbose === true || process.stderr.isTTY === true;
+    mailer = await cliMailer({
+      account,
+      ...(o.verbose ? { verbose: true } : {}),
+      retry: o.retry,
+      ...(o.timeout ? { timeoutSeconds: o.timeout } : {}),
+      ...(maxSize ? { maxSize } : {}),
+      ...(notesOn && !o.json ? { notes: (l: string) => process.stderr.write(`smtp365: ${l}\n`) } : {}),
+      ...(early ? { earlyConnection: early } : {}),
+    });
+  } catch (err) {
+    early?.close();
+    throw err;
+  }
   const progress = progressLine(!o.json && !o.quiet);
   try {
     let result: SendResult;
@@ -309,6 +343,7 @@ async function send(o: SendFlags): Promise<number> {
     throw err;
   } finally {
     await mailer.close();
+    early?.close();
   }
 }
 
