@@ -128,8 +128,9 @@ test('a disabled mailbox keeps mail queued with an alert, no bounce; delivered o
   await reset();
   const rig = await startRig(t, { sandbox });
   const mbx = `${sandbox.info.admin}/mailboxes/${rig.account.user}`;
+  const original = (await sandboxRequest(sandbox.info, 'GET', mbx)).json<{ smtpClientAuthenticationDisabled: boolean | null }>().smtpClientAuthenticationDisabled;
   await sandboxRequest(sandbox.info, 'PATCH', mbx, { json: { smtpClientAuthenticationDisabled: true } });
-  t.after(() => sandboxRequest(sandbox.info, 'PATCH', mbx, { json: { smtpClientAuthenticationDisabled: null } }));
+  t.after(() => sandboxRequest(sandbox.info, 'PATCH', mbx, { json: { smtpClientAuthenticationDisabled: original } }));
   await send(rig, 'held for the admin');
   await until(rig.relay, async () => (await rig.relay.status()).accounts.some((a) => a.alert), 'alert raised');
   const st = await rig.relay.status();

@@ -3,7 +3,7 @@
 // maxConnections messages in flight (the Mailer paces to ratePerMinute),
 // records per-recipient progress, and decides: done, deferred with backoff,
 // failed with a bounce, or kept queued with an account alert.
-import { watch, type FSWatcher } from 'node:fs';
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { isSmtp365Error, parseSmtpReply, Smtp365Error, type SmtpReply } from '../../errors/error.ts';
 import type { Explanation } from '../../errors/explain.ts';
@@ -14,6 +14,8 @@ import type { QueueEntry, QueueError, RecipientState } from '../queue/types.ts';
 import { nextDelay } from './backoff.ts';
 import { buildBounce, deliverableSender } from './bounce.ts';
 import { explainRecipient, outcomeOf, rejectedOf, replyText, type Outcome } from './classify.ts';
+
+const SMALL_MESSAGE = 256 * 1024;
 
 export interface DeliverySettings {
   maxConnections: number;
@@ -341,7 +343,11 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     entry.lastAttemptAt = now.toISOString();
     let result;
     try {
-      result = await handle.mailer.send({ raw: { path: this.queue.dataPath(entry.id) }, envelope: { from: entry.from, to: pending.map((r) => r.address) } });
+      // Small messages (most) are read in one go: fresh in the page cache, a synchronous read is
+      // cheaper than the mailer's chain of asynchronous file operations. Large ones stream from disk.
+      const file = this.queue.dataPath(entry.id);
+      const raw = entry.size <= SMALL_MESSAGE ? readFileSync(file) : { path: file };
+      result = await handle.mailer.send({ raw, envelope: { from: entry.from, to: pending.map((r) => r.address) } });
     } catch (err) {
       const e = isSmtp365Error(err) ? err : new Smtp365Error('INTERNAL', (err as Error)?.message ?? String(err), { cause: err });
       // All recipients refused at RCPT: per-recipient replies decide.
@@ -440,9 +446,10 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
 
   private async defer(entry: QueueEntry, due: number, error: QueueError): Promise<void> {
     entry.nextAttemptAt = new Date(due).toISOString();
-    // A request that arrived during this attempt and was seen by a scan is applied now; a later
-    // one is applied by the next scan (the message is then in deferred/).
-    const ctl = this.controls.has(entry.id) ? await this.queue.takeControl(entry.id) : undefined;
+    // An operator's request made during this attempt is applied now (deferrals are the slow path;
+    // a delivered message needs no look, see finish()).
+    const ctl = await this.queue.takeControl(entry.id);
+    this.controls.delete(entry.id);
     if (ctl === 'delete') {
       await this.queue.dropActive(entry.id);
       this.log.info('deleted by operator', { id: entry.id });
