@@ -268,7 +268,7 @@ export async function run(): Promise<Record<string, unknown>> {
     phase('end-to-end');
     // 2. End-to-end with pacing off vs direct, same sandbox, same N.
     {
-      const N = 300;
+      const N = 999;
       await clearSandbox(sb);
       const mailer = createMailer({ account, tokenProvider: createTokenProvider(account, { home: path.join(dir, 'direct-home') }), rateLimit: false, maxConnections: 3, retry: false });
       await mailer.send({ raw: body10k('warm', from), envelope: { from, to: ['r@example.com'] } });
