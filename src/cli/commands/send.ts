@@ -3,11 +3,14 @@
 // codes follow sysexits.h (75: temporary, retry later; 65: bad input; 77:
 // permission/sign-in; 69: refused), --json prints the result for scripts,
 // and a progress line appears on a terminal for large messages. Heavy
-// modules (config, auth, nodemailer) load only once a message is really sent.
+// modules (auth, nodemailer) load only once a message is really sent, while
+// the connection to the server is already being opened.
 import { Command, InvalidArgumentError } from 'commander';
 import type { Readable } from 'node:stream';
 import { Smtp365Error } from '../../errors/error.ts';
 import { addAccountOptions, resolveOptionsFromFlags, type AccountFlagValues } from '../../config/flags.ts';
+// Light (no schema library, YAML only for a file): loaded with the command, as the connection waits on it.
+import { resolveAccount } from '../../config/load.ts';
 import type { Account } from '../../config/account.ts';
 import type { Smtp365Mailer, MailerLogger, SendProgress } from '../../send/mailer.ts';
 import type { SendResult } from '../../send/types.ts';
@@ -256,13 +259,14 @@ async function send(o: SendFlags): Promise<number> {
   if (o.textFile === '-' && o.htmlFile === '-') throw new Smtp365Error('INPUT_INVALID', 'Only one of --text-file and --html-file can read stdin');
   const headers = o.header.map(parseHeaderFlag);
   const bodyFlags = o.text !== undefined || o.textFile !== undefined || o.html !== undefined || o.htmlFile !== undefined;
-  const stdinPiped = process.stdin.isTTY !== true;
+  // process.stdin is created on first use: only look at it when it may hold the message.
+  const stdinPiped = () => process.stdin.isTTY !== true;
 
   // Decide the mode before loading anything heavy.
   let rawMode = o.stdin === true;
   let pipedBody: Buffer | undefined;
   if (o.stdin && bodyFlags) throw new Smtp365Error('INPUT_INVALID', '--stdin reads a whole message; it cannot be combined with --text/--html');
-  if (!bodyFlags && !o.stdin && stdinPiped && o.attach.length === 0) {
+  if (!bodyFlags && !o.stdin && o.attach.length === 0 && stdinPiped()) {
     // Peek at the first chunk: a header line means a whole message, anything else is the text body.
     const first = await firstChunk(process.stdin);
     if (first && first.length > 0) {
@@ -277,7 +281,6 @@ async function send(o: SendFlags): Promise<number> {
     throw new Smtp365Error('INPUT_INVALID', 'A subject is required: --subject "…" (it may be empty: --subject "")');
   }
 
-  const { resolveAccount } = await import('../../config/load.ts');
   const account = await resolveAccount(resolveOptionsFromFlags(o));
   // Connect while nodemailer and the message load; the greeting waits in the
   // socket. Not when the message comes from stdin: that may take its time.
