@@ -18,8 +18,6 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import YAML from 'yaml';
 import { startSandbox, type Sandbox } from '../src/sandbox/index.ts';
-import { createTokenProvider } from '../src/auth/index.ts';
-import { createMailer } from '../src/send/index.ts';
 import type { Account } from '../src/config/account.ts';
 import { hashPassword } from '../src/relay/users.ts';
 
@@ -104,7 +102,8 @@ interface RelayChild {
 }
 
 async function startRelayChild(configFile: string, env: NodeJS.ProcessEnv): Promise<RelayChild> {
-  const proc = spawn(process.execPath, [MAIN, 'relay', '--config', configFile, '--json'], { env, stdio: ['ignore', 'pipe', process.env.BENCH_LOG ? 'inherit' : 'ignore'] });
+  const prof = process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
+  const proc = spawn(process.execPath, [...prof, MAIN, 'relay', '--config', configFile, '--json'], { env, stdio: ['ignore', 'pipe', process.env.BENCH_LOG ? 'inherit' : 'ignore'] });
   const exited = new Promise((r) => proc.on('exit', r));
   const rl = createInterface({ input: proc.stdout! });
   const line = await Promise.race([new Promise<string>((r) => rl.once('line', r)), exited.then(() => { throw new Error('relay exited'); })]);
@@ -270,20 +269,10 @@ export async function run(): Promise<Record<string, unknown>> {
     {
       const N = 999;
       await clearSandbox(sb);
-      const mailer = createMailer({ account, tokenProvider: createTokenProvider(account, { home: path.join(dir, 'direct-home') }), rateLimit: false, maxConnections: 3, retry: false });
-      await mailer.send({ raw: body10k('warm', from), envelope: { from, to: ['r@example.com'] } });
+      // Direct: the same Mailer in a process of its own (as the relay is), 3 connections, pacing off.
+      const direct = await directRate(account, path.join(dir, 'direct-home'), N);
       await clearSandbox(sb);
-      let t0 = process.hrtime.bigint();
-      let next = 0;
-      await Promise.all(Array.from({ length: 3 }, async () => {
-        while (next < N) {
-          const i = next++;
-          await mailer.send({ raw: body10k(`d-${i}`, from), envelope: { from, to: ['r@example.com'] } });
-        }
-      }));
-      const direct = N / (Number(process.hrtime.bigint() - t0) / 1e9);
-      await mailer.close();
-      await clearSandbox(sb);
+      let t0: bigint;
 
       const d = path.join(dir, 'e2e');
       const child = await startRelayChild(await writeConfig(await mk(d), { delivery: { ratePerMinute: 0, scanInterval: '200ms', minBackoff: '1s', maxBackoff: '5s' } }), accountEnv(account, d));
@@ -351,6 +340,31 @@ export async function run(): Promise<Record<string, unknown>> {
     await rm(dir, { recursive: true, force: true });
   }
   return results;
+}
+
+/** Sends n messages from a child process with createMailer (3 connections, no pacing); returns messages/s after a warm-up. */
+async function directRate(account: Account, home: string, n: number): Promise<number> {
+  const script = `
+    import { createMailer } from ${JSON.stringify(new URL('../src/send/index.ts', import.meta.url).href)};
+    import { createTokenProvider } from ${JSON.stringify(new URL('../src/auth/index.ts', import.meta.url).href)};
+    const account = JSON.parse(process.env.BENCH_ACCOUNT);
+    const n = Number(process.env.BENCH_N);
+    const from = account.user;
+    const body = (s) => 'From: ' + from + '\\r\\nTo: r@example.com\\r\\nSubject: ' + s + '\\r\\n\\r\\n' + ${JSON.stringify(KB10)}.repeat(${Math.ceil(10_240 / KB10.length)});
+    const mailer = createMailer({ account, tokenProvider: createTokenProvider(account, { home: process.env.BENCH_HOME }), rateLimit: false, maxConnections: 3, retry: false });
+    await Promise.all([0, 1, 2].map((k) => mailer.send({ raw: body('warm-' + k), envelope: { from, to: ['r@example.com'] } })));
+    let next = 0;
+    const t0 = process.hrtime.bigint();
+    await Promise.all([0, 1, 2].map(async () => { while (next < n) { const i = next++; await mailer.send({ raw: body('d-' + i), envelope: { from, to: ['r@example.com'] } }); } }));
+    const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+    await mailer.close();
+    process.stdout.write(String(n / secs) + '\\n');
+  `;
+  const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...process.env, BENCH_ACCOUNT: JSON.stringify(account), BENCH_N: String(n), BENCH_HOME: home },
+    timeout: 300_000,
+  });
+  return Number(stdout.trim());
 }
 
 async function mk(d: string): Promise<string> {
