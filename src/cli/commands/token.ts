@@ -8,7 +8,6 @@ import { parseCommand } from '../parse.ts';
 import { resolveAccount } from '../../config/load.ts';
 import { addAccountOptions, resolveOptionsFromFlags, type AccountFlagValues } from '../../config/flags.ts';
 import { createTokenProvider } from '../../auth/provider.ts';
-import { verboseLogger } from './login.ts';
 
 interface TokenFlags extends AccountFlagValues {
   json?: boolean;
@@ -35,7 +34,8 @@ export async function run(argv: string[]): Promise<number> {
   }
   try {
     const account = await resolveAccount(resolveOptionsFromFlags(o));
-    const logger = verboseLogger(o.verbose);
+    // login.ts (device-code view, status formatting) only for --verbose: this command runs from msmtp and cron.
+    const logger = o.verbose ? (await import('./login.ts')).verboseLogger(true) : undefined;
     const provider = createTokenProvider(account, logger ? { logger } : {});
     const t = await provider.getAccessToken({ minValiditySeconds: min, forceRefresh: o.force === true });
     if (o.json) {
