@@ -4,6 +4,7 @@ import { decideSender, senderMatches } from './policy.ts';
 import { rewriteFromHeader } from './header-rewrite.ts';
 import { hashPassword, verifyPassword } from '../users.ts';
 import { AuthLimiter } from './auth-limit.ts';
+import { authAllowedOn } from './server.ts';
 
 const route = (policy: { senders?: string[]; rewriteSender: boolean }) => ({ via: 'user x', account: 'a', policy });
 
@@ -53,4 +54,13 @@ test('failed AUTH limiter: per address, sliding window, reset on success', () =>
   l.succeed('10.0.0.3');
   l.fail('10.0.0.3', 1);
   assert.equal(l.blocked('10.0.0.3', 2), false);
+});
+
+test('AUTH over plaintext: loopback yes, other peers only over TLS unless configured', () => {
+  assert.equal(authAllowedOn(false, '127.0.0.1', false), true);
+  assert.equal(authAllowedOn(false, '::1', false), true);
+  assert.equal(authAllowedOn(false, '192.168.1.20', false), false);
+  assert.equal(authAllowedOn(false, '::ffff:192.168.1.20', false), false);
+  assert.equal(authAllowedOn(true, '192.168.1.20', false), true);
+  assert.equal(authAllowedOn(false, '192.168.1.20', true), true);
 });

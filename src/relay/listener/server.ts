@@ -44,6 +44,11 @@ interface SessionState {
   inData?: boolean;
 }
 
+/** Passwords cross the network only inside TLS, unless the peer is this host or the admin said otherwise. */
+export function authAllowedOn(secure: boolean, peer: string, allowPlaintextAuth: boolean): boolean {
+  return secure || isLoopback(peer) || allowPlaintextAuth;
+}
+
 function smtpError(code: number, message: string): Error & { responseCode: number } {
   return Object.assign(new Error(message), { responseCode: code });
 }
@@ -156,7 +161,7 @@ export class RelayListener {
   private async onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession): Promise<{ user: string }> {
     const cfg = this.deps.config();
     const ip = session.remoteAddress;
-    if (!session.secure && !isLoopback(ip) && !cfg.allowPlaintextAuth) {
+    if (!authAllowedOn(Boolean(session.secure), ip, cfg.allowPlaintextAuth)) {
       throw smtpError(538, '5.7.11 Encryption required for requested authentication mechanism: use STARTTLS');
     }
     if (this.authLimiter.blocked(ip)) {
