@@ -5,7 +5,6 @@
 // and a progress line appears on a terminal for large messages. Heavy
 // modules (auth, nodemailer) load only once a message is really sent, while
 // the connection to the server is already being opened.
-import { Command, InvalidArgumentError } from 'commander';
 import type { Readable } from 'node:stream';
 import { Smtp365Error } from '../../errors/error.ts';
 import { addAccountOptions, resolveOptionsFromFlags, type AccountFlagValues } from '../../config/flags.ts';
@@ -42,20 +41,20 @@ interface SendFlags extends AccountFlagValues {
 
 const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
 
-/** "35MB", "150M", "2.5 GB", "36700160" → bytes. */
+/** "35MB", "150M", "2.5 GB", "36700160" → bytes. Throws an Error saying what is expected. */
 export function parseSize(value: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$/i.exec(value);
-  if (!m) throw new InvalidArgumentError('expected a size such as 35MB, 150M or a number of bytes');
+  if (!m) throw new Error('expected a size such as 35MB, 150M or a number of bytes');
   const unit = (m[2] ?? 'b').toLowerCase()[0];
   const mult = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1;
   const n = Math.round(Number(m[1]) * mult);
-  if (n < 1024) throw new InvalidArgumentError('the size limit must be at least 1 KB');
+  if (n < 1024) throw new Error('the size limit must be at least 1 KB');
   return n;
 }
 
 function seconds(value: string): number {
   const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0 || n > 86_400) throw new InvalidArgumentError('expected seconds, from 1 to 86400');
+  if (!Number.isFinite(n) || n <= 0 || n > 86_400) throw new Error('expected seconds, from 1 to 86400');
   return n;
 }
 
@@ -199,7 +198,46 @@ export function looksLikeMessage(head: Buffer): boolean {
   return MESSAGE_HEADERS.test(firstLine) || /^From \S+@?\S* /.test(firstLine);
 }
 
+/** Flags that pick another account or server, or that mean no message is sent from flags now. */
+const NOT_SPECULATIVE = /^(-a|-c|--account|--config|--smtp-host|--smtp-port|-h|--help|--stdin|-)(=|$)/;
+
+/**
+ * The plain case — a body given as a flag, the configured account — starts
+ * connecting before the options parser is even loaded. The connection is
+ * used only if the parsed command really sends that way to that host and
+ * port; otherwise it is closed unused.
+ */
+async function speculativeConnection(argv: string[]): Promise<EarlyConnection | undefined> {
+  if (!argv.some((a) => /^--(text|html)(-file)?(=|$)/.test(a))) return undefined;
+  if (argv.some((a) => NOT_SPECULATIVE.test(a) || a.endsWith('=-'))) return undefined;
+  try {
+    const account = await resolveAccount({});
+    return connectEarly(account.smtpHost, account.smtpPort);
+  } catch {
+    return undefined; // reported by the real resolution, after parsing
+  }
+}
+
 export async function run(argv: string[]): Promise<number> {
+  const speculative = await speculativeConnection(argv);
+  try {
+    return await parseAndSend(argv, speculative);
+  } finally {
+    speculative?.close(); // a no-op once taken over
+  }
+}
+
+async function parseAndSend(argv: string[], speculative: EarlyConnection | undefined): Promise<number> {
+  // Lets the speculative connect start (see send()) before the parser loads.
+  if (speculative) await new Promise((resolve) => setImmediate(resolve));
+  const { Command, InvalidArgumentError } = await import('commander');
+  const invalid = (parse: (v: string) => number) => (v: string) => {
+    try {
+      return parse(v);
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message);
+    }
+  };
   const cmd = new Command('smtp365 send')
     .description('Send a message through Microsoft 365, built from flags or read whole from stdin.')
     .addHelpText(
@@ -226,9 +264,9 @@ export async function run(argv: string[]): Promise<number> {
     .option('--attach <file>', 'attach a file (streamed from disk); repeatable', collect)
     .option('-H, --header <"Name: value">', 'extra header; repeatable', collect)
     .option('--stdin', 'read a whole RFC 5322 message from stdin')
-    .option('--max-size <size>', 'largest message to send, after encoding (default 35MB or SMTP365_MAX_MESSAGE_SIZE)', parseSize)
+    .option('--max-size <size>', 'largest message to send, after encoding (default 35MB or SMTP365_MAX_MESSAGE_SIZE)', invalid(parseSize))
     .option('--no-retry', 'fail at once on temporary errors instead of retrying')
-    .option('--timeout <seconds>', 'give up retrying after this long (default 120)', seconds)
+    .option('--timeout <seconds>', 'give up retrying after this long (default 120)', invalid(seconds))
     .option('--json', 'print the result (or the error) as JSON on stdout')
     .option('-q, --quiet', 'print nothing on success')
     .option('--verbose', 'show the SMTP dialogue and details of errors (secrets masked)')
@@ -247,13 +285,13 @@ export async function run(argv: string[]): Promise<number> {
     return EXIT.USAGE;
   }
   try {
-    return await send(o);
+    return await send(o, speculative);
   } catch (err) {
     return reportError(err, { json: o.json ?? false, verbose: o.verbose ?? false });
   }
 }
 
-async function send(o: SendFlags): Promise<number> {
+async function send(o: SendFlags, speculative: EarlyConnection | undefined): Promise<number> {
   if (o.text !== undefined && o.textFile !== undefined) throw new Smtp365Error('INPUT_INVALID', 'Give either --text or --text-file, not both');
   if (o.html !== undefined && o.htmlFile !== undefined) throw new Smtp365Error('INPUT_INVALID', 'Give either --html or --html-file, not both');
   if (o.textFile === '-' && o.htmlFile === '-') throw new Smtp365Error('INPUT_INVALID', 'Only one of --text-file and --html-file can read stdin');
@@ -284,10 +322,17 @@ async function send(o: SendFlags): Promise<number> {
   const account = await resolveAccount(resolveOptionsFromFlags(o));
   // Connect while nodemailer and the message load; the greeting waits in the
   // socket. Not when the message comes from stdin: that may take its time.
-  const early = !rawMode && o.textFile !== '-' && o.htmlFile !== '-' ? connectEarly(account.smtpHost, account.smtpPort) : undefined;
-  // One turn of the event loop lets the connect start (net.connect begins on
-  // the next tick, which a chain of imports would otherwise hold back).
-  if (early) await new Promise((resolve) => setImmediate(resolve));
+  const wantEarly = !rawMode && o.textFile !== '-' && o.htmlFile !== '-';
+  let early = speculative && wantEarly && speculative.host === account.smtpHost && speculative.port === account.smtpPort ? speculative : undefined;
+  if (!early) {
+    speculative?.close();
+    if (wantEarly) {
+      early = connectEarly(account.smtpHost, account.smtpPort);
+      // One turn of the event loop lets the connect start (net.connect begins on
+      // the next tick, which a chain of imports would otherwise hold back).
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
   let mailer: Smtp365Mailer;
   try {
     const maxSize = o.maxSize ?? maxSizeFromEnv();
