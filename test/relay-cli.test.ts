@@ -8,7 +8,7 @@ import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { withSandbox, sandboxRequest } from './helpers/sandbox.ts';
-import { client, childSetup, startRelayChild, MAIN, UNLIMITED } from './relay-helpers.ts';
+import { client, childSetup, startRelayChild, waitFor, MAIN, UNLIMITED } from './relay-helpers.ts';
 import { Queue } from '../src/relay/queue/queue.ts';
 
 const exec = promisify(execFile);
@@ -41,11 +41,7 @@ test('queue list/show/hold/release/delete/flush and relay status while the relay
   }
   const q = await Queue.open(spool);
   // The first attempts hit the disabled mailbox: deferred, account paused, the rest waits in incoming.
-  for (;;) {
-    const c = await q.counts();
-    if (c.deferred >= 1 && c.active === 0 && c.deferred + c.incoming === 3) break;
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  await waitFor('one message deferred, none active, the rest in incoming (3 in all)', () => q.counts(), (c) => c.deferred >= 1 && c.active === 0 && c.deferred + c.incoming === 3);
 
   const status = await cli(env, 'relay', 'status', '--config', configFile, '--json');
   assert.equal(status.code, 0, status.err);

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { withSandbox, sandboxRequest } from './helpers/sandbox.ts';
-import { client, childSetup, startRelayChild, UNLIMITED } from './relay-helpers.ts';
+import { client, childSetup, startRelayChild, waitFor, UNLIMITED } from './relay-helpers.ts';
 import { Queue } from '../src/relay/queue/queue.ts';
 
 test('kill -9 during concurrent sends: every 250 is delivered after restart; duplicates only for messages in flight', async (t) => {
@@ -57,11 +57,7 @@ test('kill -9 during concurrent sends: every 250 is delivered after restart; dup
   const r = await sandboxRequest(sb.info, 'GET', `${sb.info.admin}/messages?count=${ackedAtKill}&timeoutMs=90000`);
   const messages = r.json<{ messages: Array<{ subject: string }> }>().messages;
   // Wait for the queue to drain, so late duplicates are counted too.
-  for (;;) {
-    const c = await q.counts();
-    if (c.incoming + c.active + c.deferred === 0) break;
-    await new Promise((res) => setTimeout(res, 50));
-  }
+  await waitFor('the queue to drain (incoming + active + deferred = 0)', () => q.counts(), (c) => c.incoming + c.active + c.deferred === 0, 90_000, 50);
   const final = (await sandboxRequest(sb.info, 'GET', `${sb.info.admin}/messages`)).json<{ messages: Array<{ subject: string }> }>().messages;
   const seen = new Map<string, number>();
   for (const m of final) seen.set(m.subject, (seen.get(m.subject) ?? 0) + 1);

@@ -102,11 +102,28 @@ export async function fault(rig: { sandbox: Sandbox }, f: Record<string, unknown
   if (r.status >= 300) throw new Error(`fault refused: ${r.status} ${r.text}`);
 }
 
-/** Resolves when the relay's queue satisfies `pred` (checked on delivery events and on a short timer). */
+/**
+ * Polls `probe` until `ok(value)` holds; after `limitMs` fails with what it
+ * waited for and the last value it saw, instead of hanging the suite.
+ */
+export async function waitFor<T>(what: string, probe: () => Promise<T>, ok: (v: T) => boolean, limitMs = 60_000, everyMs = 25): Promise<T> {
+  const start = Date.now();
+  for (;;) {
+    const v = await probe();
+    if (ok(v)) return v;
+    if (Date.now() - start > limitMs) throw new Error(`gave up after ${Math.round((Date.now() - start) / 1000)} s waiting for: ${what}; last seen: ${JSON.stringify(v)}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** Resolves when the relay satisfies `pred`; on the deadline, fails naming `what` and the queue and counters it saw. */
 export async function until(relay: RelayDaemon, pred: () => Promise<boolean>, what: string, limitMs = 60_000): Promise<void> {
   const start = Date.now();
   while (!(await pred())) {
-    if (Date.now() - start > limitMs) throw new Error(`gave up waiting for: ${what}`);
+    if (Date.now() - start > limitMs) {
+      const st = await relay.status().catch(() => undefined);
+      throw new Error(`gave up after ${Math.round(limitMs / 1000)} s waiting for: ${what}; last seen: queue ${JSON.stringify(st?.queue)}, counters ${JSON.stringify(st?.counters)}`);
+    }
     await new Promise((r) => setTimeout(r, 25));
   }
 }
