@@ -179,7 +179,7 @@ function editDistance(a: string, b: string): number {
 }
 
 /** Suggests the real key for a misspelt one: client_id → clientId, ca-file → caFile, defualt → default. */
-function suggestKey(key: string, known: readonly string[]): string | undefined {
+export function suggestKey(key: string, known: readonly string[]): string | undefined {
   const norm = (s: string) => s.toLowerCase().replace(/[-_\s]/g, '');
   const n = norm(key);
   const exact = known.find((k) => norm(k) === n);

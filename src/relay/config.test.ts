@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { applyOverrides, isLoopback, loadRelayConfig, matchNetwork, parseDuration, parseRelayConfig, parseSize } from './config.ts';
 import { isSmtp365Error } from '../errors/error.ts';
+import { hashPassword } from './users.ts';
 
 test('defaults are safe: loopback:2525 with STARTTLS, 35 MB, 3 connections, 30/min, 5 days', () => {
   const c = parseRelayConfig({}, '<t>', 'relay', { SMTP365_HOME: '/tmp/x' });
@@ -69,4 +70,41 @@ test('network matching and loopback', () => {
   assert.equal(isLoopback('::ffff:127.0.0.1'), true);
   assert.equal(isLoopback('::1'), true);
   assert.equal(isLoopback('192.168.1.1'), false);
+});
+
+test('relay.yaml: a malformed passwordHash is refused at load, naming the key', async () => {
+  const good = await hashPassword('a-long-password');
+  assert.throws(
+    () => parseRelayConfig({ users: [{ name: 'printer', passwordHash: 'scrypt$16384$8$1$abc' }] }, 'relay.yaml', ''),
+    (err: Error) => /relay\.yaml: users\[0\]\.passwordHash: not a password hash/.test(err.message),
+  );
+  assert.equal(parseRelayConfig({ users: [{ name: 'printer', passwordHash: good }] }, 'relay.yaml', '').users.length, 1);
+});
+
+test('relay.yaml: listen in the --listen string form, a list or a single value', () => {
+  assert.deepEqual(parseRelayConfig({ listen: ['127.0.0.1:2527', 'tls://0.0.0.0:465'] }, '<t>').listen, [
+    { address: { host: '127.0.0.1', port: 2527 }, tls: 'starttls' },
+    { address: { host: '0.0.0.0', port: 465 }, tls: 'implicit' },
+  ]);
+  assert.deepEqual(parseRelayConfig({ listen: 'plain://127.0.0.1:25' }, '<t>').listen, [{ address: { host: '127.0.0.1', port: 25 }, tls: 'none' }]);
+  assert.throws(() => parseRelayConfig({ listen: ['127.0.0.1'] }, 'relay.yaml', ''), /relay\.yaml: listen\[0\]\.address: expected HOST:PORT/);
+});
+
+test('relay.yaml: unknown keys get a "did you mean", at the top and inside sections', () => {
+  assert.throws(
+    () => parseRelayConfig({ listne: '127.0.0.1:2525', limits: { maxMesageSize: '1MB' }, users: [{ name: 'a', passwordHash: 'x', rewrite_sender: true }] }, 'relay.yaml', ''),
+    (err: Error) => {
+      assert.match(err.message, /relay\.yaml: listne: unknown key \(did you mean "listen"\?\)/);
+      assert.match(err.message, /relay\.yaml: limits\.maxMesageSize: unknown key \(did you mean "maxMessageSize"\?\)/);
+      assert.match(err.message, /relay\.yaml: users\[0\]\.rewrite_sender: unknown key \(did you mean "rewriteSender"\?\)/);
+      return true;
+    },
+  );
+});
+
+test('--metrics HOST:PORT and --no-metrics override the config key', () => {
+  const base = parseRelayConfig({}, '<t>');
+  assert.deepEqual(applyOverrides(base, { metrics: '127.0.0.1:9400' }).metrics, { host: '127.0.0.1', port: 9400 });
+  assert.equal(applyOverrides(base, { metrics: false }).metrics, false);
+  assert.throws(() => applyOverrides(base, { metrics: 'nope' }), /--metrics nope/);
 });

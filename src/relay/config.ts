@@ -9,6 +9,7 @@ import YAML from 'yaml';
 import { z } from 'zod';
 import { Smtp365Error } from '../errors/error.ts';
 import { configDir, expandHome, stateDir } from '../config/paths.ts';
+import { suggestKey } from '../config/load.ts';
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 /** "500ms", "30s", "5m", "1h", "5d", or a number of seconds. Returns milliseconds. */
@@ -96,26 +97,71 @@ const senderPolicy = {
   rewriteSender: z.boolean().default(false),
 };
 
-const listenerSchema = z.object({
-  address: hostPort,
-  /** starttls: plaintext with STARTTLS offered (default); implicit: TLS from the first byte (like 465); none: no TLS. */
-  tls: z.enum(['starttls', 'implicit', 'none']).default('starttls'),
-});
+const listenerObject = z
+  .object({
+    address: hostPort,
+    /** starttls: plaintext with STARTTLS offered (default); implicit: TLS from the first byte (like 465); none: no TLS. */
+    tls: z.enum(['starttls', 'implicit', 'none']).default('starttls'),
+  })
+  .strict();
+
+/** "HOST:PORT", "tls://HOST:PORT" (implicit TLS), "plain://HOST:PORT" (no TLS): the --listen form. */
+export function parseListenSpec(v: string): { address: HostPort; tls: 'starttls' | 'implicit' | 'none' } {
+  const m = /^(tls|smtps|starttls|plain|none):\/\/(.*)$/i.exec(v.trim());
+  const scheme = (m?.[1] ?? 'starttls').toLowerCase();
+  const tls = scheme === 'tls' || scheme === 'smtps' ? 'implicit' : scheme === 'plain' || scheme === 'none' ? 'none' : 'starttls';
+  return { address: parseHostPort(m?.[2] ?? v), tls };
+}
+/** A listener given as a string (the --listen form) becomes { address, tls }; one listener may stand alone. */
+function listenerInput(v: unknown): unknown {
+  if (typeof v !== 'string') return v;
+  const m = /^(tls|smtps|starttls|plain|none):\/\/(.*)$/i.exec(v.trim());
+  if (!m) return { address: v };
+  const scheme = m[1]!.toLowerCase();
+  return { address: m[2], tls: scheme === 'tls' || scheme === 'smtps' ? 'implicit' : scheme === 'plain' || scheme === 'none' ? 'none' : 'starttls' };
+}
+const listenSchema = z.preprocess(
+  (v) => (v === undefined ? v : (Array.isArray(v) ? v : [v]).map(listenerInput)),
+  z.array(listenerObject).min(1),
+);
+
+/** `scrypt$N$r$p$salt$hash` as `smtp365 relay user add` writes it (base64 salt and hash). */
+export function isScryptHash(v: string): boolean {
+  const parts = v.split('$');
+  if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
+  const [, n, r, p, salt, hash] = parts as [string, string, string, string, string, string];
+  const N = Number(n);
+  const b64 = /^[A-Za-z0-9+/]+={0,2}$/;
+  return (
+    Number.isInteger(N) && N >= 2 && N <= 2 ** 20 && (N & (N - 1)) === 0 &&
+    /^[1-9]\d*$/.test(r) && /^[1-9]\d*$/.test(p) &&
+    b64.test(salt) && Buffer.from(salt, 'base64').length >= 8 &&
+    b64.test(hash) && Buffer.from(hash, 'base64').length >= 16
+  );
+}
 
 export const relayConfigSchema = z
   .object({
-    listen: z.array(listenerSchema).min(1).default([{ address: { host: '127.0.0.1', port: 2525 }, tls: 'starttls' }]),
+    listen: listenSchema.default([{ address: { host: '127.0.0.1', port: 2525 }, tls: 'starttls' }]),
     tls: z
-      .object({ cert: z.string().min(1), key: z.string().min(1) })
+      .object({ cert: z.string().min(1), key: z.string().min(1) }).strict()
       .optional()
       .describe('PEM certificate and key; without them a self-signed pair is made in <spool>/tls on first start'),
     /** Allow AUTH over plaintext from non-loopback peers (passwords cross the network in clear). */
     allowPlaintextAuth: z.boolean().default(false),
     /** Networks that may relay without AUTH (devices that cannot authenticate). */
-    allow: z.array(z.object({ cidr, ...senderPolicy })).default([]),
+    allow: z.array(z.object({ cidr, ...senderPolicy }).strict()).default([]),
     /** Relay users with hashes (`smtp365 relay user add` writes usersFile instead). */
     users: z
-      .array(z.object({ name: z.string().min(1), passwordHash: z.string().startsWith('scrypt$'), ...senderPolicy }))
+      .array(
+        z
+          .object({
+            name: z.string().min(1),
+            passwordHash: z.string().refine(isScryptHash, 'not a password hash of `smtp365 relay user add` (scrypt$N$r$p$SALT$HASH); make one with `smtp365 relay user add NAME` or leave the user to the users file'),
+            ...senderPolicy,
+          })
+          .strict(),
+      )
       .default([]),
     usersFile: z.string().optional(),
     /** Default smtp365 account for routing. */
@@ -133,6 +179,7 @@ export const relayConfigSchema = z
         /** Wait before the banner (early-talker check); 0 serves connection-per-message devices fastest. */
         greetPause: duration.default(0),
       })
+      .strict()
       .prefault({}),
     delivery: z
       .object({
@@ -147,6 +194,7 @@ export const relayConfigSchema = z
         /** Send delivery status notifications to the envelope sender. */
         bounces: z.boolean().default(true),
       })
+      .strict()
       .prefault({}),
     /** Health and Prometheus metrics on a loopback HTTP port; false disables. */
     metrics: z.union([z.literal(false), hostPort]).default({ host: '127.0.0.1', port: 9325 }),
@@ -164,11 +212,43 @@ export type RelayConfigInput = z.input<typeof relayConfigSchema>;
 export type ListenerConfig = RelayConfig['listen'][number];
 export type SenderPolicy = { account?: string | undefined; senders?: string[] | undefined; rewriteSender: boolean };
 
+/** The keys an object in the schema knows, by its path without indices ("", "limits", "users", …), for "did you mean". */
+function knownKeys(pathKeys: readonly PropertyKey[]): string[] {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  let node: any = relayConfigSchema;
+  for (const k of pathKeys) {
+    if (typeof k === 'number') continue;
+    node = unwrap(node)?.shape?.[k as string];
+    if (!node) return [];
+  }
+  return Object.keys(unwrap(node)?.shape ?? {});
+}
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function unwrap(node: any): any {
+  for (let i = 0; node && i < 10; i++) {
+    if (node.shape) return node;
+    const d = node._zod?.def ?? node.def;
+    if (!d) return undefined;
+    if (d.type === 'array') node = d.element;
+    else if (d.type === 'union') node = d.options.find((o: unknown) => unwrap(o)) ?? d.options[0];
+    else node = d.innerType ?? d.in ?? d.schema;
+  }
+  return node?.shape ? node : undefined;
+}
+
 export function formatIssues(file: string, prefix: string, error: z.ZodError): string {
   return error.issues
-    .map((i) => {
-      const key = [prefix, ...i.path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p)))].filter(Boolean).join('.').replace(/\.\[/g, '[');
-      return `${file}: ${key || '(top level)'}: ${i.message}`;
+    .flatMap((i) => {
+      const keyOf = (p: readonly PropertyKey[]) => [prefix, ...p.map((x) => (typeof x === 'number' ? `[${x}]` : String(x)))].filter(Boolean).join('.').replace(/\.\[/g, '[');
+      if (i.code === 'unrecognized_keys') {
+        const known = knownKeys(i.path);
+        return i.keys.map((k) => {
+          const hint = suggestKey(k, known);
+          return `${file}: ${keyOf([...i.path, k])}: unknown key${hint ? ` (did you mean "${hint}"?)` : ''}${known.length > 0 ? `; known keys here: ${known.join(', ')}` : ''}`;
+        });
+      }
+      const key = keyOf(i.path);
+      return [`${file}: ${key || '(top level)'}: ${i.message}`];
     })
     .join('\n');
 }
@@ -223,6 +303,8 @@ export async function loadRelayConfig(file?: string, env: NodeJS.ProcessEnv = pr
 
 export interface RelayOverrides {
   listen?: string[];
+  /** HOST:PORT, or false for no metrics listener (--no-metrics). */
+  metrics?: string | false;
   allow?: string[];
   spool?: string;
   account?: string;
@@ -233,15 +315,20 @@ export function applyOverrides(cfg: RelayConfig, o: RelayOverrides): RelayConfig
   const out: RelayConfig = { ...cfg };
   if (o.listen && o.listen.length > 0) {
     out.listen = o.listen.map((v) => {
-      const m = /^(tls|smtps|starttls|plain|none):\/\/(.*)$/i.exec(v);
-      const scheme = (m?.[1] ?? 'starttls').toLowerCase();
-      const tls = scheme === 'tls' || scheme === 'smtps' ? 'implicit' : scheme === 'plain' || scheme === 'none' ? 'none' : 'starttls';
       try {
-        return { address: parseHostPort(m?.[2] ?? v), tls: tls as ListenerConfig['tls'] };
+        return parseListenSpec(v);
       } catch (e) {
         throw new Smtp365Error('INPUT_INVALID', `--listen ${v}: ${(e as Error).message}`);
       }
     });
+  }
+  if (o.metrics === false) out.metrics = false;
+  else if (o.metrics !== undefined) {
+    try {
+      out.metrics = parseHostPort(o.metrics);
+    } catch (e) {
+      throw new Smtp365Error('INPUT_INVALID', `--metrics ${o.metrics}: ${(e as Error).message}`);
+    }
   }
   if (o.account) out.account = o.account;
   if (o.allow && o.allow.length > 0) {
