@@ -129,10 +129,47 @@ test('allowed networks relay without AUTH; a sender outside the policy is refuse
   const c = await open(rig);
   await c.cmd('EHLO dev.example');
   assert.match(await c.cmd(`AUTH PLAIN ${plain('scanner', 'scanner-pass-1')}`), /^235 /);
-  assert.match(await c.cmd('MAIL FROM:<ceo@other.example>'), /^553 5\.7\.1 Sender address <ceo@other\.example> is not allowed/);
+  assert.match(await c.cmd('MAIL FROM:<ceo@other.example>'), /^550 5\.7\.1 Sender address <ceo@other\.example> is not allowed: relay user scanner may send as \*@contoso\.onmicrosoft\.com/);
   assert.match(await c.cmd(`MAIL FROM:<${rig.account.user}>`), /^250 /);
   c.close();
   await quiet(rig);
+});
+
+test('without rewriteSender a device learns at SMTP time: bad or foreign envelope sender refused at MAIL FROM, foreign From header at the end of DATA; nothing queued', async (t) => {
+  await reset();
+  const user = { name: 'copier', passwordHash: await hashPassword('copier-pass-1'), rewriteSender: false };
+  const rig = await startRig(t, { sandbox, config: { users: [user] } });
+  const mbx = rig.account.user;
+  const c = await open(rig);
+  await c.cmd('EHLO dev.example');
+  assert.match(await c.cmd(`AUTH PLAIN ${plain('copier', 'copier-pass-1')}`), /^235 /);
+  // swaks' default sender (user@hostname): Microsoft would say "Invalid address" after a 250.
+  const bad = await c.cmd('MAIL FROM:<root@vm>');
+  assert.match(bad, /^553 5\.1\.8 Bad sender address syntax <root@vm>/);
+  assert.match(bad, new RegExp(`may send as ${mbx.replace(/\./g, '\\.')}.*rewriteSender: true`));
+  // No senders configured: the account's mailbox is the one allowed sender.
+  assert.match(await c.cmd('MAIL FROM:<scan@printer.local>'), /^550 5\.7\.1 Sender address <scan@printer\.local> is not allowed/);
+  assert.match(await c.cmd(`MAIL FROM:<${mbx}>`), /^250 /);
+  assert.match(await c.cmd('RCPT TO:<x@localhost>'), /^501 5\.1\.3 /, 'a recipient Microsoft would refuse');
+  assert.match(await c.cmd('RCPT TO:<x@example.com>'), /^250 /);
+  assert.match(await c.cmd('DATA'), /^354 /);
+  c.write(`From: "Scanner" <scan@printer.local>\r\nTo: x@example.com\r\nSubject: foreign from\r\n\r\nbody\r\n`);
+  const end = await c.cmd('.');
+  assert.match(end, /^550 5\.7\.60 From: header <scan@printer\.local> is not allowed/);
+  assert.match(end, /rewriteSender: true/);
+  assert.deepEqual(await readdir(path.join(rig.spool, 'data')), [], 'nothing queued');
+  assert.equal((await rig.relay.queue.counts()).incoming, 0);
+  // The same session goes on, with a From the mailbox may use.
+  assert.match(await c.cmd(`MAIL FROM:<${mbx}>`), /^250 /);
+  assert.match(await c.cmd('RCPT TO:<x@example.com>'), /^250 /);
+  assert.match(await c.cmd('DATA'), /^354 /);
+  c.write(`From: "Copier" <${mbx}>\r\nTo: x@example.com\r\nSubject: own from\r\n\r\nbody\r\n`);
+  assert.match(await c.cmd('.'), /^250 2\.0\.0 Ok: queued as /);
+  c.close();
+  const got = await sandboxMessages(rig, 1);
+  assert.deepEqual(got.map((m) => m.subject), ['own from']);
+  await quiet(rig);
+  assert.equal((await rig.relay.status()).counters.bounced, 0);
 });
 
 test('oversize messages get 552 while streaming; nothing is queued', async (t) => {

@@ -75,3 +75,50 @@ export class FromHeaderRewriter extends Transform {
     cb();
   }
 }
+
+/** The addresses of the From header(s) of a header section ("\r\n" line ends), lower-cased as given. */
+export function fromHeaderAddresses(header: string): string[] {
+  const lines = header.split(/\r?\n/);
+  const out: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    if (!/^from\s*:/i.test(lines[i]!)) continue;
+    let value = lines[i]!.replace(/^from\s*:\s*/i, '');
+    while (i + 1 < lines.length && /^[ \t]/.test(lines[i + 1]!)) value += lines[++i];
+    for (const a of addressparser(value.trim(), { flatten: true }) as Array<{ address: string }>) if (a.address) out.push(a.address);
+  }
+  return out;
+}
+
+/** Passes the message through unchanged and records the From header's addresses (for the check at the end of DATA). */
+export class FromHeaderReader extends Transform {
+  private buf: Buffer[] = [];
+  private size = 0;
+  private done = false;
+  /** Set once the header section was seen. */
+  from: string[] = [];
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (this.done) return cb(null, chunk);
+    this.buf.push(chunk);
+    this.size += chunk.length;
+    const all = Buffer.concat(this.buf);
+    this.buf = [all];
+    const idx = all.indexOf('\r\n\r\n');
+    if (idx >= 0 || this.size > MAX_HEADER) {
+      this.done = true;
+      this.buf = [];
+      this.from = fromHeaderAddresses(all.subarray(0, idx >= 0 ? idx : MAX_HEADER).toString('latin1'));
+      this.push(all);
+    }
+    cb();
+  }
+
+  override _flush(cb: TransformCallback): void {
+    if (!this.done && this.size > 0) {
+      const all = Buffer.concat(this.buf);
+      this.from = fromHeaderAddresses(all.toString('latin1'));
+      this.push(all);
+    }
+    cb();
+  }
+}

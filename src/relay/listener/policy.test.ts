@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decideSender, senderMatches } from './policy.ts';
-import { rewriteFromHeader } from './header-rewrite.ts';
+import { decideFromHeader, decideSender, senderMatches } from './policy.ts';
+import { fromHeaderAddresses, rewriteFromHeader } from './header-rewrite.ts';
 import { hashPassword, verifyPassword } from '../users.ts';
 import { AuthLimiter } from './auth-limit.ts';
 import { authAllowedOn } from './server.ts';
@@ -15,7 +15,13 @@ test('sender patterns', () => {
 });
 
 test('sender policy: allow, refuse, rewrite', () => {
-  assert.deepEqual(decideSender(route({ rewriteSender: false }), 'any@where.com', 'mbx@c.com'), { ok: true, from: 'any@where.com' });
+  // No list, no rewrite: the mailbox itself (Microsoft refuses anything else with 5.7.60, after the whole message).
+  assert.deepEqual(decideSender(route({ rewriteSender: false }), 'MBX@c.com', 'mbx@c.com'), { ok: true, from: 'MBX@c.com' });
+  const other = decideSender(route({ rewriteSender: false }), 'scan@printer.local', 'mbx@c.com');
+  assert.equal(other.ok, false);
+  assert.match(!other.ok ? `${other.code} ${other.message}` : '', /^550 5\.7\.1 Sender address <scan@printer\.local> is not allowed: relay user x may send as mbx@c\.com .*rewriteSender: true/);
+  // The account's mailbox not known (yet): anything well-formed.
+  assert.deepEqual(decideSender(route({ rewriteSender: false }), 'any@where.com', undefined), { ok: true, from: 'any@where.com' });
   const refused = decideSender(route({ senders: ['*@c.com'], rewriteSender: false }), 'x@other.com', 'mbx@c.com');
   assert.equal(refused.ok, false);
   assert.deepEqual(decideSender(route({ senders: ['*@c.com'], rewriteSender: true }), 'x@other.com', 'mbx@c.com'), { ok: true, from: 'mbx@c.com', originalFrom: 'x@other.com' });
@@ -23,6 +29,25 @@ test('sender policy: allow, refuse, rewrite', () => {
   assert.deepEqual(decideSender(route({ rewriteSender: true }), 'scanner@printer.local', 'mbx@c.com'), { ok: true, from: 'mbx@c.com', originalFrom: 'scanner@printer.local' });
   assert.deepEqual(decideSender(route({ rewriteSender: true }), 'MBX@c.com', 'mbx@c.com'), { ok: true, from: 'MBX@c.com' });
   assert.deepEqual(decideSender(route({ rewriteSender: true }), '', 'mbx@c.com'), { ok: true, from: 'mbx@c.com', originalFrom: '' });
+});
+
+test('a malformed envelope sender is refused with 553 5.1.8 (or rewritten); the null sender only with rewrite', () => {
+  const bad = decideSender(route({ rewriteSender: false }), 'root@vm', 'mbx@c.com');
+  assert.equal(bad.ok, false);
+  assert.match(!bad.ok ? `${bad.code} ${bad.message}` : '', /^553 5\.1\.8 Bad sender address syntax <root@vm>: the domain "vm" has no dot.*may send as mbx@c\.com.*rewriteSender: true/);
+  const listed = decideSender(route({ senders: ['*'], rewriteSender: false }), 'root@vm', 'mbx@c.com');
+  assert.equal(listed.ok ? 0 : listed.code, 553, 'even a * list does not let a bad address through');
+  assert.deepEqual(decideSender(route({ rewriteSender: true }), 'root@vm', 'mbx@c.com'), { ok: true, from: 'mbx@c.com', originalFrom: 'root@vm' });
+  const nul = decideSender(route({ rewriteSender: false }), '', 'mbx@c.com');
+  assert.equal(nul.ok ? 0 : nul.code, 550);
+});
+
+test('From header policy at the end of DATA: the same senders, 5.7.60 of our own', () => {
+  assert.deepEqual(fromHeaderAddresses('Subject: x\r\nFrom: "Scan" <scan@printer.local>,\r\n b@c.com\r\nTo: y@z.com'), ['scan@printer.local', 'b@c.com']);
+  assert.equal(decideFromHeader(route({ rewriteSender: false }), ['MBX@c.com'], 'mbx@c.com'), undefined);
+  assert.match(decideFromHeader(route({ rewriteSender: false }), ['scan@printer.local'], 'mbx@c.com')!, /^5\.7\.60 From: header <scan@printer\.local> is not allowed.*may send as mbx@c\.com/);
+  assert.equal(decideFromHeader(route({ senders: ['*@printer.local'], rewriteSender: false }), ['scan@printer.local'], 'mbx@c.com'), undefined);
+  assert.equal(decideFromHeader(route({ rewriteSender: false }), ['scan@printer.local'], undefined), undefined, 'mailbox unknown: not judged');
 });
 
 test('From header rewrite keeps the display name and the original, handles folding', () => {

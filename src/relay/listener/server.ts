@@ -13,8 +13,9 @@ import type { QueueEntry } from '../queue/types.ts';
 import type { RelayUser } from '../users.ts';
 import { verifyPassword } from '../users.ts';
 import { AuthLimiter } from './auth-limit.ts';
-import { decideSender, type Route } from './policy.ts';
-import { FromHeaderRewriter } from './header-rewrite.ts';
+import { allowedSenders, decideFromHeader, decideSender, type Route } from './policy.ts';
+import { addressProblem } from '../../send/validate.ts';
+import { FromHeaderReader, FromHeaderRewriter } from './header-rewrite.ts';
 import { installGreetPause } from './greet-pause.ts';
 import type { TlsMaterial } from './tls.ts';
 
@@ -209,6 +210,7 @@ export class RelayListener {
     const decision = decideSender(route, address.address ?? '', this.deps.mailboxOf(route.account));
     if (!decision.ok) {
       this.stats.rejected++;
+      this.deps.log.info('refused sender at MAIL FROM', { client: normalizeIp(session.remoteAddress), via: route.via, from: address.address, reply: `${decision.code} ${decision.message}` });
       throw smtpError(decision.code, decision.message);
     }
     const s = this.st(session);
@@ -223,7 +225,8 @@ export class RelayListener {
     // Checked again here: never relay for a session that has no route.
     if (!s.route) throw smtpError(530, '5.7.0 Authentication required');
     const to = address.address ?? '';
-    if (!/^[^@\s]+@[^@\s]+$/.test(to)) throw smtpError(501, `5.1.3 Bad recipient address syntax <${to}>`);
+    const problem = addressProblem(to);
+    if (problem) throw smtpError(501, `5.1.3 Bad recipient address syntax <${to}>: ${problem}`);
     if (session.envelope.rcptTo.length >= this.deps.config().limits.maxRecipients) {
       throw smtpError(452, '4.5.3 Too many recipients');
     }
@@ -236,13 +239,20 @@ export class RelayListener {
     s.inData = true;
     const mailbox = this.deps.mailboxOf(s.route.account);
     const policy = s.route.policy;
-    const transforms =
-      policy.rewriteSender && mailbox
-        ? [new FromHeaderRewriter(mailbox, (addr) => decideSender({ ...s.route!, policy: { ...policy, rewriteSender: false, senders: policy.senders && policy.senders.length > 0 ? policy.senders : [mailbox] } }, addr, mailbox).ok)]
-        : [];
+    const route = s.route;
+    // With rewriting, a From header that is not allowed becomes the mailbox; without, it is refused at the end of DATA.
+    const reader = policy.rewriteSender && mailbox ? undefined : new FromHeaderReader();
+    const transforms = reader
+      ? [reader]
+      : [new FromHeaderRewriter(mailbox!, (addr) => decideSender({ ...route, policy: { ...policy, rewriteSender: false, senders: allowedSenders(policy, mailbox) } }, addr, mailbox).ok)];
+    const verify = () => {
+      const refusal = reader && decideFromHeader(route, reader.from, mailbox);
+      if (refusal) throw smtpError(550, refusal);
+    };
     try {
       const entry = await this.deps.queue.accept(stream, {
         transforms,
+        verify,
         from: s.from,
         ...(s.originalFrom !== undefined ? { originalFrom: s.originalFrom } : {}),
         recipients: session.envelope.rcptTo.map((r) => r.address),
@@ -260,6 +270,11 @@ export class RelayListener {
       this.deps.onAccepted?.(entry);
       return `2.0.0 Ok: queued as ${entry.id}`;
     } catch (err) {
+      if (typeof (err as { responseCode?: unknown }).responseCode === 'number') {
+        this.stats.rejected++;
+        this.deps.log.info('refused at the end of DATA, nothing queued', { client: normalizeIp(session.remoteAddress), via: route.via, reply: `${(err as { responseCode: number }).responseCode} ${(err as Error).message}` });
+        throw err;
+      }
       if (isSmtp365Error(err) && err.code === 'MESSAGE_TOO_LARGE') {
         throw smtpError(552, `5.3.4 Message size exceeds fixed maximum message size (${cfg.limits.maxMessageSize} bytes)`);
       }

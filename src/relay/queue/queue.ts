@@ -37,6 +37,8 @@ export interface AcceptMeta {
   bounceOf?: string;
   /** Applied to the message after line endings are normalised (header rewrites). */
   transforms?: Transform[];
+  /** Called once the whole message was read, before anything is committed; throwing refuses it (nothing stays behind). */
+  verify?: () => void;
 }
 
 export interface OperatorResult {
@@ -169,6 +171,7 @@ export class Queue {
             details: { limit: meta.maxSize },
           });
         }
+        meta.verify?.();
       } catch (err) {
         await fh.close();
         throw err;
