@@ -8,7 +8,7 @@ import type { Account } from '../config/account.ts';
 import type { TokenProvider } from '../auth/types.ts';
 import type { Mailer } from '../send/types.ts';
 import { Smtp365Error } from '../errors/error.ts';
-import type { RelayConfig } from './config.ts';
+import { relayConfigCandidates, type RelayConfig } from './config.ts';
 import { Delivery, type AccountAlert, type AccountHandle } from './delivery/delivery.ts';
 import { RelayListener, type BoundListener } from './listener/server.ts';
 import { loadTls, type TlsMaterial } from './listener/tls.ts';
@@ -18,6 +18,25 @@ import { acquireSpoolLock, type SpoolLock } from './queue/lock.ts';
 import { Queue } from './queue/queue.ts';
 import type { QueueState } from './queue/types.ts';
 import { loadUsersFile, mergeUsers, type RelayUser } from './users.ts';
+
+/** A listener could not be opened: which one (SMTP or metrics), where, and the system's reason. */
+export class RelayListenError extends Error {
+  readonly which: 'smtp' | 'metrics';
+  readonly address: string;
+  readonly code: string | undefined;
+  constructor(which: 'smtp' | 'metrics', address: string, cause: NodeJS.ErrnoException) {
+    const why = cause.code === 'EADDRINUSE' ? 'the address is already in use (another relay, or another program, listens there)' : cause.code === 'EACCES' ? 'permission denied (ports below 1024 need privileges)' : cause.code === 'EADDRNOTAVAIL' ? 'this host has no such address' : cause.message;
+    const how =
+      which === 'metrics'
+        ? 'choose another with --metrics HOST:PORT (or metrics: in relay.yaml), or turn it off with --no-metrics (metrics: false)'
+        : 'choose another with --listen HOST:PORT (or listen: in relay.yaml)';
+    super(`cannot listen on ${address} for ${which === 'metrics' ? 'metrics and health (HTTP)' : 'SMTP'}: ${why}; ${how}`, { cause });
+    this.name = 'RelayListenError';
+    this.which = which;
+    this.address = address;
+    this.code = cause.code;
+  }
+}
 
 /** An account ready to deliver: given directly (tests, embedding) or resolved from smtp365's config. */
 export interface AccountSetup {
@@ -143,10 +162,17 @@ export class RelayDaemon {
       daemon = new RelayDaemon(opts, queue, lock, tls, log);
       await daemon.loadUsers();
       await daemon.setupAccounts();
-      const bound = await daemon.listener.start();
+      daemon.checkUsable();
+      const bound = await daemon.listener.start().catch((err: NodeJS.ErrnoException & { address?: string; port?: number }) => {
+        const where = err.address !== undefined && err.port !== undefined ? `${err.address.includes(':') ? `[${err.address}]` : err.address}:${err.port}` : cfg.listen.map((l) => `${l.address.host}:${l.address.port}`).join(', ');
+        throw new RelayListenError('smtp', where, err);
+      });
       for (const b of bound) log.info('listening', { address: `${b.host}:${b.port}`, tls: b.tls });
       if (cfg.metrics) {
-        daemon.metricsServer = await startMetricsServer({ host: cfg.metrics.host, port: cfg.metrics.port, metrics: daemon.metrics, health: () => daemon!.health() });
+        const m = cfg.metrics;
+        daemon.metricsServer = await startMetricsServer({ host: m.host, port: m.port, metrics: daemon.metrics, health: () => daemon!.health() }).catch((err: NodeJS.ErrnoException) => {
+          throw new RelayListenError('metrics', `${m.host}:${m.port}`, err);
+        });
         log.info('metrics and health', { url: daemon.metricsServer.url });
       }
       daemon.delivery.start();
@@ -154,9 +180,6 @@ export class RelayDaemon {
       daemon.statusTimer = setInterval(() => void daemon!.writeStatus(), 2000);
       daemon.statusTimer.unref();
       await daemon.writeStatus();
-      if (daemon.users.size === 0 && cfg.allow.length === 0) {
-        log.warn('no relay users and no allowed networks: every client is refused (530). Add one: smtp365 relay user add NAME');
-      }
       return daemon;
     } catch (err) {
       if (daemon) await daemon.stop().catch(() => undefined);
@@ -209,6 +232,25 @@ export class RelayDaemon {
   private async loadUsers(): Promise<void> {
     const fromFile = await loadUsersFile(this.config.usersFile);
     this.users = mergeUsers(this.config.users as RelayUser[], fromFile);
+  }
+
+  /** A relay that can do nothing refuses to start (EX_CONFIG), saying what to configure. */
+  private checkUsable(): void {
+    const problems: string[] = [];
+    const source = this.config.source.startsWith('<') ? `relay.yaml (${relayConfigCandidates()[0]})` : this.config.source;
+    if (this.users.size === 0 && this.config.allow.length === 0) {
+      problems.push(
+        `Nobody may send through the relay: no relay users (in ${this.config.usersFile} or users: in ${source}) and no allowed networks (allow: / --allow CIDR). Add a user: smtp365 relay user add NAME`,
+      );
+    }
+    const live = [...this.accounts.entries()];
+    if (!live.some(([, a]) => a.handle)) {
+      const why = live.map(([n, a]) => `account "${n}": ${a.tokenError ?? 'not usable'}`).join('; ');
+      problems.push(
+        `No smtp365 account can deliver the relay's mail (${why}). Set one up in config.yaml (smtp365 setup, or smtp365 login; see docs/setup.md), then name it with --account NAME or account: in ${source}, or make it the default account`,
+      );
+    }
+    if (problems.length > 0) throw new Smtp365Error('CONFIG_INVALID', `The relay cannot do anything:\n- ${problems.join('\n- ')}`);
   }
 
   private referencedAccounts(): Set<string> {

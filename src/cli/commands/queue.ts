@@ -5,6 +5,7 @@ import { createReadStream } from 'node:fs';
 import { Command } from 'commander';
 import pc from 'picocolors';
 import { EXIT, printJson, reportError } from '../output.ts';
+import { parseCommand } from '../parse.ts';
 import { Smtp365Error } from '../../errors/error.ts';
 import { applyOverrides, loadRelayConfig } from '../../relay/config.ts';
 import type { Queue, OperatorResult } from '../../relay/queue/queue.ts';
@@ -18,7 +19,9 @@ interface Common {
 
 async function openQueue(o: Common): Promise<Queue> {
   const cfg = applyOverrides(await loadRelayConfig(o.config), o.spool ? { spool: o.spool } : {});
-  const { Queue } = await import('../../relay/queue/queue.ts');
+  const { Queue, requireSpool } = await import('../../relay/queue/queue.ts');
+  // Looking at a spool that is not there must not create it (nor call it empty).
+  await requireSpool(cfg.spool);
   return Queue.open(cfg.spool);
 }
 
@@ -83,7 +86,7 @@ export async function run(argv: string[]): Promise<number> {
     .enablePositionalOptions()
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  const common = (c: Command) => c.option('--config <file>', 'relay config').option('--spool <dir>', 'queue directory').option('--json', 'JSON output');
+  const common = (c: Command) => c.option('--config <file>', 'the relay\'s relay.yaml (for its spool:)').option('--spool <dir>', 'queue directory').option('--json', 'JSON output');
   const act = (fn: (o: Common, ...args: string[]) => Promise<number>) => (...args: unknown[]) => {
     const cmd = args[args.length - 1] as Command;
     const o = cmd.opts<Common>();
@@ -183,13 +186,8 @@ export async function run(argv: string[]): Promise<number> {
     }),
   );
 
-  try {
-    await program.parseAsync(argv, { from: 'user' });
-  } catch (err) {
-    const code = (err as { exitCode?: number; code?: string }).exitCode;
-    if (code !== undefined && (err as { code?: string }).code?.startsWith('commander.')) return code === 0 ? EXIT.OK : EXIT.USAGE;
-    throw err;
-  }
+  const early = parseCommand(program, argv);
+  if (early !== undefined) return early;
   try {
     return await result;
   } catch (err) {

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import pc from 'picocolors';
 import { EXIT, printJson, reportError } from '../output.ts';
+import { parseCommand } from '../parse.ts';
 import { Smtp365Error } from '../../errors/error.ts';
 import { applyOverrides, loadRelayConfig, type RelayConfig } from '../../relay/config.ts';
 import type { RelayStatus } from '../../relay/daemon.ts';
@@ -56,22 +57,51 @@ async function readPassword(opts: { stdin?: boolean }): Promise<string> {
   return a;
 }
 
-async function configFrom(o: { config?: string; spool?: string; listen?: string[]; allow?: string[]; account?: string }): Promise<RelayConfig> {
+interface RelayFlags {
+  config?: string;
+  accountsConfig?: string;
+  spool?: string;
+  listen?: string[];
+  allow?: string[];
+  account?: string;
+  metrics?: string | false;
+}
+
+/** --accounts-config: the smtp365 config (config.yaml) the accounts come from, as SMTP365_CONFIG would. */
+function useAccountsConfig(o: { accountsConfig?: string }): void {
+  if (o.accountsConfig) process.env.SMTP365_CONFIG = path.resolve(o.accountsConfig);
+}
+
+async function configFrom(o: RelayFlags): Promise<RelayConfig> {
+  useAccountsConfig(o);
   const cfg = await loadRelayConfig(o.config);
   return applyOverrides(cfg, {
     ...(o.listen ? { listen: o.listen } : {}),
+    ...(o.metrics !== undefined ? { metrics: o.metrics } : {}),
     ...(o.allow ? { allow: o.allow } : {}),
     ...(o.spool ? { spool: o.spool } : {}),
     ...(o.account ? { account: o.account } : {}),
   });
 }
 
-async function runRelay(o: { config?: string; listen?: string[]; allow?: string[]; spool?: string; account?: string; json?: boolean; logJson?: boolean; verbose?: boolean }): Promise<number> {
+async function runRelay(o: RelayFlags & { json?: boolean; logJson?: boolean; verbose?: boolean }): Promise<number> {
   const cfg = await configFrom(o);
-  const { startRelay } = await import('../../relay/daemon.ts');
+  const { startRelay, RelayListenError } = await import('../../relay/daemon.ts');
   const { createLogger } = await import('../../relay/log.ts');
   const log = createLogger({ json: Boolean(o.logJson), level: o.verbose ? 'debug' : 'info' });
-  const relay = await startRelay({ config: cfg, log, handleSignals: true, reloadConfig: () => configFrom(o) });
+  log.debug('configuration', { relayConfig: cfg.source, accountsConfig: process.env.SMTP365_CONFIG ?? '(default config.yaml)', spool: cfg.spool, metrics: cfg.metrics ? `${cfg.metrics.host}:${cfg.metrics.port}` : false });
+  let relay;
+  try {
+    relay = await startRelay({ config: cfg, log, handleSignals: true, reloadConfig: () => configFrom(o) });
+  } catch (err) {
+    if (err instanceof RelayListenError) {
+      // Like `smtp365 sandbox`: a port that cannot be had is EX_UNAVAILABLE, with the listener named.
+      if (o.json) printJson({ ok: false, error: { code: 'LISTEN_FAILED', listener: err.which, address: err.address, reason: err.code, message: err.message } });
+      process.stderr.write(`smtp365 relay: ${err.message}\n`);
+      return EXIT.UNAVAILABLE;
+    }
+    throw err;
+  }
   const st = await relay.status();
   if (o.json) {
     process.stdout.write(JSON.stringify({ pid: st.pid, listeners: st.listeners, metrics: st.metrics, spool: st.spool, certificate: st.certificate, accounts: st.accounts.map((a) => ({ name: a.name, mailbox: a.mailbox })) }) + '\n');
@@ -92,8 +122,9 @@ async function runRelay(o: { config?: string; listen?: string[]; allow?: string[
 
 async function runStatus(o: { config?: string; spool?: string; json?: boolean }): Promise<number> {
   const cfg = await configFrom(o);
-  const { Queue } = await import('../../relay/queue/queue.ts');
+  const { Queue, requireSpool } = await import('../../relay/queue/queue.ts');
   const { readLock } = await import('../../relay/queue/lock.ts');
+  await requireSpool(cfg.spool);
   const queue = await Queue.open(cfg.spool);
   const lock = await readLock(queue.dir);
   const running = Boolean(lock?.alive);
@@ -138,17 +169,19 @@ export async function run(argv: string[]): Promise<number> {
   let result: Promise<number> = Promise.resolve(EXIT.OK);
   const program = new Command('smtp365 relay')
     .description('Run the local SMTP relay: devices send with a user name + password (or from allowed networks); the relay queues durably and delivers through Microsoft 365 with OAuth2.')
-    .option('--config <file>', 'relay config (default: relay.yaml beside config.yaml, or SMTP365_RELAY_CONFIG)')
+    .option('--config <file>', 'the RELAY\'s own config file, relay.yaml (listeners, users, networks, queue; default: relay.yaml beside config.yaml, or SMTP365_RELAY_CONFIG). Not the accounts file')
+    .option('--accounts-config <file>', 'the smtp365 ACCOUNTS config, config.yaml (the Microsoft 365 accounts that deliver; default: SMTP365_CONFIG, else the usual place)')
     .option('--listen <host:port>', 'listen here (repeatable; tls://HOST:PORT for implicit TLS, plain:// for none; default 127.0.0.1:2525 with STARTTLS)', collect)
     .option('--allow <cidr>', 'let this network relay without AUTH (repeatable)', collect)
     .option('--spool <dir>', 'queue directory')
-    .option('--account <name>', 'smtp365 account that delivers (default: the config\'s default account)')
+    .option('--account <name>', 'smtp365 account (from config.yaml) that delivers (default: account: in relay.yaml, else config.yaml\'s default account)')
+    .option('--metrics <host:port>', 'health and Prometheus metrics HTTP listener (default 127.0.0.1:9325; metrics: in relay.yaml)')
+    .option('--no-metrics', 'no metrics/health listener')
     .option('--json', 'print one JSON line when ready (for scripts)')
     .option('--log-json', 'log as JSON lines')
-    .option('--verbose', 'debug logging')
+    .option('--verbose', 'debug logging: each connection, AUTH result (never the password), MAIL/RCPT, delivery attempt and reply')
     .enablePositionalOptions()
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    .addHelpText('after', '\nTwo files: --config is the relay\'s relay.yaml; --accounts-config is smtp365\'s config.yaml with the accounts (the same as for smtp365 send).\nExit codes: 64 usage, 69 a listener\'s port is taken, 78 nothing to do (no relay users or networks, or no usable account) or a bad relay.yaml.')
     .action((o) => {
       result = runRelay(o as Parameters<typeof runRelay>[0]);
     });
@@ -214,13 +247,16 @@ export async function run(argv: string[]): Promise<number> {
       result = runStatus(o);
     });
 
-  try {
-    await program.parseAsync(argv, { from: 'user' });
-  } catch (err) {
-    const code = (err as { exitCode?: number; code?: string }).exitCode;
-    if (code !== undefined && (err as { code?: string }).code?.startsWith('commander.')) return code === 0 ? EXIT.OK : EXIT.USAGE;
-    throw err;
-  }
+  // Subcommands were made before parseCommand sets these on the program: they do not inherit them.
+  const override = (c: Command): void => {
+    for (const sub of c.commands) {
+      sub.exitOverride().configureOutput({ writeErr: (s) => process.stderr.write(s) });
+      override(sub);
+    }
+  };
+  override(program);
+  const early = parseCommand(program, argv);
+  if (early !== undefined) return early;
   try {
     return await result;
   } catch (err) {

@@ -347,9 +347,12 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
       // cheaper than the mailer's chain of asynchronous file operations. Large ones stream from disk.
       const file = this.queue.dataPath(entry.id);
       const raw = entry.size <= SMALL_MESSAGE ? readFileSync(file) : { path: file };
+      this.log.debug('delivery attempt', { id: entry.id, account: entry.account, mailbox: handle.mailbox, attempt: entry.attempts, from: entry.from, rcpts: pending.length, size: entry.size });
       result = await handle.mailer.send({ raw, envelope: { from: entry.from, to: pending.map((r) => r.address) } });
+      this.log.debug('delivery reply', { id: entry.id, account: entry.account, ms: Date.now() - now.getTime(), accepted: result.accepted.length, rejected: result.rejected.length, reply: result.response });
     } catch (err) {
       const e = isSmtp365Error(err) ? err : new Smtp365Error('INTERNAL', (err as Error)?.message ?? String(err), { cause: err });
+      this.log.debug('delivery attempt failed', { id: entry.id, account: entry.account, ms: Date.now() - now.getTime(), code: e.code, outcome: outcomeOf(e), error: e.message });
       // All recipients refused at RCPT: per-recipient replies decide.
       const rejected = rejectedOf(e);
       if (rejected.length > 0 && outcomeOf(e) !== 'account') {

@@ -123,6 +123,7 @@ export class RelayListener {
       logger: false,
       onConnect: (session, cb) => {
         this.stats.connections++;
+        log.debug('connection', { client: normalizeIp(session.remoteAddress), listener: `${spec.address.host}:${spec.address.port}`, tls: spec.tls, session: session.id });
         if (this.stopping) return cb(smtpError(421, '4.3.2 Service shutting down, try again later'));
         if (this.authLimiter.blocked(session.remoteAddress)) {
           log.warn('refused connection: too many failed AUTH attempts', { client: session.remoteAddress });
@@ -152,7 +153,12 @@ export class RelayListener {
       onData: (stream, session, cb) => {
         this.onData(stream, session).then((msg) => cb(null, msg), (err: Error) => cb(err));
       },
+      onSecure: (_socket, session, cb) => {
+        log.debug('TLS established', { client: normalizeIp(session.remoteAddress), session: session.id });
+        cb();
+      },
       onClose: (session) => {
+        log.debug('connection closed', { client: normalizeIp(session.remoteAddress), session: session.id, transactions: session.transaction });
         this.state.delete(session);
       },
     } satisfies ConstructorParameters<typeof SMTPServer>[0];
@@ -178,6 +184,7 @@ export class RelayListener {
       throw smtpError(535, '5.7.8 Authentication credentials invalid');
     }
     this.authLimiter.succeed(ip);
+    this.deps.log.debug('relay AUTH ok', { client: normalizeIp(ip), user: name, method: auth.method, session: session.id });
     return { user: name };
   }
 
@@ -213,6 +220,7 @@ export class RelayListener {
       this.deps.log.info('refused sender at MAIL FROM', { client: normalizeIp(session.remoteAddress), via: route.via, from: address.address, reply: `${decision.code} ${decision.message}` });
       throw smtpError(decision.code, decision.message);
     }
+    this.deps.log.debug('MAIL FROM accepted', { client: normalizeIp(session.remoteAddress), session: session.id, via: route.via, account: route.account, from: address.address, ...(decision.originalFrom !== undefined ? { rewrittenTo: decision.from } : {}) });
     const s = this.st(session);
     s.route = route;
     s.from = decision.from;
@@ -230,6 +238,7 @@ export class RelayListener {
     if (session.envelope.rcptTo.length >= this.deps.config().limits.maxRecipients) {
       throw smtpError(452, '4.5.3 Too many recipients');
     }
+    this.deps.log.debug('RCPT TO accepted', { session: session.id, to });
   }
 
   private async onData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {

@@ -26,6 +26,25 @@ import { QUEUE_STATES, type ClientInfo, type ListedEntry, type QueueEntry, type 
 
 export type ControlAction = 'hold' | 'delete';
 
+/**
+ * For commands that only look at a spool (queue, relay status): a spool
+ * that does not exist is an error (QUEUE_NOT_FOUND, exit 66), not an empty
+ * queue — a typo in --spool must not look like "nothing queued".
+ */
+export async function requireSpool(dir: string): Promise<void> {
+  const abs = path.resolve(dir);
+  let st;
+  try {
+    st = await stat(abs);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new Smtp365Error('QUEUE_NOT_FOUND', `The spool ${abs} does not exist: check --spool (or spool: in relay.yaml); the relay makes it on its first start`, { details: { spool: abs } });
+    }
+    throw new Smtp365Error('QUEUE_IO', `Cannot read the spool ${abs}: ${(err as Error).message}`, { cause: err });
+  }
+  if (!st.isDirectory()) throw new Smtp365Error('QUEUE_NOT_FOUND', `The spool ${abs} is not a directory: check --spool (or spool: in relay.yaml)`, { details: { spool: abs } });
+}
+
 export interface AcceptMeta {
   from: string;
   originalFrom?: string;
