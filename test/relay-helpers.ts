@@ -136,10 +136,12 @@ export interface Child {
   proc: ChildProcess;
   port: number;
   exited: Promise<number | null>;
+  /** Everything the relay wrote on stderr so far (its log). */
+  stderr: () => string;
 }
 
-export async function startRelayChild(configFile: string, env: NodeJS.ProcessEnv): Promise<Child> {
-  const proc = spawn(process.execPath, [MAIN, 'relay', '--config', configFile, '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startRelayChild(configFile: string, env: NodeJS.ProcessEnv, extraArgs: string[] = []): Promise<Child> {
+  const proc = spawn(process.execPath, [MAIN, 'relay', '--config', configFile, '--json', ...extraArgs], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   proc.stderr!.on('data', (d: Buffer) => {
     stderr += d.toString();
@@ -155,7 +157,7 @@ export async function startRelayChild(configFile: string, env: NodeJS.ProcessEnv
   ]);
   rl.close();
   const ready = JSON.parse(line) as { listeners: Array<{ port: number }> };
-  return { proc, port: ready.listeners[0]!.port, exited };
+  return { proc, port: ready.listeners[0]!.port, exited, stderr: () => stderr };
 }
 
 
