@@ -272,7 +272,8 @@ export class RelayDaemon {
       }
     }
     for (const name of this.referencedAccounts()) {
-      if (this.accounts.has(name)) continue;
+      // An account that could not be used is tried again (SIGHUP after `smtp365 login`).
+      if (this.accounts.get(name)?.handle) continue;
       this.accounts.set(name, await this.buildAccount(name));
     }
   }
