@@ -191,7 +191,7 @@ export async function run(argv: string[]): Promise<number> {
   user
     .command('add <name>')
     .description('Add or replace a relay user; the password is asked for (or read from standard input)')
-    .option('--config <file>', 'relay config')
+    .option('--config <file>', 'the relay\'s relay.yaml (not config.yaml)')
     .option('--account <name>', 'smtp365 account that delivers this user\'s mail')
     .option('--sender <pattern>', 'allowed envelope sender (repeatable; *@contoso.com)', collect)
     .option('--rewrite-sender', 'replace a disallowed envelope sender with the account\'s mailbox instead of refusing it')
@@ -209,7 +209,7 @@ export async function run(argv: string[]): Promise<number> {
   user
     .command('remove <name>')
     .description('Remove a relay user')
-    .option('--config <file>', 'relay config')
+    .option('--config <file>', 'the relay\'s relay.yaml (not config.yaml)')
     .action((name: string, o: { config?: string }) => {
       result = (async () => {
         const { removeUser } = await import('../../relay/users.ts');
@@ -222,7 +222,7 @@ export async function run(argv: string[]): Promise<number> {
   user
     .command('list')
     .description('List relay users (never the hashes)')
-    .option('--config <file>', 'relay config')
+    .option('--config <file>', 'the relay\'s relay.yaml (not config.yaml)')
     .option('--json', 'JSON output')
     .action((o: { config?: string; json?: boolean }) => {
       result = (async () => {
@@ -240,7 +240,7 @@ export async function run(argv: string[]): Promise<number> {
   program
     .command('status')
     .description('Queue counts per state, per-account token state and alerts, last errors')
-    .option('--config <file>', 'relay config')
+    .option('--config <file>', 'the relay\'s relay.yaml (not config.yaml)')
     .option('--spool <dir>', 'queue directory')
     .option('--json', 'JSON output')
     .action((o: { config?: string; spool?: string; json?: boolean }) => {
