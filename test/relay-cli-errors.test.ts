@@ -3,7 +3,7 @@
 // (debug lines, never a secret). Real child processes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { access, readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -122,4 +122,34 @@ test('relay --help says which config file is which', async () => {
   assert.match(r.out, /--accounts-config <file> +the smtp365 ACCOUNTS config, config\.yaml/);
   assert.match(r.out, /--metrics <host:port>/);
   assert.match(r.out, /--no-metrics/);
+});
+
+const swaksSkip = spawnSync('swaks', ['--support'], { encoding: 'utf8' }).error ? 'swaks is not installed (Debian: apt-get install swaks)' : false;
+
+test('the quick-start check of docs/relay.md: swaks with --from (the mailbox) is queued; without it, refused at MAIL FROM, not 250-then-bounce', { skip: swaksSkip }, async (t) => {
+  const docs = await readFile(path.join(import.meta.dirname, '..', 'docs', 'relay.md'), 'utf8');
+  const shown = /swaks --server 127\.0\.0\.1:2525 -tls --auth-user printer \\\n\s+(.*)/.exec(docs);
+  assert.ok(shown, 'docs/relay.md shows the swaks check');
+  assert.match(shown[1]!, /--from \S+ --to \S+/);
+  const sb = await withSandbox(t);
+  const { account, configFile, env, dir } = await childSetup(t, sb);
+  // The printer user of the quick start: no rewriteSender.
+  const doc = YAML.parse(await readFile(configFile, 'utf8')) as { users: Array<Record<string, unknown>> };
+  const strict = path.join(dir, 'relay-strict.yaml');
+  await writeFile(strict, YAML.stringify({ ...doc, users: doc.users.map((u) => ({ ...u, rewriteSender: false })) }));
+  const child = await startRelayChild(strict, env);
+  t.after(() => child.proc.kill('SIGKILL'));
+  const swaks = (...extra: string[]) =>
+    new Promise<{ code: number; out: string }>((resolve) => {
+      const args = ['--server', `127.0.0.1:${child.port}`, '-tls', '--auth-user', RELAY_USER, '--auth-password', RELAY_PASS, '--to', 'you@example.com', ...extra];
+      execFile('swaks', args, { encoding: 'utf8', timeout: 30_000 }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }));
+    });
+  const without = await swaks();
+  assert.notEqual(without.code, 0, without.out);
+  assert.match(without.out, /<~\* (553 5\.1\.8 Bad sender address syntax|550 5\.7\.1 Sender address .* is not allowed).*rewriteSender/);
+  const withFrom = await swaks('--from', account.user);
+  assert.equal(withFrom.code, 0, withFrom.out);
+  assert.match(withFrom.out, /<~ +250 2\.0\.0 Ok: queued as /);
+  child.proc.kill('SIGTERM');
+  assert.equal(await child.exited, 0);
 });
