@@ -114,3 +114,13 @@ test('login: a declined sign-in is explained (exit 77); Ctrl-C cancels cleanly (
   const acc = await cli(t, ['accounts', '--json'], env);
   assert.equal((JSON.parse(acc.stdout) as { accounts: Array<{ state: string }> }).accounts[0]!.state, 'empty');
 });
+
+test('login with a mistyped client id: the explanation, never an empty sign-in box', async (t) => {
+  const sb = await withSandbox(t, { deviceCodeIntervalSeconds: 1 });
+  const env = await envFor(t, sb, { SMTP365_CLIENT_ID: '00000000-1111-2222-3333-444444444444' });
+  const r = await cli(t, ['login', '--no-qr'], env);
+  assert.equal(r.code, 77);
+  assert.match(r.stderr, /AUTH_APP_NOT_FOUND/);
+  assert.match(r.stderr, /step 7/);
+  assert.doesNotMatch(r.stdout + r.stderr, /undefined|NaN/);
+});

@@ -468,6 +468,9 @@ class MsalTokenProvider implements AccountTokenProvider {
           scopes,
           deviceCodeCallback: (r) => {
             if (finished) return; // cancelled before the code arrived
+            // MSAL calls back even when /devicecode answered with an error
+            // (unknown app, tenant…): no code to show; the error follows.
+            if (!r.userCode || !r.verificationUri || !Number.isFinite(r.expiresIn)) return;
             const expiresOn = new Date(Date.now() + r.expiresIn * 1000);
             markerWritten = this.writeMarker(marker, expiresOn);
             options.onDeviceCode?.({ userCode: r.userCode, verificationUri: r.verificationUri, message: r.message, expiresOn });
