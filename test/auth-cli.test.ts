@@ -124,3 +124,21 @@ test('login with a mistyped client id: the explanation, never an empty sign-in b
   assert.match(r.stderr, /step 7/);
   assert.doesNotMatch(r.stdout + r.stderr, /undefined|NaN/);
 });
+
+test('login: the identity service going away while waiting is a network error (exit 75), not the last "pending" answer', async (t) => {
+  const sb = await withSandbox(t, { deviceCodeIntervalSeconds: 1 });
+  const env = await envFor(t, sb);
+  let closed = false;
+  const r = await cli(t, ['login', '--no-qr'], env, {
+    onStdout: (all) => {
+      if (!closed && /Code\s+[A-Z0-9]{6,}/.test(all)) {
+        closed = true;
+        // Let at least one "authorization_pending" poll happen first.
+        setTimeout(() => void sb.close(), 1500);
+      }
+    },
+  });
+  assert.equal(r.code, 75, r.stderr);
+  assert.match(r.stderr, /AUTH_NETWORK/);
+  assert.doesNotMatch(r.stderr, /pending/i);
+});

@@ -76,8 +76,11 @@ export function toAuthError(err: unknown, ctx: MapContext): Smtp365Error {
   if (m?.correlationId) details.correlationId = m.correlationId;
 
   // The identity service said something: that is the truth to explain.
+  // "Keep polling" answers are never why a sign-in failed: when one is the
+  // last thing the service said, the failure came after it (the connection).
+  const keepPolling = server?.error === 'authorization_pending' || server?.error === 'slow_down';
   const fromServer: IdentityErrorInput | undefined =
-    server && (server.error_codes?.length || server.error_description || server.error)
+    server && !keepPolling && (server.error_codes?.length || server.error_description || server.error)
       ? server
       : m && (m.errorMessage?.includes('AADSTS') || (m.errorCode && !CLIENT_CODES_NETWORK.has(m.errorCode) && m.status !== undefined))
         ? {
@@ -145,10 +148,22 @@ export function toAuthError(err: unknown, ctx: MapContext): Smtp365Error {
           'AUTH_NETWORK',
           `The identity service at ${host} could not be reached`,
           `${text}. DNS, a firewall, a proxy or the network is in the way, or the service is down.`,
-          [`Check that this machine reaches ${host} over HTTPS (port 443); retry later.`],
+          [`Check that this machine reaches ${host} over HTTPS${host.includes(':') ? '' : ' (port 443)'}; retry later.`],
           true,
         );
     return new Smtp365Error('AUTH_NETWORK', explanation.title, { cause: err, details, explanation, transient: explanation.transient });
+  }
+  // MSAL throttles itself after a 429/5xx from the token endpoint (up to 60 s
+  // without Retry-After) and then throws a ServerError with no text: transient.
+  if (m && m.name === 'ServerError' && !text.trim()) {
+    const explanation = own(
+      'AUTH_NETWORK',
+      'The identity service is temporarily unavailable',
+      'It answered with a server error recently, so requests are held back for up to a minute.',
+      ['Retry in a minute; smtp365 retries automatically where it can.'],
+      true,
+    );
+    return new Smtp365Error('AUTH_NETWORK', explanation.title, { cause: err, details, explanation, transient: true });
   }
   const explanation = own('AUTH_FAILED', `The ${ctx.operation} failed`, text || 'An unexpected error from the sign-in library.', [
     'Run the command again with --verbose for the details.',
