@@ -174,3 +174,21 @@ test('exit codes follow sysexits: 64 usage, 65 bad input, 75 temporary, 77 permi
   // no secret in any output
   for (const out of [r.stdout, r.stderr]) assert.ok(!out.includes(s.sb.info.confidentialClient.clientSecret));
 });
+
+test('a recipient refused while others are accepted: sent to them, exit 67, the refusal named (send and sendmail)', async (t) => {
+  const s = await sendSandbox(t);
+  const env = childEnv(s);
+  await s.admin('POST', '/faults', { stage: 'rcpt', reply: '550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup', times: 1 });
+  const r = await smtp365(['send', '--to', `nobody@example.com,${MEGAN}`, '--subject', 'partial', '--text', 'x', '--json'], env);
+  assert.equal(r.code, 67, r.stderr);
+  const out = JSON.parse(r.stdout) as { ok: boolean; accepted: string[]; rejected: Array<{ address: string }> };
+  assert.equal(out.ok, false);
+  assert.deepEqual(out.accepted, [MEGAN]);
+  assert.deepEqual(out.rejected.map((x) => x.address), ['nobody@example.com']);
+  assert.ok(s.messages().some((m) => m.subject === 'partial'));
+
+  await s.admin('POST', '/faults', { stage: 'rcpt', reply: '550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup', times: 1 });
+  const sm = await smtp365(['sendmail', 'nobody@example.com', MEGAN], env, `Subject: partial sendmail\n\nhello\n`);
+  assert.equal(sm.code, 67, sm.stderr);
+  assert.match(sm.stderr, /Rejected nobody@example\.com: 550 5\.1\.10/);
+});

@@ -165,13 +165,25 @@ export function progressLine(enabled: boolean): { onProgress?: (p: SendProgress)
   };
 }
 
+/**
+ * 0 when every recipient was accepted; 67 (EX_NOUSER) when Microsoft refused
+ * some of them, so a script learns of it although the others got the message.
+ */
+export function resultExitCode(r: SendResult): number {
+  return r.rejected.length > 0 ? EXIT.NOUSER : EXIT.OK;
+}
+
 /** Prints a SendResult: one line for people, the object for --json. */
 export function printResult(r: SendResult, json: boolean | undefined, quiet: boolean | undefined): void {
   if (json) {
-    printJson({ ok: true, ...r });
+    printJson({ ok: r.rejected.length === 0, ...r });
     return;
   }
-  if (quiet) return;
+  if (quiet) {
+    // Even quiet, a refused recipient is news: say it on stderr.
+    for (const x of r.rejected) process.stderr.write(`Rejected ${x.address}: ${[x.reply.code, x.reply.enhanced, x.reply.text].filter(Boolean).join(' ')}\n`);
+    return;
+  }
   const lines = [`Sent ${r.messageId || '(no Message-ID)'} to ${r.accepted.join(', ')}`];
   lines.push(`  Server said: ${r.response}`);
   if (r.attempts > 1) lines.push(`  After ${r.attempts} attempts`);
@@ -247,8 +259,9 @@ async function parseAndSend(argv: string[], speculative: EarlyConnection | undef
         'A whole RFC 5322 message can be piped in: --stdin, or with no body flag when the input',
         'starts with a message header (To:, Subject:, X-…:). Other piped text is the text body.',
         '',
-        'Exit codes: 0 sent, 64 usage, 65 bad input, 69 refused, 75 temporary (retry later),',
-        '77 permission or sign-in, 78 configuration. See docs/sending.md.',
+        'Exit codes: 0 sent, 64 usage, 65 bad input, 67 a recipient refused (the others got it),',
+        '69 refused, 75 temporary (retry later), 77 permission or sign-in, 78 configuration.',
+        'See docs/sending.md.',
       ].join('\n'),
     )
     .option('-t, --to <address>', 'recipient; repeat or separate with commas', collect)
@@ -385,7 +398,7 @@ async function send(o: SendFlags, speculative: EarlyConnection | undefined): Pro
     }
     progress.done();
     printResult(result, o.json, o.quiet);
-    return EXIT.OK;
+    return resultExitCode(result);
   } catch (err) {
     progress.done();
     throw err;

@@ -7,7 +7,7 @@
 // through Microsoft 365. Exit codes are sendmail's: 0, 64 usage, 65 data,
 // 75 temporary (callers such as cron or Postfix retry), 77 permission.
 import { Smtp365Error } from '../../errors/error.ts';
-import { reportError, printJson, EXIT } from '../output.ts';
+import { reportError, EXIT } from '../output.ts';
 
 export interface SendmailArgs {
   /** -t: recipients from To/Cc/Bcc (added to any on the command line, as Postfix does). */
@@ -181,7 +181,8 @@ smtp365 options:
                                   (or SMTP365_LOCAL_RECIPIENT); refused otherwise
   --timeout SECONDS               give up retrying after this long (default 120)
   --json                          print the result as JSON
-Exit codes: 0 sent, 64 usage, 65 bad message, 75 temporary (retry), 77 permission, 78 configuration.
+Exit codes: 0 sent, 64 usage, 65 bad message, 67 a recipient refused (the others got it), 69 refused,
+75 temporary (retry), 77 permission, 78 configuration.
 Install as sendmail: see docs/sending.md.
 `;
 
@@ -279,9 +280,8 @@ async function sendmail(args: SendmailArgs): Promise<number> {
     });
     try {
       const result = await mailer.send({ raw: { path: spooled.path }, envelope: { from: sender, to } });
-      if (args.json) printJson({ ok: true, ...result });
-      else if (args.verbose) send.printResult(result, false, false);
-      return EXIT.OK;
+      send.printResult(result, args.json, !args.verbose);
+      return send.resultExitCode(result);
     } finally {
       await mailer.close();
     }
