@@ -131,6 +131,15 @@ function appAccount(sb: Sandbox): Account {
   };
 }
 
+/**
+ * For the acceptance phases: a configured account whose sign-in Microsoft
+ * refuses (a wrong client secret), so the relay starts, takes mail durably and
+ * keeps it queued with an account alert; no delivery competes for the CPU.
+ */
+function idleAccountEnv(a: Account, dir: string): NodeJS.ProcessEnv {
+  return { ...accountEnv(a, dir), SMTP365_CLIENT_SECRET: 'not-the-secret-so-delivery-waits' };
+}
+
 function accountEnv(a: Account, dir: string): NodeJS.ProcessEnv {
   return {
     PATH: process.env.PATH, HOME: dir, SMTP365_HOME: path.join(dir, 'home'), XDG_CONFIG_HOME: path.join(dir, 'xdg'),
@@ -229,10 +238,10 @@ export async function run(): Promise<Record<string, unknown>> {
 
     const phase = (name: string) => process.stderr.write(`relay bench: ${name}\n`);
     phase('acceptance');
-    // 1. Durable acceptance, delivery idle (no account in this relay's environment: mail stays queued).
+    // 1. Durable acceptance, delivery idle (the account cannot sign in: mail stays queued).
     {
       const d = path.join(dir, 'accept');
-      const child = await startRelayChild(await writeConfig(await mk(d)), { PATH: process.env.PATH, HOME: d, SMTP365_HOME: path.join(d, 'home'), XDG_CONFIG_HOME: path.join(d, 'xdg') });
+      const child = await startRelayChild(await writeConfig(await mk(d)), idleAccountEnv(account, d));
       results.acceptance_per_s_1_client = round(await acceptanceRate(child.port, 1, 500, from));
       results.acceptance_per_s_16_clients = round(await acceptanceRate(child.port, 16, 125, from));
       // 3a. Fill to 10,000 queued and read the relay's peak RSS.
@@ -242,7 +251,7 @@ export async function run(): Promise<Record<string, unknown>> {
       results.peak_rss_mb_10000_queued = round(await peakRss(child.proc.pid!));
       await stop(child);
       // Restart with 10,000 queued: recovery + scan.
-      const again = await startRelayChild(path.join(d, 'relay.yaml'), { PATH: process.env.PATH, HOME: d, SMTP365_HOME: path.join(d, 'home'), XDG_CONFIG_HOME: path.join(d, 'xdg') });
+      const again = await startRelayChild(path.join(d, 'relay.yaml'), idleAccountEnv(account, d));
       await new Promise((r) => setTimeout(r, 2000));
       results.peak_rss_mb_restart_with_10000_queued = round(await peakRss(again.proc.pid!));
       await stop(again);
@@ -252,7 +261,7 @@ export async function run(): Promise<Record<string, unknown>> {
     // 3b. A 30 MB message into a fresh relay.
     {
       const d = path.join(dir, 'big');
-      const child = await startRelayChild(await writeConfig(await mk(d), { limits: { maxMessageSize: '40MB' } }), { PATH: process.env.PATH, HOME: d, SMTP365_HOME: path.join(d, 'home'), XDG_CONFIG_HOME: path.join(d, 'xdg') });
+      const child = await startRelayChild(await writeConfig(await mk(d), { limits: { maxMessageSize: '40MB' } }), idleAccountEnv(account, d));
       const idle = await peakRss(child.proc.pid!);
       const c = await Client.open(child.port);
       const line = 'y'.repeat(998) + '\r\n';
@@ -291,11 +300,11 @@ export async function run(): Promise<Record<string, unknown>> {
       const viaRelay = N / (Number(process.hrtime.bigint() - t0) / 1e9);
       for (const c of [...conns, w]) c.close();
       await stop(child);
-      // Delivery alone: N queued while no account was configured, then a relay with the account drains them.
+      // Delivery alone: N queued while the account could not sign in, then a relay with the right secret drains them.
       await clearSandbox(sb);
       const d2 = path.join(dir, 'drain');
       const cfg2 = await writeConfig(await mk(d2), { delivery: { ratePerMinute: 0, scanInterval: '200ms', minBackoff: '1s', maxBackoff: '5s', accountPause: '100ms' } });
-      const filler = await startRelayChild(cfg2, { PATH: process.env.PATH, HOME: d2, SMTP365_HOME: path.join(d2, 'home'), XDG_CONFIG_HOME: path.join(d2, 'xdg') });
+      const filler = await startRelayChild(cfg2, idleAccountEnv(account, d2));
       await acceptanceRate(filler.port, 3, per, from);
       await stop(filler);
       t0 = process.hrtime.bigint();
@@ -319,7 +328,7 @@ export async function run(): Promise<Record<string, unknown>> {
       results.postfix = { skipped: 'Postfix would deliver the test mail: set `postconf -e defer_transports=smtp,relay,local` on a machine used only for benchmarks (then `postsuper -d ALL`)' };
     } else {
       const d = path.join(dir, 'vs-postfix');
-      const child = await startRelayChild(await writeConfig(await mk(d), { allow: [{ cidr: '127.0.0.1/32' }] }), { PATH: process.env.PATH, HOME: d, SMTP365_HOME: path.join(d, 'home'), XDG_CONFIG_HOME: path.join(d, 'xdg') });
+      const child = await startRelayChild(await writeConfig(await mk(d), { allow: [{ cidr: '127.0.0.1/32', rewriteSender: true }] }), idleAccountEnv(account, d));
       const relay1 = await sourceRate(bin, child.port, 1, 500);
       const relay16 = await sourceRate(bin, child.port, 16, 2000);
       await stop(child);
