@@ -36,7 +36,7 @@ async function main(): Promise<void> {
     process.stderr.write(JSON.stringify(results[name], null, 2) + '\n');
   }
   const stamp = new Date().toISOString();
-  const report = { date: stamp, machine: machine(), command: `npm run bench ${process.argv.slice(2).join(' ')}`.trim(), results };
+  const report = { date: stamp, machine: machine(), command: `npm run bench${process.argv.length > 2 ? ' -- ' + process.argv.slice(2).join(' ') : ''}`, results };
   process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   if (write) {
     const file = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'docs', 'benchmarks.md');
