@@ -6,6 +6,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import pc from 'picocolors';
 import { runDoctor, formatResult, formatSummary, type DoctorReport } from '../../doctor/index.ts';
 import { EXIT, printJson, reportError } from '../output.ts';
+import { parseCommand } from '../parse.ts';
 
 interface DoctorFlags {
   account?: string;
@@ -32,14 +33,9 @@ export async function run(argv: string[]): Promise<number> {
     .option('--from <address>', 'From address of the test message (default: the account\'s mailbox), to check send-as')
     .option('--json', 'print the results as JSON (an array of checks)')
     .option('--timeout <seconds>', 'time limit for each check', seconds, 30)
-    .option('--verbose', 'show details of errors')
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  try {
-    cmd.parse(argv, { from: 'user' });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode === 0 ? EXIT.OK : EXIT.USAGE;
-  }
+    .option('--verbose', 'show details of errors');
+  const early = parseCommand(cmd, argv);
+  if (early !== undefined) return early;
   const flags = cmd.opts<DoctorFlags>();
   try {
     const report = await doctor(flags);

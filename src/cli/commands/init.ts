@@ -7,6 +7,7 @@ import pc from 'picocolors';
 import { configCandidates, expandHome } from '../../config/paths.ts';
 import { writeConfigTemplate, type AccountFields } from '../../setup/config-file.ts';
 import { EXIT, printJson, reportError } from '../output.ts';
+import { parseCommand } from '../parse.ts';
 
 interface InitFlags {
   config?: string;
@@ -29,14 +30,9 @@ export async function run(argv: string[]): Promise<number> {
     .option('--client-id <id>', 'Application (client) ID (guide step 7)')
     .option('--user <mailbox>', 'the mailbox to send as')
     .option('--force', 'replace an existing file')
-    .option('--json', 'print the result as JSON')
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  try {
-    cmd.parse(argv, { from: 'user' });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode === 0 ? EXIT.OK : EXIT.USAGE;
-  }
+    .option('--json', 'print the result as JSON');
+  const early = parseCommand(cmd, argv);
+  if (early !== undefined) return early;
   const flags = cmd.opts<InitFlags>();
   try {
     const file = flags.config ? path.resolve(expandHome(flags.config)) : configCandidates()[0]!;

@@ -16,6 +16,7 @@ import type { SendResult } from '../../send/types.ts';
 import type { AccessToken, GetTokenOptions, TokenProvider } from '../../auth/types.ts';
 import { connectEarly, type EarlyConnection } from '../../send/early-connection.ts';
 import { reportError, printJson, EXIT } from '../output.ts';
+import { parseCommand } from '../parse.ts';
 
 interface SendFlags extends AccountFlagValues {
   to: string[];
@@ -282,15 +283,10 @@ async function parseAndSend(argv: string[], speculative: EarlyConnection | undef
     .option('--timeout <seconds>', 'give up retrying after this long (default 120)', invalid(seconds))
     .option('--json', 'print the result (or the error) as JSON on stdout')
     .option('-q, --quiet', 'print nothing on success')
-    .option('--verbose', 'show the SMTP dialogue and details of errors (secrets masked)')
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .option('--verbose', 'show the SMTP dialogue and details of errors (secrets masked)');
   addAccountOptions(cmd, { overrides: true });
-  try {
-    cmd.parse(argv, { from: 'user' });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode === 0 ? EXIT.OK : EXIT.USAGE;
-  }
+  const early = parseCommand(cmd, argv);
+  if (early !== undefined) return early;
   const o = cmd.opts<SendFlags>();
   for (const k of ['to', 'cc', 'bcc', 'attach', 'header'] as const) o[k] ??= [];
   if (cmd.args.length > 0) {

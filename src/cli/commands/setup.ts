@@ -10,6 +10,7 @@ import { formatExplanation } from '../../errors/explain.ts';
 import { redact } from '../../util/redact.ts';
 import { renderDeviceCode, startWaiting } from '../device-code-view.ts';
 import { EXIT, printJson, reportError } from '../output.ts';
+import { parseCommand } from '../parse.ts';
 
 interface SetupFlags {
   account: string;
@@ -62,14 +63,9 @@ export async function run(argv: string[]): Promise<number> {
     .option('--dry-run', 'print the Graph requests setup would make, and change nothing')
     .option('--no-doctor', 'do not run smtp365 doctor at the end')
     .option('--json', 'print one JSON result')
-    .option('--verbose', 'show details of errors')
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  try {
-    cmd.parse(argv, { from: 'user' });
-  } catch (err) {
-    return (err as { exitCode?: number }).exitCode === 0 ? EXIT.OK : EXIT.USAGE;
-  }
+    .option('--verbose', 'show details of errors');
+  const early = parseCommand(cmd, argv);
+  if (early !== undefined) return early;
   const f = cmd.opts<SetupFlags>();
   const out = process.stdout;
   const say = (s: string) => {
