@@ -230,6 +230,27 @@ test('refresh tokens rotate; the old one is retired (70008); 90 days unused 7000
   assertAad(await refresh(c2.json()['refresh_token']), 400, 'invalid_grant', 70043);
 });
 
+test('an admin revoke kills the sessions signed in before it, not a sign-in made just after it in the same second (50173)', async (t) => {
+  const sb = await withSandbox(t);
+  const upn = sb.info.users[0]!.upn;
+  const refresh = (rt: unknown) => token(sb, { grant_type: 'refresh_token', client_id: sb.info.publicClientId, refresh_token: String(rt), scope: SMTP_SCOPE, client_info: '1' });
+  // Start of a fresh sandbox second: the sign-ins and the revoke below normally all fall in it
+  // (as when a user runs `smtp365 login` at once after an admin's "revoke sessions").
+  sb.clock.advance((1000 - (sb.clock.nowMs() % 1000)) / 1000);
+  const old = await signIn(sb);
+  await admin(sb, 'PATCH', `/users/${upn}`, { revokeSessions: true });
+  const fresh = await signIn(sb);
+  assertAad(await refresh(old['refresh_token']), 400, 'invalid_grant', 50173);
+  const renewed = await refresh(fresh['refresh_token']);
+  assert.equal(renewed.status, 200, renewed.text);
+  // The rotated token carries the new sign-in: it keeps working.
+  const again = await refresh(renewed.json()['refresh_token']);
+  assert.equal(again.status, 200, again.text);
+  // A password reset is a revoke too: the fresh session dies with it.
+  await admin(sb, 'PATCH', `/users/${upn}`, { password: 'A-New-Password-2' });
+  assertAad(await refresh(again.json()['refresh_token']), 400, 'invalid_grant', 50173);
+});
+
 test('a refresh token used at another tenant: 7000012; Exchange Online missing: 500011', async (t) => {
   const scenario = {
     tenants: [

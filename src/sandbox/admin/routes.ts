@@ -527,7 +527,10 @@ async function users(req: IncomingMessage, res: ServerResponse, ctx: AdminContex
     d.patchUser(user, stripUndefined(rest));
     // A password change or reset revokes the refresh tokens, as in Entra.
     if (password !== undefined) d.patchUser(user, { password });
-    if (revokeSessions || password !== undefined) d.revokeSessions(user, ctx.clock.nowSeconds());
+    if (revokeSessions || password !== undefined) {
+      const nowMs = ctx.clock.nowMs();
+      d.revokeSessions(user, Math.floor(nowMs / 1000), nowMs);
+    }
     sendJson(res, 200, userView(d, user));
   } else if (method === 'DELETE') {
     d.data.users = d.data.users.filter((u) => u !== user);

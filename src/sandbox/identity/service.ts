@@ -50,6 +50,8 @@ export interface DeviceCodeEntry {
   userOid?: string;
   amr?: string[];
   authTime?: number;
+  /** authTime to the millisecond: revocation compares instants, not seconds. */
+  authTimeMs?: number;
 }
 
 interface AuthCodeEntry {
@@ -63,6 +65,7 @@ interface AuthCodeEntry {
   userOid: string;
   amr: string[];
   authTime: number;
+  authTimeMs: number;
   expiresAt: number;
   redeemed: boolean;
 }
@@ -73,6 +76,11 @@ interface Session {
   userOid: string;
   /** When the user signed in (interactive auth); sign-in frequency and revocation compare with it. */
   authTime: number;
+  /**
+   * authTime to the millisecond (absent in sessions saved by older versions):
+   * a sign-in made just after an admin revoke, within the same second, is valid.
+   */
+  authTimeMs?: number;
   /** When this refresh token was issued (idle expiry). */
   issuedAt: number;
   amr: string[];
@@ -411,7 +419,7 @@ export class IdentityService {
 
   // ---- token responses ---------------------------------------------------------------------
 
-  #delegatedReply(input: { tenant: SandboxTenant; app: SandboxApp; user: SandboxUser; scope: string; auth: ClientAuth; amr: string[]; authTime: number; nonce?: string | null; clientInfo: boolean; interactive: boolean }, ctx: Ctx): Reply {
+  #delegatedReply(input: { tenant: SandboxTenant; app: SandboxApp; user: SandboxUser; scope: string; auth: ClientAuth; amr: string[]; authTime: number; authTimeMs: number; nonce?: string | null; clientInfo: boolean; interactive: boolean }, ctx: Ctx): Reply {
     const { tenant, app, user } = input;
     this.#checkUserCanGetTokens(tenant, user, ctx);
     const parsed = this.#parseScopes(input.scope, tenant, ctx);
@@ -437,7 +445,7 @@ export class IdentityService {
       access_token: at.token,
     };
     if (parsed.oidc.includes('offline_access')) {
-      body['refresh_token'] = this.#newSession({ tenantId: tenant.id, clientId: app.appId, userOid: user.oid, authTime: input.authTime, amr: input.amr, publicClient: input.auth.kind === 'none' });
+      body['refresh_token'] = this.#newSession({ tenantId: tenant.id, clientId: app.appId, userOid: user.oid, authTime: input.authTime, authTimeMs: input.authTimeMs, amr: input.amr, publicClient: input.auth.kind === 'none' });
     }
     if (parsed.oidc.includes('openid')) {
       body['id_token'] = this.#o.issuer.issueIdToken({ tenantId: tenant.id, clientId: app.appId, user, nonce: input.nonce ?? undefined });
@@ -573,7 +581,7 @@ export class IdentityService {
       throw this.#err(400, 'invalid_grant', 50020, `User account '${user.upn}' from identity provider 'https://sts.windows.net/${this.#o.directory.tenantOfUser(user).id}/' does not exist in tenant '${tenant.displayName}' and cannot access the application '${app.appId}'(${app.displayName}) in that tenant.`, ctx);
     }
     entry.status = 'redeemed';
-    return this.#delegatedReply({ tenant, app, user, scope: p.get('scope') ?? entry.scope, auth, amr: entry.amr ?? ['pwd'], authTime: entry.authTime ?? this.#o.clock.nowSeconds(), clientInfo, interactive: true }, ctx);
+    return this.#delegatedReply({ tenant, app, user, scope: p.get('scope') ?? entry.scope, auth, amr: entry.amr ?? ['pwd'], authTime: entry.authTime ?? this.#o.clock.nowSeconds(), authTimeMs: entry.authTimeMs ?? this.#o.clock.nowMs(), clientInfo, interactive: true }, ctx);
   }
 
   #refreshGrant(sel: SandboxTenant | 'multi', app: SandboxApp, p: URLSearchParams, basic: { id: string; secret: string } | undefined, clientInfo: boolean, ctx: Ctx): Reply {
@@ -600,7 +608,10 @@ export class IdentityService {
     const tenant = this.#o.directory.tenant(session.tenantId);
     const user = this.#o.directory.user(session.userOid);
     if (!tenant || !user) throw this.#err(400, 'invalid_grant', 50034, 'The user account does not exist in the directory.', ctx);
-    if (user.sessionsRevokedAt !== null && session.authTime <= user.sessionsRevokedAt) {
+    // Sessions signed in at or before the revoke are dead; one signed in after it (even within the same second) is not.
+    const authTimeMs = session.authTimeMs ?? session.authTime * 1000;
+    const revokedAtMs = user.sessionsRevokedAtMs ?? (user.sessionsRevokedAt !== null ? user.sessionsRevokedAt * 1000 + 999 : null);
+    if (user.sessionsRevokedAt !== null && revokedAtMs !== null && authTimeMs <= revokedAtMs) {
       throw this.#err(
         400,
         'invalid_grant',
@@ -614,7 +625,7 @@ export class IdentityService {
     }
     const scope = p.get('scope') ?? 'openid profile offline_access';
     const withOffline = /(^|\s)offline_access(\s|$)/.test(scope) ? scope : `${scope} offline_access`;
-    const reply = this.#delegatedReply({ tenant, app, user, scope: withOffline, auth, amr: session.amr, authTime: session.authTime, clientInfo, interactive: false }, ctx);
+    const reply = this.#delegatedReply({ tenant, app, user, scope: withOffline, auth, amr: session.amr, authTime: session.authTime, authTimeMs, clientInfo, interactive: false }, ctx);
     // Rotation: the new refresh token replaces this one.
     session.retired = true;
     this.#saveSessions();
@@ -692,7 +703,7 @@ export class IdentityService {
     const tenant = this.#o.directory.tenant(entry.tenantId);
     const user = this.#o.directory.user(entry.userOid);
     if (!tenant || !user) throw this.#err(400, 'invalid_grant', 50034, 'The user account does not exist in the directory.', ctx);
-    return this.#delegatedReply({ tenant, app, user, scope: p.get('scope') ?? entry.scope, auth, amr: entry.amr, authTime: entry.authTime, nonce: entry.nonce, clientInfo, interactive: true }, ctx);
+    return this.#delegatedReply({ tenant, app, user, scope: p.get('scope') ?? entry.scope, auth, amr: entry.amr, authTime: entry.authTime, authTimeMs: entry.authTimeMs, nonce: entry.nonce, clientInfo, interactive: true }, ctx);
   }
 
   #passwordGrant(sel: SandboxTenant | 'multi', app: SandboxApp, p: URLSearchParams, basic: { id: string; secret: string } | undefined, clientInfo: boolean, ctx: Ctx): Reply {
@@ -722,7 +733,8 @@ export class IdentityService {
         { suberror: 'basic_action' },
       );
     }
-    return this.#delegatedReply({ tenant, app, user, scope: p.get('scope') ?? '', auth, amr: ['pwd'], authTime: this.#o.clock.nowSeconds(), clientInfo, interactive: false }, ctx);
+    const signedInMs = this.#o.clock.nowMs();
+    return this.#delegatedReply({ tenant, app, user, scope: p.get('scope') ?? '', auth, amr: ['pwd'], authTime: Math.floor(signedInMs / 1000), authTimeMs: signedInMs, clientInfo, interactive: false }, ctx);
   }
 
   // ---- device codes: the person's side (pages and admin API) -------------------------------------
@@ -761,7 +773,8 @@ export class IdentityService {
     entry.status = 'approved';
     entry.userOid = user.oid;
     entry.amr = user.mfaRequired && !amr.includes('mfa') ? [...amr, 'mfa'] : amr;
-    entry.authTime = this.#o.clock.nowSeconds();
+    entry.authTimeMs = this.#o.clock.nowMs();
+    entry.authTime = Math.floor(entry.authTimeMs / 1000);
     return { ok: true, entry };
   }
 
@@ -832,6 +845,7 @@ export class IdentityService {
       userOid: user.oid,
       amr,
       authTime: this.#o.clock.nowSeconds(),
+      authTimeMs: this.#o.clock.nowMs(),
       expiresAt: this.#o.clock.nowSeconds() + AUTH_CODE_LIFETIME,
       redeemed: false,
     });

@@ -214,8 +214,9 @@ export class Directory {
   }
 
   /** Revoke-MgUserSignInSession / password change: refresh tokens issued before `atSeconds` stop working. */
-  revokeSessions(user: SandboxUser, atSeconds: number): void {
+  revokeSessions(user: SandboxUser, atSeconds: number, atMs: number = atSeconds * 1000 + 999): void {
     user.sessionsRevokedAt = atSeconds;
+    user.sessionsRevokedAtMs = atMs;
     this.changed();
   }
 

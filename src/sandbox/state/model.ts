@@ -96,6 +96,8 @@ export interface SandboxUser {
   accountEnabled: boolean;
   /** Sessions revoked at this sandbox time (seconds): refresh tokens issued before fail with AADSTS50173. */
   sessionsRevokedAt: number | null;
+  /** The same instant to the millisecond (a sign-in later in that second is valid); absent: the whole second counts as revoked. */
+  sessionsRevokedAtMs?: number;
   /** Holds an admin role (Global/Cloud Application Administrator): may grant consent and manage any app in Graph. */
   isAdmin?: boolean;
   /** The code the sandbox's MFA step asks for (default "123456"). */
