@@ -169,7 +169,11 @@ test('a revoked sign-in keeps mail queued with an AUTH_SIGNIN_EXPIRED alert; aft
   await sandboxRequest(sb.info, 'PATCH', `${sb.info.admin}/users/${upn}`, { json: { revokeSessions: true } });
   // Tokens live 2 s, so every send needs a refresh (the provider renews below 300 s left): the next one fails.
   await client(port).sendMail({ from: upn, to: 'x@example.com', subject: 'after revoke', text: '2' });
-  await until(relay, async () => (await relay.status()).accounts.some((a) => a.alert) && (await relay.queue.counts()).deferred === 1, 'alert raised, message deferred');
+  // The deferral is counted (and the metric bumped) once the queue file is durable, a moment after it shows in deferred/.
+  await until(relay, async () => {
+    const s = await relay.status();
+    return s.accounts.some((a) => a.alert) && s.counters.deferred >= 1 && (await relay.queue.counts()).deferred === 1;
+  }, 'alert raised, message deferred and counted');
   const st = await relay.status();
   assert.equal(st.accounts[0]!.alert!.code, 'AUTH_SIGNIN_EXPIRED');
   assert.match(st.accounts[0]!.alert!.explanation!.fix.join(' '), /smtp365 login/);
