@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
-import { withSandbox, sandboxAccount } from './helpers/sandbox.ts';
+import { withSandbox, sandboxAccount, sandboxRequest } from './helpers/sandbox.ts';
 import { createTokenProvider, TokenStore } from '../src/auth/index.ts';
 import type { Account } from '../src/config/account.ts';
 import { adminFor } from './auth-sandbox-admin.ts';
@@ -104,4 +104,32 @@ test('two processes forcing refreshes concurrently: every rotation is kept, nobo
   const fresh = createTokenProvider(account, { home: h });
   assert.ok((await fresh.getAccessToken({ forceRefresh: true })).token);
   assert.equal((await fresh.state()).state, 'active');
+});
+
+test('a refresh with a revoked token still running while `smtp365 login` signs in again never undoes the new sign-in', async (t) => {
+  const { sb, h, account } = await setup(t);
+  const admin = adminFor(sb);
+  // The relay and `smtp365 login`: two providers (two stores) on one cache, ordered only by the file lock.
+  const relay = createTokenProvider(account, { home: h });
+  const cli = createTokenProvider(account, { home: h });
+  await admin.patchUser(account.user, { revokeSessions: true });
+  // The identity service is slow to refuse the relay's refresh: the new sign-in finishes meanwhile.
+  const f = await sandboxRequest(sb.info, 'POST', `${sb.info.admin}/faults`, { json: { stage: 'token', delayMs: 2500, times: 1 } });
+  assert.ok(f.status < 300, f.text);
+  const refused = relay.getAccessToken({ forceRefresh: true }).then(
+    () => undefined,
+    (e: unknown) => e as { code?: string },
+  );
+  // The relay's refresh holds the cache lock (its token request is on its way) before the sign-in starts.
+  const lock = `${path.join(h, 'tokens', account.name)}.json.lock`;
+  while (!(await fs.stat(lock).then(() => true, () => false))) await new Promise((r) => setTimeout(r, 5));
+  const signedIn = await cli.signIn({ onDeviceCode: (dc) => void admin.approve(dc.userCode, account.user) });
+  assert.equal(signedIn.state, 'active');
+  assert.equal((await refused)?.code, 'AUTH_SIGNIN_EXPIRED', 'the old refresh token was refused');
+  // The refusal was recorded before the new sign-in, never over it.
+  const after = await cli.state();
+  assert.equal(after.state, 'active');
+  assert.equal(after.lastError, undefined);
+  assert.ok((await relay.getAccessToken({ forceRefresh: true })).token, 'the relay uses the new sign-in');
+  assert.equal((await relay.state()).state, 'active');
 });
