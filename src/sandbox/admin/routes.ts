@@ -10,24 +10,14 @@ import { HttpError, methodNotAllowed, readJson, sendError, sendJson } from '../f
 import type { Directory } from '../state/directory.ts';
 import { WELL_KNOWN, type SandboxApp, type SandboxMailbox, type SandboxTenant } from '../state/model.ts';
 import { EXCHANGE, GRAPH, permissionById, permissionByName } from '../state/resources.ts';
-import { certificateRecord } from '../state/scenario.ts';
+import { certificateRecord, tenantSettingsSchema } from '../state/scenario.ts';
 import type { AdminContext } from './context.ts';
 
 const guid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, 'must be a GUID');
 const email = z.string().regex(/^[^@\s]+@[^@\s]+\.[^@\s]+$/, 'must be an e-mail address');
 const trusteeList = z.union([z.array(z.string().min(1)), z.strictObject({ add: z.array(z.string().min(1)).optional(), remove: z.array(z.string().min(1)).optional() })]);
 
-const tenantPatch = z.strictObject({
-  displayName: z.string().min(1).optional(),
-  smtpClientAuthenticationDisabled: z.boolean().optional(),
-  basicAuthEnabled: z.boolean().optional(),
-  securityDefaults: z.boolean().optional(),
-  conditionalAccessBlockedUsers: z.array(email).optional(),
-  signInFrequencySeconds: z.number().int().positive().nullable().optional(),
-  exchangeOnline: z.boolean().optional(),
-  usersCanConsent: z.boolean().optional(),
-  submissionBlocked: z.enum(['threshold', 'ip']).nullable().optional(),
-});
+const tenantPatch = tenantSettingsSchema.extend({ displayName: z.string().min(1).optional() });
 
 const mailboxPatch = z.strictObject({
   outboundSpamBlocked: z.boolean().optional(),

@@ -59,10 +59,8 @@ const appSchema = z.strictObject({
   owners: z.array(email).optional(),
 });
 
-const tenantSchema = z.strictObject({
-  id: guid.optional(),
-  domain: z.string().regex(/^[a-z0-9.-]+\.[a-z]{2,}$/i, 'must be a domain name'),
-  displayName: z.string().optional(),
+/** A tenant's switches: set in a scenario file, changed later by PATCH /admin/tenant. */
+export const tenantSettingsSchema = z.strictObject({
   smtpClientAuthenticationDisabled: z.boolean().optional(),
   basicAuthEnabled: z.boolean().optional(),
   securityDefaults: z.boolean().optional(),
@@ -72,6 +70,12 @@ const tenantSchema = z.strictObject({
   usersCanConsent: z.boolean().optional(),
   /** Microsoft blocked the tenant's submissions: 550 5.7.705 (threshold) / 5.7.708 (ip). */
   submissionBlocked: z.enum(['threshold', 'ip']).nullable().optional(),
+});
+
+const tenantSchema = tenantSettingsSchema.extend({
+  id: guid.optional(),
+  domain: z.string().regex(/^[a-z0-9.-]+\.[a-z]{2,}$/i, 'must be a domain name'),
+  displayName: z.string().optional(),
   users: z.array(userSchema).default([]),
   sharedMailboxes: z.array(sharedMailboxSchema).default([]),
   apps: z.array(appSchema).default([]),
