@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { HttpError, methodNotAllowed, readJson, sendError, sendJson } from '../faults/json-io.ts';
+import { HttpError, methodNotAllowed, readBodyText, readJson, sendError, sendJson } from '../faults/json-io.ts';
 import type { Directory } from '../state/directory.ts';
 import { WELL_KNOWN, type SandboxApp, type SandboxMailbox, type SandboxTenant } from '../state/model.ts';
 import { EXCHANGE, GRAPH, permissionById, permissionByName } from '../state/resources.ts';
@@ -201,14 +201,7 @@ const ROUTES = [
 
 /** A JSON body, or undefined when there is none (POST /admin/reset without a body). */
 async function readJsonOrEmpty(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req as AsyncIterable<Buffer>) {
-    size += c.length;
-    if (size > 100_000) throw new HttpError(413, 'payload_too_large', 'the request body is too large');
-    chunks.push(c);
-  }
-  const text = Buffer.concat(chunks).toString('utf8').trim();
+  const text = await readBodyText(req, 100_000, () => new HttpError(413, 'payload_too_large', 'the request body is too large'));
   if (!text) return undefined;
   try {
     return JSON.parse(text) as unknown;

@@ -28,20 +28,28 @@ export function methodNotAllowed(res: ServerResponse, allowed: string[]): void {
   sendError(res, 405, 'method_not_allowed', `use ${allowed.join(' or ')}`);
 }
 
+/**
+ * Reads a request body as trimmed UTF-8 text, at most `limit` bytes; past that
+ * throws what `tooLarge()` makes (each API answers in its own error shape).
+ */
+export async function readBodyText(req: IncomingMessage, limit: number, tooLarge: () => Error): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw tooLarge();
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8').trim();
+}
+
 /** Reads and parses a JSON body (at most `limit` bytes); throws HttpError 400/413/415. */
 export async function readJson(req: IncomingMessage, limit = 1_000_000): Promise<unknown> {
   const type = String(req.headers['content-type'] ?? '');
   if (type && !/^application\/(.+\+)?json\b/i.test(type)) {
     throw new HttpError(415, 'unsupported_media_type', `send JSON (content-type: application/json), not ${type}`);
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new HttpError(413, 'payload_too_large', `the body is larger than ${limit} bytes`);
-    chunks.push(chunk);
-  }
-  const text = Buffer.concat(chunks).toString('utf8').trim();
+  const text = await readBodyText(req, limit, () => new HttpError(413, 'payload_too_large', `the body is larger than ${limit} bytes`));
   if (!text) throw new HttpError(400, 'invalid_request', 'the request body is empty; send a JSON object');
   try {
     return JSON.parse(text) as unknown;

@@ -6,6 +6,7 @@
 import { randomUUID, X509Certificate } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AdminContext } from '../admin/context.ts';
+import { readBodyText } from '../faults/json-io.ts';
 import type { Directory } from '../state/directory.ts';
 import { WELL_KNOWN, type SandboxAccessTokenClaims, type SandboxApp, type SandboxServicePrincipal, type SandboxTenant, type SandboxUser } from '../state/model.ts';
 import { resourceByAppId, type Resource } from '../state/resources.ts';
@@ -65,14 +66,7 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 }
 
 async function readBody(req: IncomingMessage): Promise<Record<string, unknown>> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req as AsyncIterable<Buffer>) {
-    size += c.length;
-    if (size > 1_000_000) throw new GraphError(413, 'Request_EntityTooLarge', 'The request body is too large.');
-    chunks.push(c);
-  }
-  const text = Buffer.concat(chunks).toString('utf8').trim();
+  const text = await readBodyText(req, 1_000_000, () => new GraphError(413, 'Request_EntityTooLarge', 'The request body is too large.'));
   if (!text) return {};
   try {
     const v = JSON.parse(text) as unknown;
