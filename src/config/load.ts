@@ -254,7 +254,9 @@ async function readConfigFile(file: string): Promise<ParsedFile> {
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
     const where = e.linePos?.[0] ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : 'syntax';
-    throw configError(`${file}: ${where}: ${e.message.split('\n')[0]}`);
+    // yaml's pretty message repeats the position and ends with ":" before a code excerpt.
+    const what = (e.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?\s*$/, '').replace(/:\s*$/, '');
+    throw configError(`${file}: ${where}: ${what}`);
   }
   const data: unknown = doc.toJS() ?? {};
   const base = path.dirname(file);
