@@ -236,10 +236,15 @@ export async function run(): Promise<Record<string, unknown>> {
     const account = appAccount(sb);
     const from = account.user;
 
-    const phase = (name: string) => process.stderr.write(`relay bench: ${name}\n`);
-    phase('acceptance');
+    // BENCH_RELAY_PHASES=postfix,end-to-end runs just those (while working on one of them).
+    const wanted = process.env.BENCH_RELAY_PHASES?.split(',').map((s) => s.trim());
+    const phase = (name: string) => {
+      if (wanted && !wanted.includes(name)) return false;
+      process.stderr.write(`relay bench: ${name}\n`);
+      return true;
+    };
     // 1. Durable acceptance, delivery idle (the account cannot sign in: mail stays queued).
-    {
+    if (phase('acceptance')) {
       const d = path.join(dir, 'accept');
       const child = await startRelayChild(await writeConfig(await mk(d)), idleAccountEnv(account, d));
       results.acceptance_per_s_1_client = round(await acceptanceRate(child.port, 1, 500, from));
@@ -257,9 +262,8 @@ export async function run(): Promise<Record<string, unknown>> {
       await stop(again);
     }
 
-    phase('30 MB message');
     // 3b. A 30 MB message into a fresh relay.
-    {
+    if (phase('30 MB message')) {
       const d = path.join(dir, 'big');
       const child = await startRelayChild(await writeConfig(await mk(d), { limits: { maxMessageSize: '40MB' } }), idleAccountEnv(account, d));
       const idle = await peakRss(child.proc.pid!);
@@ -273,9 +277,8 @@ export async function run(): Promise<Record<string, unknown>> {
       await stop(child);
     }
 
-    phase('end-to-end');
     // 2. End-to-end with pacing off vs direct, same sandbox, same N.
-    {
+    if (phase('end-to-end')) {
       const N = 999;
       await clearSandbox(sb);
       // Direct: the same Mailer in a process of its own (as the relay is), 3 connections, pacing off.
@@ -318,11 +321,12 @@ export async function run(): Promise<Record<string, unknown>> {
       results.via_relay_vs_direct = round(viaRelay / direct, 3);
     }
 
-    phase('postfix');
     // Same load generator against both: Postfix's smtpd on :25 (set up to keep mail queued:
     // defer_transports = smtp,relay,local; see docs/relay.md) and the relay (allowed network, no AUTH).
-    const bin = await smtpSource();
-    if (!bin) results.postfix = { skipped: 'postfix (smtp-source) is not installed: apt-get install postfix' };
+    const bin = phase('postfix') ? await smtpSource() : null;
+    if (bin === null) {
+      // phase not asked for
+    } else if (!bin) results.postfix = { skipped: 'postfix (smtp-source) is not installed: apt-get install postfix' };
     else if (!(await listening(25))) results.postfix = { skipped: 'no Postfix smtpd on 127.0.0.1:25' };
     else if (!(await postfixKeepsMail())) {
       results.postfix = { skipped: 'Postfix would deliver the test mail: set `postconf -e defer_transports=smtp,relay,local` on a machine used only for benchmarks (then `postsuper -d ALL`)' };

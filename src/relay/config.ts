@@ -359,14 +359,28 @@ export function isLoopback(ip: string): boolean {
 }
 
 /** Finds the first `allow` entry whose network contains ip. */
+// One BlockList per network string: matchNetwork runs for every MAIL FROM.
+const subnetCache = new Map<string, { family: 'ipv4' | 'ipv6'; list: BlockList }>();
+
+function subnet(cidrText: string): { family: 'ipv4' | 'ipv6'; list: BlockList } {
+  let s = subnetCache.get(cidrText);
+  if (!s) {
+    const c = parseCidr(cidrText);
+    const list = new BlockList();
+    list.addSubnet(c.address, c.prefix, c.family);
+    s = { family: c.family, list };
+    if (subnetCache.size > 10_000) subnetCache.clear();
+    subnetCache.set(cidrText, s);
+  }
+  return s;
+}
+
 export function matchNetwork<T extends { cidr: string }>(entries: readonly T[], ip: string): T | undefined {
   const a = normalizeIp(ip);
   const fam = isIP(a) === 6 ? 'ipv6' : 'ipv4';
   for (const e of entries) {
-    const c = parseCidr(e.cidr);
-    const bl = new BlockList();
-    bl.addSubnet(c.address, c.prefix, c.family);
-    if (c.family === fam && bl.check(a, fam)) return e;
+    const s = subnet(e.cidr);
+    if (s.family === fam && s.list.check(a, fam)) return e;
   }
   return undefined;
 }

@@ -101,7 +101,12 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     this.timer = setInterval(() => this.notify(), this.settings.scanInterval);
     try {
       // Operators' commands from other processes show up here; coalesced, since a burst of renames is one change.
-      this.watcher = watch(this.queue.stateDir('incoming'), () => this.notifySoon());
+      // Our own acceptances arrive through offer(); their renames are not news (a scan of a big queue per burst is).
+      this.watcher = watch(this.queue.stateDir('incoming'), (_event, name) => {
+        const id = typeof name === 'string' && name.endsWith('.json') ? name.slice(0, -5) : undefined;
+        if (id && (this.accountOf.has(id) || this.inFlight.has(id))) return;
+        this.notifySoon();
+      });
       this.watcher.on('error', () => undefined);
     } catch {
       // Polling alone still works.

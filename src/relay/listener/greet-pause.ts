@@ -29,6 +29,8 @@ export function installGreetPause(): void {
       if (this._server.options.maxClients && this._server.connections.size > this._server.options.maxClients) {
         return this.send(421, this.name + ' Too many connected clients, try again in a moment', false);
       }
+      // setTimeout(fn, 0) is really 1 ms: a whole message's worth of time for a one-shot client.
+      if (pause <= 0) return void setImmediate(() => this.connectionReady());
       const timer = setTimeout(() => this.connectionReady(), pause);
       timer.unref();
     });

@@ -2,8 +2,8 @@
 // Microsoft refuses a From the mailbox may not send as (5.7.60, after DATA).
 // When a route rewrites senders, the From header is rewritten the same way,
 // while the message streams: only the header section is held (≤ 256 KB).
-import { Transform, type TransformCallback } from 'node:stream';
 import addressparser from 'nodemailer/lib/addressparser/index.js';
+import type { ChunkFilter } from '../queue/message-writer.ts';
 
 const MAX_HEADER = 256 * 1024;
 
@@ -24,10 +24,43 @@ export function rewriteFromHeader(header: string, mailbox: string, allowed: (add
   return lines.join('\r\n');
 }
 
-export class FromHeaderRewriter extends Transform {
-  private buf: Buffer[] = [];
+/**
+ * Holds the bytes of a message until its header section is complete (the
+ * first empty line, or MAX_HEADER bytes without one), hands the header to
+ * `onHeader`, then passes everything else through untouched.
+ */
+abstract class HeaderSectionFilter implements ChunkFilter {
+  private held: Buffer[] = [];
   private size = 0;
   private done = false;
+
+  /** `all` = every byte so far; `end` = where the header section ends in it (-1: none within the limit or the message). */
+  protected abstract onHeader(all: Buffer, end: number): Buffer[];
+
+  write(chunk: Buffer): Buffer[] {
+    if (this.done) return [chunk];
+    this.held.push(chunk);
+    this.size += chunk.length;
+    const all = this.held.length === 1 ? chunk : Buffer.concat(this.held);
+    this.held = [all];
+    const idx = all.indexOf('\r\n\r\n');
+    if (idx < 0 && this.size <= MAX_HEADER) return [];
+    this.done = true;
+    this.held = [];
+    return this.onHeader(all, idx);
+  }
+
+  end(): Buffer[] {
+    if (this.done || this.size === 0) return [];
+    this.done = true;
+    const all = Buffer.concat(this.held);
+    this.held = [];
+    return this.onHeader(all, -1);
+  }
+}
+
+/** Rewrites a From header the route may not use to the account's mailbox (the original kept in X-Smtp365-Original-From). */
+export class FromHeaderRewriter extends HeaderSectionFilter {
   private readonly mailbox: string;
   private readonly allowed: (address: string) => boolean;
   /** Set when the header was rewritten. */
@@ -39,40 +72,13 @@ export class FromHeaderRewriter extends Transform {
     this.allowed = allowed;
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (this.done) return cb(null, chunk);
-    this.buf.push(chunk);
-    this.size += chunk.length;
-    const all = Buffer.concat(this.buf);
-    this.buf = [all];
-    const idx = all.indexOf('\r\n\r\n');
-    if (idx >= 0) {
-      this.flushHeader(all, idx);
-    } else if (this.size > MAX_HEADER) {
-      this.done = true;
-      this.buf = [];
-      this.push(all);
-    }
-    cb();
-  }
-
-  private flushHeader(all: Buffer, idx: number): void {
-    this.done = true;
-    this.buf = [];
-    const header = all.subarray(0, idx).toString('latin1');
-    const next = rewriteFromHeader(header, this.mailbox, this.allowed);
-    if (next === undefined) {
-      this.push(all);
-      return;
-    }
+  protected onHeader(all: Buffer, end: number): Buffer[] {
+    // No complete header section within the limit: left as it is.
+    if (end < 0) return [all];
+    const next = rewriteFromHeader(all.subarray(0, end).toString('latin1'), this.mailbox, this.allowed);
+    if (next === undefined) return [all];
     this.rewritten = true;
-    this.push(Buffer.from(next, 'latin1'));
-    this.push(all.subarray(idx));
-  }
-
-  override _flush(cb: TransformCallback): void {
-    if (!this.done && this.size > 0) this.push(Buffer.concat(this.buf));
-    cb();
+    return [Buffer.from(next, 'latin1'), all.subarray(end)];
   }
 }
 
@@ -90,35 +96,12 @@ export function fromHeaderAddresses(header: string): string[] {
 }
 
 /** Passes the message through unchanged and records the From header's addresses (for the check at the end of DATA). */
-export class FromHeaderReader extends Transform {
-  private buf: Buffer[] = [];
-  private size = 0;
-  private done = false;
+export class FromHeaderReader extends HeaderSectionFilter {
   /** Set once the header section was seen. */
   from: string[] = [];
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (this.done) return cb(null, chunk);
-    this.buf.push(chunk);
-    this.size += chunk.length;
-    const all = Buffer.concat(this.buf);
-    this.buf = [all];
-    const idx = all.indexOf('\r\n\r\n');
-    if (idx >= 0 || this.size > MAX_HEADER) {
-      this.done = true;
-      this.buf = [];
-      this.from = fromHeaderAddresses(all.subarray(0, idx >= 0 ? idx : MAX_HEADER).toString('latin1'));
-      this.push(all);
-    }
-    cb();
-  }
-
-  override _flush(cb: TransformCallback): void {
-    if (!this.done && this.size > 0) {
-      const all = Buffer.concat(this.buf);
-      this.from = fromHeaderAddresses(all.toString('latin1'));
-      this.push(all);
-    }
-    cb();
+  protected onHeader(all: Buffer, end: number): Buffer[] {
+    this.from = fromHeaderAddresses(all.subarray(0, end >= 0 ? end : Math.min(all.length, MAX_HEADER)).toString('latin1'));
+    return [all];
   }
 }

@@ -16,10 +16,19 @@ export interface Route {
 /** `*@contoso.com`, `scanner@contoso.com`, `*` — case-insensitive, `*` matches any run of characters. */
 export function senderMatches(patterns: readonly string[], address: string): boolean {
   const a = address.toLowerCase();
-  return patterns.some((p) => {
-    const re = new RegExp('^' + p.toLowerCase().replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*') + '$');
-    return re.test(a);
-  });
+  return patterns.some((p) => patternRe(p).test(a));
+}
+
+// Compiled once per pattern: senders are checked for every MAIL FROM.
+const compiled = new Map<string, RegExp>();
+function patternRe(p: string): RegExp {
+  let re = compiled.get(p);
+  if (!re) {
+    re = new RegExp('^' + p.toLowerCase().replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*') + '$');
+    if (compiled.size > 10_000) compiled.clear();
+    compiled.set(p, re);
+  }
+  return re;
 }
 
 /**

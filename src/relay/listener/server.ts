@@ -251,7 +251,7 @@ export class RelayListener {
     const route = s.route;
     // With rewriting, a From header that is not allowed becomes the mailbox; without, it is refused at the end of DATA.
     const reader = policy.rewriteSender && mailbox ? undefined : new FromHeaderReader();
-    const transforms = reader
+    const filters = reader
       ? [reader]
       : [new FromHeaderRewriter(mailbox!, (addr) => decideSender({ ...route, policy: { ...policy, rewriteSender: false, senders: allowedSenders(policy, mailbox) } }, addr, mailbox).ok)];
     const verify = () => {
@@ -260,7 +260,7 @@ export class RelayListener {
     };
     try {
       const entry = await this.deps.queue.accept(stream, {
-        transforms,
+        filters,
         verify,
         from: s.from,
         ...(s.originalFrom !== undefined ? { originalFrom: s.originalFrom } : {}),

@@ -15,13 +15,12 @@
 // another process (whoever renames first wins; the other sees ENOENT).
 // Only the relay writes into active/; nothing rewrites a file in place.
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
-import type { FileHandle } from 'node:fs/promises';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import { Smtp365Error } from '../../errors/error.ts';
-import { atomicWrite, fsyncDir, isNotFound, writeFileSynced } from './fsutil.ts';
+import { atomicWrite, closeQuietly, fdatasyncFd, fsyncDir, isNotFound, openFd, renameFile, unlinkFile, writeFileSynced } from './fsutil.ts';
+import { CanonicalLineEndings, writeMessage, type ChunkFilter } from './message-writer.ts';
 import { QUEUE_STATES, type ClientInfo, type ListedEntry, type QueueEntry, type QueueState } from './types.ts';
 
 export type ControlAction = 'hold' | 'delete';
@@ -54,8 +53,8 @@ export interface AcceptMeta {
   /** Refuse (MESSAGE_TOO_LARGE) once the stored message would exceed this many bytes. */
   maxSize?: number;
   bounceOf?: string;
-  /** Applied to the message after line endings are normalised (header rewrites). */
-  transforms?: Transform[];
+  /** Applied to the message after line endings are made canonical (header rewrites). */
+  filters?: ChunkFilter[];
   /** Called once the whole message was read, before anything is committed; throwing refuses it (nothing stays behind). */
   verify?: () => void;
 }
@@ -81,64 +80,6 @@ export function isQueueId(id: string): boolean {
 /** Operator input names a file: only well-formed ids get near the filesystem. */
 function checkId(id: string): void {
   if (!ID_RE.test(id)) throw new Smtp365Error('INPUT_INVALID', `Not a queue id: "${id}" (17 characters like 0MWX64RPTEECB3636; see smtp365 queue list)`);
-}
-
-/**
- * Counts bytes and refuses past the limit (keeps reading, so the client's
- * DATA is consumed and it gets a clean 552), and turns bare LF into CRLF so
- * the stored message is canonical SMTP text whatever the device sent.
- */
-class StoreFilter extends Transform {
-  bytes = 0;
-  exceeded = false;
-  private lastCR = false;
-  private readonly max: number;
-  constructor(max: number) {
-    super();
-    this.max = max;
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (this.exceeded) return cb();
-    let out = chunk;
-    let idx = chunk.indexOf(10);
-    if (idx !== -1) {
-      const parts: Buffer[] = [];
-      let start = 0;
-      while (idx !== -1) {
-        const prevCR = idx === 0 ? this.lastCR : chunk[idx - 1] === 13;
-        if (!prevCR) {
-          parts.push(chunk.subarray(start, idx), CRLF);
-          start = idx + 1;
-        }
-        idx = chunk.indexOf(10, idx + 1);
-      }
-      if (parts.length > 0) {
-        parts.push(chunk.subarray(start));
-        out = Buffer.concat(parts);
-      }
-    }
-    if (chunk.length > 0) this.lastCR = chunk[chunk.length - 1] === 13;
-    this.bytes += out.length;
-    if (this.bytes > this.max) {
-      this.exceeded = true;
-      return cb();
-    }
-    cb(null, out);
-  }
-}
-const CRLF = Buffer.from('\r\n');
-
-/** Writes into an open handle and leaves it open (the caller fsyncs, then closes). */
-function fileSink(fh: FileHandle): Writable {
-  return new Writable({
-    highWaterMark: 256 * 1024,
-    write(chunk: Buffer, _enc, cb) {
-      fh.write(chunk).then(() => cb(), cb);
-    },
-    writev(chunks, cb) {
-      fh.writev(chunks.map((c) => c.chunk as Buffer)).then(() => cb(), cb);
-    },
-  });
 }
 
 export class Queue {
@@ -175,26 +116,23 @@ export class Queue {
    * listener may answer 250. On any failure nothing is left behind.
    */
   async accept(input: Readable, meta: AcceptMeta): Promise<QueueEntry> {
-    // The client may vanish before the pipeline is attached: its error must not go unhandled.
-    const swallow = () => undefined;
-    input.on('error', swallow);
+    // The client may vanish at any moment (also after its message was read): its error must never go unhandled.
+    input.on('error', () => undefined);
     const id = newQueueId();
     const data = this.dataPath(id);
-    const filter = new StoreFilter(meta.maxSize ?? Number.POSITIVE_INFINITY);
-    const fh = await open(data, 'wx', 0o600);
+    const tmp = path.join(this.tmp, `${id}.json`);
+    let dataFd: number | undefined;
+    let renamed = false;
     try {
-      try {
-        await pipeline([input, filter, ...(meta.transforms ?? []), fileSink(fh)]);
-        if (filter.exceeded) {
-          throw new Smtp365Error('MESSAGE_TOO_LARGE', `The message exceeds the relay's limit of ${meta.maxSize} bytes`, {
-            details: { limit: meta.maxSize },
-          });
-        }
-        meta.verify?.();
-      } catch (err) {
-        await fh.close();
-        throw err;
+      dataFd = await openFd(data, 'wx', 0o600);
+      const filters: ChunkFilter[] = [new CanonicalLineEndings(), ...(meta.filters ?? [])];
+      const written = await writeMessage(input, dataFd, filters, meta.maxSize);
+      if (written.exceeded) {
+        throw new Smtp365Error('MESSAGE_TOO_LARGE', `The message exceeds the relay's limit of ${meta.maxSize} bytes`, {
+          details: { limit: meta.maxSize },
+        });
       }
+      meta.verify?.();
       const now = new Date().toISOString();
       const entry: QueueEntry = {
         version: 1,
@@ -203,25 +141,32 @@ export class Queue {
         ...(meta.originalFrom !== undefined ? { originalFrom: meta.originalFrom } : {}),
         recipients: meta.recipients.map((address) => ({ address, status: 'pending' as const })),
         account: meta.account,
-        size: filter.bytes,
+        size: written.bytes,
         receivedAt: now,
         lifetimeStart: now,
         client: meta.client,
         attempts: 0,
         ...(meta.bounceOf ? { bounceOf: meta.bounceOf } : {}),
       };
-      const tmp = path.join(this.tmp, `${id}.json`);
-      // Both files to stable storage at once (one journal commit serves both on most filesystems).
-      await Promise.all([fh.sync().finally(() => fh.close()), writeFileSynced(tmp, JSON.stringify(entry, null, 1), 'wx')]);
-      await rename(tmp, this.entryPath('incoming', id));
-      // Both names durable; only then may the listener answer 250. A crash before leaves an
-      // envelope without a durable body at worst: recovery drops it (nobody got a 250 for it).
-      await Promise.all([fsyncDir(path.dirname(data)), fsyncDir(this.stateDir('incoming'))]);
+      // Body, envelope and the body's directory entry to stable storage at once (on most
+      // filesystems one journal commit serves them all); data/ was named at open, so its
+      // fsync need not wait for anything below.
+      const fd = dataFd;
+      await Promise.all([fdatasyncFd(fd), writeFileSynced(tmp, JSON.stringify(entry, null, 1), 'wx'), fsyncDir(path.dirname(data))]);
+      dataFd = undefined;
+      closeQuietly(fd);
+      await renameFile(tmp, this.entryPath('incoming', id));
+      renamed = true;
+      // The envelope's new name durable; only then may the listener answer 250. A crash before
+      // this leaves an envelope in incoming/ for a message that got no 250: it is delivered
+      // (the client may send it again: a duplicate, never a loss).
+      await fsyncDir(this.stateDir('incoming'));
       return entry;
     } catch (err) {
-      await unlink(path.join(this.tmp, `${id}.json`)).catch(() => undefined);
-      await unlink(this.entryPath('incoming', id)).catch(() => undefined);
-      await unlink(data).catch(() => undefined);
+      if (dataFd !== undefined) closeQuietly(dataFd);
+      await unlinkFile(tmp).catch(() => undefined);
+      if (renamed) await unlinkFile(this.entryPath('incoming', id)).catch(() => undefined);
+      await unlinkFile(data).catch(() => undefined);
       if (err instanceof Smtp365Error) throw err;
       const e = err as NodeJS.ErrnoException;
       if (e.code === 'ENOSPC' || e.code === 'EDQUOT' || e.code === 'EROFS' || e.code === 'EIO' || e.code === 'EACCES') {
