@@ -154,8 +154,8 @@ export class RelayDaemon {
     let daemon: RelayDaemon | undefined;
     try {
       const rec = await queue.recover();
-      if (rec.requeued.length > 0 || rec.orphansRemoved > 0 || rec.envelopesWithoutBody > 0) {
-        log.info('recovered the queue after a stop', { requeued: rec.requeued.length, orphansRemoved: rec.orphansRemoved, envelopesWithoutBody: rec.envelopesWithoutBody });
+      if (rec.requeued.length > 0 || rec.orphansRemoved > 0 || rec.incomplete > 0) {
+        log.info('recovered the queue after a stop', { requeued: rec.requeued.length, orphansRemoved: rec.orphansRemoved, incompleteRemoved: rec.incomplete });
       }
       const tls = await loadTls({ spool: queue.dir, configured: cfg.tls, ...(cfg.hostname ? { hostname: cfg.hostname } : {}) });
       if (tls.generated) log.info('made a self-signed certificate for STARTTLS', { cert: tls.certPath, sha256: tls.fingerprint256 });

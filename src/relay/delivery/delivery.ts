@@ -104,7 +104,7 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
       // Our own acceptances arrive through offer(); their renames are not news (a scan of a big queue per burst is).
       this.watcher = watch(this.queue.stateDir('incoming'), (_event, name) => {
         const id = typeof name === 'string' && name.endsWith('.json') ? name.slice(0, -5) : undefined;
-        if (id && (this.accountOf.has(id) || this.inFlight.has(id))) return;
+        if (id && (this.accountOf.has(id) || this.inFlight.has(id) || this.queue.isAccepting(id))) return;
         this.notifySoon();
       });
       this.watcher.on('error', () => undefined);
@@ -225,7 +225,8 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     const incoming = await this.queue.ids('incoming');
     for (const id of incoming) {
       if (this.stopRequested) return;
-      if (this.inFlight.has(id)) continue;
+      // Still being made durable by the listener: it arrives through offer() once it is.
+      if (this.inFlight.has(id) || this.queue.isAccepting(id)) continue;
       const account = await this.accountFor('incoming', id);
       if (!account) continue;
       if (!this.hasRoom(account, now)) {

@@ -42,6 +42,23 @@ export async function writeAll(fd: number, chunks: Buffer[]): Promise<void> {
   }
 }
 
+/** writeAll on the calling thread: for small writes into the page cache (see message-writer.ts). */
+export function writeAllSync(fd: number, chunks: Buffer[]): void {
+  for (const c of chunks) {
+    let off = 0;
+    while (off < c.length) off += fs.writeSync(fd, c, off, c.length - off);
+  }
+}
+
+/** Closes on this thread, ignoring errors: for a file already synced or abandoned (close is then instant). */
+export function closeSyncQuietly(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // already synced (or abandoned): nothing to lose
+  }
+}
+
 /** Closes without waiting or caring: for paths where the data is already synced or abandoned. */
 export function closeQuietly(fd: number): void {
   fs.close(fd, () => undefined);

@@ -108,11 +108,22 @@ test('recover: active back to incoming with progress, orphans and temp files rem
   await writeFile(path.join(q.dir, 'tmp', 'junk.json'), '{');
   // An envelope whose body never reached the disk (crash before the 250): dropped.
   await writeFile(q.entryPath('incoming', '0000000000000000A'), JSON.stringify({ ...c, id: '0000000000000000A' }));
+  // Crash between the envelope's rename and the fsyncs (no 250 given): a half-written envelope,
+  // and a whole envelope whose body is shorter than it records. Both dropped with their bodies.
+  await writeFile(q.entryPath('incoming', '0000000000000000B'), '{\n "version": 1,\n "id": "00');
+  await writeFile(q.dataPath('0000000000000000B'), 'x\r\n');
+  await writeFile(q.entryPath('incoming', '0000000000000000C'), JSON.stringify({ ...c, id: '0000000000000000C', size: 4096 }));
+  await writeFile(q.dataPath('0000000000000000C'), 'only the first bl');
+  // A message accepted whole before the crash stays.
+  const kept = await q.accept(Readable.from(['Subject: kept\r\n\r\nbody\r\n']), meta());
   const r = await q.recover();
-  assert.equal(r.envelopesWithoutBody, 1);
+  assert.equal(r.incomplete, 3);
   assert.equal(await q.find('0000000000000000A'), undefined);
+  assert.equal(await q.find('0000000000000000B'), undefined);
+  assert.equal(await q.find('0000000000000000C'), undefined);
+  assert.equal((await q.find(kept.id))?.state, 'incoming');
+  assert.equal(r.orphansRemoved, 3);
   assert.deepEqual(r.requeued, [e.id]);
-  assert.equal(r.orphansRemoved, 1);
   const back = await q.read('incoming', e.id);
   assert.equal(back.recipients[0]!.status, 'delivered');
   assert.deepEqual(await readdir(path.join(q.dir, 'tmp')), []);
