@@ -20,6 +20,7 @@ import YAML from 'yaml';
 import { startSandbox, type Sandbox } from '../src/sandbox/index.ts';
 import type { Account } from '../src/config/account.ts';
 import { hashPassword } from '../src/relay/users.ts';
+import { Client } from './smtp-load.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const MAIN = path.join(ROOT, 'src', 'cli', 'main.ts');
@@ -28,71 +29,20 @@ const PASS = 'bench-password-1';
 const round = (n: number, d = 1) => Math.round(n * 10 ** d) / 10 ** d;
 const KB10 = 'x'.repeat(76) + '\r\n';
 
-function body10k(subject: string, from: string): string {
-  return `From: ${from}\r\nTo: r@example.com\r\nSubject: ${subject}\r\n\r\n` + KB10.repeat(Math.ceil(10_240 / KB10.length));
+/**
+ * Sends clients × perClient 10 KB messages to the relay from a process of its
+ * own (so the load generator never shares a thread with the sandbox or the
+ * relay); resolves with the seconds from the first MAIL FROM to the last 250.
+ */
+async function produce(port: number, clients: number, total: number, from: string): Promise<{ seconds: number; startedAt: number }> {
+  const { stdout } = await promisify(execFile)(process.execPath, [path.join(ROOT, 'bench', 'smtp-load.ts'), String(port), String(clients), String(total), from, USER, PASS], { timeout: 600_000 });
+  return JSON.parse(stdout) as { seconds: number; startedAt: number };
 }
 
-/** A minimal SMTP client: one connection, one message at a time, replies checked. */
-class Client {
-  private buf = '';
-  private waiters: Array<(line: string) => void> = [];
-  private readonly sock: net.Socket;
-  private constructor(sock: net.Socket) {
-    this.sock = sock;
-    sock.setEncoding('latin1');
-    sock.on('data', (d: string) => {
-      this.buf += d;
-      let i;
-      while ((i = this.buf.indexOf('\r\n')) >= 0) {
-        const line = this.buf.slice(0, i);
-        this.buf = this.buf.slice(i + 2);
-        if (/^\d{3} /.test(line)) this.waiters.shift()?.(line);
-      }
-    });
-    sock.on('error', () => undefined);
-  }
-  static async open(port: number, auth = true): Promise<Client> {
-    const sock = net.connect({ port, host: '127.0.0.1' });
-    await new Promise<void>((res, rej) => sock.once('connect', res).once('error', rej));
-    const c = new Client(sock);
-    await c.expect(c.reply(), '220');
-    await c.cmd('EHLO bench.example', '250');
-    if (auth) await c.cmd(`AUTH PLAIN ${Buffer.from(`\0${USER}\0${PASS}`).toString('base64')}`, '235');
-    return c;
-  }
-  private reply(): Promise<string> {
-    return new Promise((r) => this.waiters.push(r));
-  }
-  private async expect(p: Promise<string>, code: string): Promise<string> {
-    const line = await p;
-    if (!line.startsWith(code)) throw new Error(`expected ${code}, got ${line}`);
-    return line;
-  }
-  cmd(line: string, code: string): Promise<string> {
-    const p = this.reply();
-    this.sock.write(line + '\r\n');
-    return this.expect(p, code);
-  }
-  async send(from: string, to: string, message: string): Promise<void> {
-    await this.cmd(`MAIL FROM:<${from}>`, '250');
-    await this.cmd(`RCPT TO:<${to}>`, '250');
-    await this.cmd('DATA', '354');
-    await this.cmd(message + '.', '250');
-  }
-  close(): void {
-    this.sock.end('QUIT\r\n');
-  }
-}
+const epochMs = () => performance.timeOrigin + performance.now();
 
 async function acceptanceRate(port: number, clients: number, perClient: number, from: string): Promise<number> {
-  const conns = await Promise.all(Array.from({ length: clients }, () => Client.open(port)));
-  const start = process.hrtime.bigint();
-  await Promise.all(conns.map(async (c, i) => {
-    for (let n = 0; n < perClient; n++) await c.send(from, 'r@example.com', body10k(`a-${i}-${n}`, from));
-  }));
-  const secs = Number(process.hrtime.bigint() - start) / 1e9;
-  for (const c of conns) c.close();
-  return (clients * perClient) / secs;
+  return (clients * perClient) / (await produce(port, clients, clients * perClient, from)).seconds;
 }
 
 interface RelayChild {
@@ -207,11 +157,18 @@ async function sourceRate(bin: string, port: number, clients: number, total: num
   return round(total / (Number(process.hrtime.bigint() - start) / 1e9));
 }
 
-/** Only measure a Postfix that keeps what it accepts (a benchmark set-up), never one that would send the test mail out. */
+/**
+ * Only measure a Postfix that keeps what it accepts (a benchmark set-up), never one that would
+ * send the test mail out: everything put on hold (`smtpd_client_restrictions = check_client_access
+ * static:HOLD`: smtpd and cleanup do all their work, the queue manager leaves it alone, as the
+ * relay's paused delivery does), or every transport deferred.
+ */
 async function postfixKeepsMail(): Promise<boolean> {
   try {
-    const { stdout } = await promisify(execFile)('postconf', ['-h', 'defer_transports'], { timeout: 5000 });
-    const deferred = stdout.split(/[\s,]+/);
+    const { stdout } = await promisify(execFile)('postconf', ['-h', 'smtpd_client_restrictions', 'defer_transports'], { timeout: 5000 });
+    const [restrictions = '', deferTransports = ''] = stdout.split('\n');
+    if (/check_client_access\s+static:HOLD/i.test(restrictions)) return true;
+    const deferred = deferTransports.split(/[\s,]+/);
     return ['smtp', 'relay', 'local'].every((t) => deferred.includes(t));
   } catch {
     return false;
@@ -267,7 +224,7 @@ export async function run(): Promise<Record<string, unknown>> {
       const d = path.join(dir, 'big');
       const child = await startRelayChild(await writeConfig(await mk(d), { limits: { maxMessageSize: '40MB' } }), idleAccountEnv(account, d));
       const idle = await peakRss(child.proc.pid!);
-      const c = await Client.open(child.port);
+      const c = await Client.open(child.port, { user: USER, pass: PASS });
       const line = 'y'.repeat(998) + '\r\n';
       const big = `From: ${from}\r\nSubject: big\r\n\r\n` + line.repeat(Math.ceil((30 * 1024 * 1024) / line.length));
       await c.send(from, 'r@example.com', big);
@@ -282,38 +239,53 @@ export async function run(): Promise<Record<string, unknown>> {
       const N = 999;
       await clearSandbox(sb);
       // Direct: the same Mailer in a process of its own (as the relay is), 3 connections, pacing off.
+      let cpu = await cpuTimes();
       const direct = await directRate(account, path.join(dir, 'direct-home'), N);
+      results.busy_direct = busyShare(cpu, await cpuTimes());
       await clearSandbox(sb);
-      let t0: bigint;
+      
 
       const d = path.join(dir, 'e2e');
       const child = await startRelayChild(await writeConfig(await mk(d), { delivery: { ratePerMinute: 0, scanInterval: '200ms', minBackoff: '1s', maxBackoff: '5s' } }), accountEnv(account, d));
       // warm: token + connections
-      const w = await Client.open(child.port);
-      await w.send(from, 'r@example.com', body10k('warm', from));
+      await produce(child.port, 1, 1, from);
       await waitCount(sb, 1);
       await clearSandbox(sb);
-      t0 = process.hrtime.bigint();
-      const per = N / 3;
-      const conns = await Promise.all([0, 1, 2].map(() => Client.open(child.port)));
-      await Promise.all(conns.map(async (c, k) => {
-        for (let n = 0; n < per; n++) await c.send(from, 'r@example.com', body10k(`e-${k}-${n}`, from));
-      }));
+      // Devices submit from processes of their own; the rate runs from the first MAIL FROM to the
+      // N-th message in the sandbox.
+      cpu = await cpuTimes();
+      const relayCpu0 = await procCpuMs(child.proc.pid!);
+      const selfCpu0 = process.cpuUsage();
+      const producers = Number(process.env.BENCH_PRODUCERS ?? 3);
+      const submitted = await produce(child.port, producers, N, from);
       await waitCount(sb, N);
-      const viaRelay = N / (Number(process.hrtime.bigint() - t0) / 1e9);
-      for (const c of [...conns, w]) c.close();
+      const deliveredAt = epochMs();
+      const wall = deliveredAt - submitted.startedAt;
+      const self = process.cpuUsage(selfCpu0);
+      results.e2e_cpu_share = {
+        relay: round(((await procCpuMs(child.proc.pid!)) - relayCpu0) / wall, 2),
+        sandbox: round((self.user + self.system) / 1000 / wall, 2),
+      };
+      results.e2e_all_accepted_after_s = round(submitted.seconds, 2);
+      results.e2e_all_delivered_after_s = round((deliveredAt - submitted.startedAt) / 1000, 2);
+      const viaRelay = N / ((deliveredAt - submitted.startedAt) / 1000);
+      results.busy_via_relay = busyShare(cpu, await cpuTimes());
       await stop(child);
       // Delivery alone: N queued while the account could not sign in, then a relay with the right secret drains them.
       await clearSandbox(sb);
       const d2 = path.join(dir, 'drain');
       const cfg2 = await writeConfig(await mk(d2), { delivery: { ratePerMinute: 0, scanInterval: '200ms', minBackoff: '1s', maxBackoff: '5s', accountPause: '100ms' } });
       const filler = await startRelayChild(cfg2, idleAccountEnv(account, d2));
-      await acceptanceRate(filler.port, 3, per, from);
+      await acceptanceRate(filler.port, 3, N / 3, from);
       await stop(filler);
-      t0 = process.hrtime.bigint();
+      const t0 = process.hrtime.bigint();
       const drainer = await startRelayChild(cfg2, accountEnv(account, d2));
+      await waitCount(sb, 10);
+      const t10 = process.hrtime.bigint();
       await waitCount(sb, N);
-      results.drain_per_s_including_start = round(N / (Number(process.hrtime.bigint() - t0) / 1e9));
+      const tN = process.hrtime.bigint();
+      results.drain_per_s_including_start = round(N / (Number(tN - t0) / 1e9));
+      results.drain_per_s_after_first_10 = round((N - 10) / (Number(tN - t10) / 1e9));
       await stop(drainer);
       results.e2e_messages = N;
       results.direct_per_s = round(direct);
@@ -329,7 +301,7 @@ export async function run(): Promise<Record<string, unknown>> {
     } else if (!bin) results.postfix = { skipped: 'postfix (smtp-source) is not installed: apt-get install postfix' };
     else if (!(await listening(25))) results.postfix = { skipped: 'no Postfix smtpd on 127.0.0.1:25' };
     else if (!(await postfixKeepsMail())) {
-      results.postfix = { skipped: 'Postfix would deliver the test mail: set `postconf -e defer_transports=smtp,relay,local` on a machine used only for benchmarks (then `postsuper -d ALL`)' };
+      results.postfix = { skipped: "Postfix would deliver the test mail: on a machine used only for benchmarks, `postconf -e 'smtpd_client_restrictions = check_client_access static:HOLD'` and `postfix reload` (afterwards `postsuper -d ALL hold`)" };
     } else {
       const d = path.join(dir, 'vs-postfix');
       const child = await startRelayChild(await writeConfig(await mk(d), { allow: [{ cidr: '127.0.0.1/32', rewriteSender: true }] }), idleAccountEnv(account, d));
@@ -393,6 +365,26 @@ async function directRate(account: Account, home: string, n: number): Promise<nu
     timeout: 300_000,
   });
   return Number(stdout.trim());
+}
+
+/** CPU time (user + system, all threads) a process used so far, in ms. */
+async function procCpuMs(pid: number): Promise<number> {
+  const f = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+}
+
+/** Whole-machine CPU counters (/proc/stat: busy and total jiffies). */
+async function cpuTimes(): Promise<{ busy: number; total: number }> {
+  const line = (await readFile('/proc/stat', 'utf8')).split('\n')[0]!;
+  const v = line.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (v[3] ?? 0) + (v[4] ?? 0);
+  const total = v.reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
+
+/** Share of the machine's CPU time that was busy between two readings (1 = every core all the time). */
+function busyShare(a: { busy: number; total: number }, b: { busy: number; total: number }): number {
+  return round((b.busy - a.busy) / Math.max(1, b.total - a.total), 2);
 }
 
 async function mk(d: string): Promise<string> {

@@ -195,9 +195,15 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     return w;
   }
 
+  /**
+   * Messages in flight per account: two per connection. The Mailer's pool
+   * never opens more than maxConnections; the second message waits in it, so
+   * a connection goes on to the next message while the relay does the file
+   * work (claim, read, clean-up) of the one before, instead of idling.
+   */
   private hasRoom(account: string, now: number): boolean {
     const w = this.worker(account);
-    return w.inFlight < this.settings.maxConnections && w.pausedUntil <= now;
+    return w.inFlight < this.settings.maxConnections * 2 && w.pausedUntil <= now;
   }
 
   private async accountFor(state: 'incoming' | 'deferred', id: string): Promise<string | undefined> {

@@ -299,8 +299,7 @@ export class Queue {
    * loss in the next seconds can, and then the message is sent once more.
    */
   async complete(id: string): Promise<void> {
-    await unlink(this.entryPath('active', id));
-    await unlink(this.dataPath(id)).catch(() => undefined);
+    await Promise.all([unlink(this.entryPath('active', id)), unlink(this.dataPath(id)).catch(() => undefined)]);
   }
 
   /** Removes a message from active/ without a trace (operator's delete). */
