@@ -10,7 +10,8 @@ import type { Mailer } from '../send/types.ts';
 import { Smtp365Error } from '../errors/error.ts';
 import { relayConfigCandidates, type RelayConfig } from './config.ts';
 import { Delivery, type AccountAlert, type AccountHandle } from './delivery/delivery.ts';
-import { RelayListener, type BoundListener } from './listener/server.ts';
+import type { BoundListener } from './listener/server.ts';
+import { ListenerGroup, resolveListenerThreads } from './listener/group.ts';
 import { loadTls, type TlsMaterial } from './listener/tls.ts';
 import { createLogger, type Logger } from './log.ts';
 import { createMetrics, startMetricsServer, type MetricsServer, type RelayMetrics } from './metrics.ts';
@@ -96,7 +97,7 @@ export class RelayDaemon {
   config: RelayConfig;
   readonly queue: Queue;
   readonly delivery: Delivery;
-  readonly listener: RelayListener;
+  readonly listener: ListenerGroup;
   readonly metrics: RelayMetrics;
   readonly tls: TlsMaterial;
   readonly log: Logger;
@@ -130,7 +131,10 @@ export class RelayDaemon {
       settings: { ...d },
       accounts: (name) => this.accounts.get(name)?.handle,
     });
-    this.listener = new RelayListener({
+    this.listener = new ListenerGroup({
+      threads: resolveListenerThreads(opts.config.listenerThreads),
+      spool: queue.dir,
+      logLevel: log.level ?? 'debug',
       config: () => this.config,
       queue,
       users: () => this.users,
@@ -359,6 +363,7 @@ export class RelayDaemon {
       }
       await this.loadUsers();
       await this.setupAccounts();
+      this.listener.update();
       this.delivery.resumeAccounts();
       this.log.info('reloaded', { users: this.users.size, networks: this.config.allow.length });
     } catch (err) {

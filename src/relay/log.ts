@@ -5,6 +5,8 @@ import { redact } from '../util/redact.ts';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export interface Logger {
+  /** The lowest level written ('off': nothing); unknown loggers get everything. */
+  readonly level?: LogLevel | 'off';
   debug(msg: string, fields?: Record<string, unknown>): void;
   info(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
@@ -29,6 +31,7 @@ export function createLogger(opts: { json?: boolean; level?: LogLevel; write?: (
     write(redact(`${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${msg}${kv ? ' ' + kv : ''}`));
   };
   return {
+    level: opts.level ?? 'info',
     debug: (m, f) => emit('debug', m, f),
     info: (m, f) => emit('info', m, f),
     warn: (m, f) => emit('warn', m, f),
@@ -36,4 +39,4 @@ export function createLogger(opts: { json?: boolean; level?: LogLevel; write?: (
   };
 }
 
-export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+export const silentLogger: Logger = { level: 'off', debug() {}, info() {}, warn() {}, error() {} };

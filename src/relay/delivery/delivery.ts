@@ -16,6 +16,8 @@ import { buildBounce, deliverableSender } from './bounce.ts';
 import { explainRecipient, outcomeOf, rejectedOf, replyText, type Outcome } from './classify.ts';
 
 const SMALL_MESSAGE = 256 * 1024;
+/** How long a new message in incoming/ is left to the listener that queued it (see accountFor). */
+const UNANNOUNCED_GRACE = 3000;
 
 export interface DeliverySettings {
   maxConnections: number;
@@ -55,6 +57,12 @@ interface Worker {
   inFlight: number;
   pausedUntil: number;
   alert?: AccountAlert;
+}
+
+/** A message queued in the last seconds (ids start with the time): new mail, announced by its listener. */
+function isNewId(id: string): boolean {
+  const t = parseInt(id.slice(0, 9), 36);
+  return Number.isFinite(t) && Date.now() - t < 10_000;
 }
 
 export class Delivery extends EventEmitter<DeliveryEvents> {
@@ -104,7 +112,7 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
       // Our own acceptances arrive through offer(); their renames are not news (a scan of a big queue per burst is).
       this.watcher = watch(this.queue.stateDir('incoming'), (_event, name) => {
         const id = typeof name === 'string' && name.endsWith('.json') ? name.slice(0, -5) : undefined;
-        if (id && (this.accountOf.has(id) || this.inFlight.has(id) || this.queue.isAccepting(id))) return;
+        if (id && (this.accountOf.has(id) || this.inFlight.has(id) || this.queue.isAccepting(id) || isNewId(id))) return;
         this.notifySoon();
       });
       this.watcher.on('error', () => undefined);
@@ -211,6 +219,9 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     if (known) return known;
     try {
       const e = await this.queue.read(state, id);
+      // Just queued by a listener thread, maybe not yet durable (its 250 not yet given): the
+      // thread offers it when it is; a later scan takes it if that message never comes.
+      if (state === 'incoming' && e.attempts === 0 && Date.now() - Date.parse(e.receivedAt) < UNANNOUNCED_GRACE) return undefined;
       this.accountOf.set(id, e.account);
       if (state === 'deferred') this.deferredDue.set(id, e.nextAttemptAt ? Date.parse(e.nextAttemptAt) : 0);
       return e.account;
@@ -491,6 +502,7 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     entry.failureReason ??= failed.map((r) => `<${r.address}>: ${r.reply ?? r.code ?? 'failed'}`).join('; ');
     delete entry.nextAttemptAt;
     let bounceId: string | undefined;
+    let bounce: QueueEntry | undefined;
     const handle = this.accounts(entry.account);
     if (this.settings.bounces && !entry.bounceOf && handle && deliverableSender(entry.from)) {
       try {
@@ -502,6 +514,7 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
           client: { address: '127.0.0.1', tls: false, user: 'smtp365-relay' },
           bounceOf: entry.id,
         });
+        bounce = b;
         bounceId = b.id;
         entry.bounceId = b.id;
       } catch (err) {
@@ -511,7 +524,7 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     await this.queue.moveActive(entry, 'failed');
     this.log.warn('bounced', { id: entry.id, account: entry.account, failed: failed.map((r) => r.address), reason: entry.failureReason, bounce: bounceId });
     this.emit('bounced', { id: entry.id, account: entry.account, recipients: failed.map((r) => r.address), reason: entry.failureReason, ...(bounceId ? { bounceId } : {}) });
-    if (bounceId) this.notify();
+    if (bounce) this.offer(bounce.id, bounce.account, bounce);
   }
 
   private raiseAlert(account: string, err: Smtp365Error, now: Date): void {

@@ -5,6 +5,8 @@ import { normalizeIp } from '../config.ts';
 
 export class AuthLimiter {
   private readonly failures = new Map<string, number[]>();
+  /** Blocks decided elsewhere (the relay's other listener threads count failures together). */
+  private readonly blockedUntil = new Map<string, number>();
   private readonly max: number;
   private readonly windowMs: number;
   constructor(max: number, windowMs: number) {
@@ -19,7 +21,21 @@ export class AuthLimiter {
     return list;
   }
   blocked(ip: string, now = Date.now()): boolean {
+    const until = this.blockedUntil.get(normalizeIp(ip));
+    if (until !== undefined) {
+      if (until > now) return true;
+      this.blockedUntil.delete(normalizeIp(ip));
+    }
     return this.recent(ip, now).length >= this.max;
+  }
+  /** Until when `ip` stays blocked after its latest failure (when it is blocked now). */
+  blockedFor(ip: string, now = Date.now()): number | undefined {
+    const list = this.recent(ip, now);
+    return list.length >= this.max ? list[list.length - this.max]! + this.windowMs : undefined;
+  }
+  block(ip: string, until: number): void {
+    this.blockedUntil.set(normalizeIp(ip), until);
+    if (this.blockedUntil.size > 100_000) this.blockedUntil.delete(this.blockedUntil.keys().next().value as string);
   }
   fail(ip: string, now = Date.now()): number {
     const list = this.recent(ip, now);

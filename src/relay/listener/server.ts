@@ -30,6 +30,19 @@ export interface ListenerDeps {
   tls: TlsMaterial;
   log: Logger;
   onAccepted?: (entry: QueueEntry) => void;
+  /** A failed AUTH from this address (the relay counts them across listener threads). */
+  onAuthFailure?: (ip: string) => void;
+  /** A successful AUTH: this address's failures are forgiven. */
+  onAuthSuccess?: (ip: string) => void;
+  /** A counter in `stats` changed. */
+  onStats?: () => void;
+}
+
+export interface StartOptions {
+  /** Ports to bind instead of the configured ones (another thread already chose them for port 0). */
+  ports?: number[];
+  /** SO_REUSEPORT: several listener threads share each port; the kernel spreads connections. */
+  reusePort?: boolean;
 }
 
 export interface BoundListener {
@@ -70,6 +83,16 @@ export class RelayListener {
     this.authLimiter = new AuthLimiter(l.authFailures, l.authFailureWindow);
   }
 
+  private count(key: keyof RelayListener['stats']): void {
+    this.stats[key]++;
+    this.deps.onStats?.();
+  }
+
+  /** Refuse `ip` until `until` (ms): its failures, counted over all listener threads, reached the limit. */
+  blockAddress(ip: string, until: number): void {
+    this.authLimiter.block(ip, until);
+  }
+
   private st(session: SMTPServerSession): SessionState {
     let s = this.state.get(session);
     if (!s) {
@@ -79,13 +102,14 @@ export class RelayListener {
     return s;
   }
 
-  async start(): Promise<BoundListener[]> {
+  async start(opts: StartOptions = {}): Promise<BoundListener[]> {
     const cfg = this.deps.config();
-    for (const spec of cfg.listen) {
+    for (const [i, spec] of cfg.listen.entries()) {
       const server = this.createServer(spec);
+      const port = opts.ports?.[i] ?? spec.address.port;
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(spec.address.port, spec.address.host, () => {
+        server.listen({ port, host: spec.address.host, ...(opts.reusePort ? { reusePort: true } : {}) }, () => {
           server.removeListener('error', reject);
           resolve();
         });
@@ -122,7 +146,7 @@ export class RelayListener {
       disableReverseLookup: true,
       logger: false,
       onConnect: (session, cb) => {
-        this.stats.connections++;
+        this.count('connections');
         log.debug('connection', { client: normalizeIp(session.remoteAddress), listener: `${spec.address.host}:${spec.address.port}`, tls: spec.tls, session: session.id });
         if (this.stopping) return cb(smtpError(421, '4.3.2 Service shutting down, try again later'));
         if (this.authLimiter.blocked(session.remoteAddress)) {
@@ -178,12 +202,14 @@ export class RelayListener {
     const user = this.deps.users().get(name);
     const ok = await verifyPassword(auth.password ?? '', user?.passwordHash);
     if (!ok || !user) {
-      this.stats.authFailures++;
+      this.count('authFailures');
       const n = this.authLimiter.fail(ip);
+      this.deps.onAuthFailure?.(ip);
       this.deps.log.warn('relay AUTH failed', { client: normalizeIp(ip), user: name, failures: n });
       throw smtpError(535, '5.7.8 Authentication credentials invalid');
     }
     this.authLimiter.succeed(ip);
+    this.deps.onAuthSuccess?.(ip);
     this.deps.log.debug('relay AUTH ok', { client: normalizeIp(ip), user: name, method: auth.method, session: session.id });
     return { user: name };
   }
@@ -210,13 +236,13 @@ export class RelayListener {
     delete prev.originalFrom;
     const route = this.route(session);
     if (!route) {
-      this.stats.rejected++;
+      this.count('rejected');
       this.deps.log.info('refused: not authenticated and not from an allowed network', { client: normalizeIp(session.remoteAddress), from: address.address });
       throw smtpError(530, '5.7.0 Authentication required');
     }
     const decision = decideSender(route, address.address ?? '', this.deps.mailboxOf(route.account));
     if (!decision.ok) {
-      this.stats.rejected++;
+      this.count('rejected');
       this.deps.log.info('refused sender at MAIL FROM', { client: normalizeIp(session.remoteAddress), via: route.via, from: address.address, reply: `${decision.code} ${decision.message}` });
       throw smtpError(decision.code, decision.message);
     }
@@ -274,13 +300,13 @@ export class RelayListener {
           tls: Boolean(session.secure),
         },
       });
-      this.stats.accepted++;
+      this.count('accepted');
       this.deps.log.info('queued', { id: entry.id, from: entry.from, rcpts: entry.recipients.length, size: entry.size, account: entry.account, via: s.route.via });
       this.deps.onAccepted?.(entry);
       return `2.0.0 Ok: queued as ${entry.id}`;
     } catch (err) {
       if (typeof (err as { responseCode?: unknown }).responseCode === 'number') {
-        this.stats.rejected++;
+        this.count('rejected');
         this.deps.log.info('refused at the end of DATA, nothing queued', { client: normalizeIp(session.remoteAddress), via: route.via, reply: `${(err as { responseCode: number }).responseCode} ${(err as Error).message}` });
         throw err;
       }
