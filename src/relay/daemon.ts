@@ -161,6 +161,7 @@ export class RelayDaemon {
       if (rec.requeued.length > 0 || rec.orphansRemoved > 0 || rec.incomplete > 0) {
         log.info('recovered the queue after a stop', { requeued: rec.requeued.length, orphansRemoved: rec.orphansRemoved, incompleteRemoved: rec.incomplete });
       }
+      queue.useStorageThread();
       const tls = await loadTls({ spool: queue.dir, configured: cfg.tls, ...(cfg.hostname ? { hostname: cfg.hostname } : {}) });
       if (tls.generated) log.info('made a self-signed certificate for STARTTLS', { cert: tls.certPath, sha256: tls.fingerprint256 });
       daemon = new RelayDaemon(opts, queue, lock, tls, log);
@@ -187,7 +188,10 @@ export class RelayDaemon {
       return daemon;
     } catch (err) {
       if (daemon) await daemon.stop().catch(() => undefined);
-      else await lock.release();
+      else {
+        await queue.close();
+        await lock.release();
+      }
       throw err;
     }
   }
@@ -448,6 +452,7 @@ export class RelayDaemon {
         await a.close?.().catch(() => undefined);
       }
       await this.metricsServer?.close();
+      await this.queue.close();
       await this.writeStatus();
       for (const [sig, fn] of this.signalHandlers) process.removeListener(sig, fn);
       await this.lock.release();

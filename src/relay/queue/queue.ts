@@ -22,6 +22,8 @@ import type { Readable } from 'node:stream';
 import { Smtp365Error } from '../../errors/error.ts';
 import { atomicWrite, closeSyncQuietly, fdatasyncFd, fsyncDir, fsyncFd, isNotFound, openFd, unlinkFile, writeAllSync, writeFileSynced } from './fsutil.ts';
 import { CanonicalLineEndings, writeMessage, type ChunkFilter } from './message-writer.ts';
+import { Committer } from './committer.ts';
+import type { Spare } from './committer-protocol.ts';
 import { QUEUE_STATES, type ClientInfo, type ListedEntry, type QueueEntry, type QueueState } from './types.ts';
 
 export type ControlAction = 'hold' | 'delete';
@@ -96,6 +98,7 @@ function checkId(id: string): void {
 export class Queue {
   readonly dir: string;
   private readonly accepting = new Set<string>();
+  private committer: Committer | undefined;
   private constructor(dir: string) {
     this.dir = dir;
   }
@@ -139,16 +142,27 @@ export class Queue {
     input.on('error', () => undefined);
     const id = newQueueId();
     const data = this.dataPath(id);
-    const tmp = path.join(this.tmp, `${id}.json`);
     const incoming = this.entryPath('incoming', id);
-    const fds: number[] = [];
-    let renamed = false;
+    const committer = this.committer && !this.committer.broken ? this.committer : undefined;
     this.accepting.add(id);
+    // Where the two files are until they are in place, and what is left to clean up on failure.
+    let spare: Spare | undefined;
+    const fds: number[] = [];
+    let dataAt = data;
+    let envAt = path.join(this.tmp, `${id}.json`);
+    let placed = false;
     try {
-      const opened = await Promise.allSettled([openFd(data, 'wx', 0o600), openFd(tmp, 'wx', 0o600)]);
-      for (const o of opened) if (o.status === 'fulfilled') fds.push(o.value);
-      for (const o of opened) if (o.status === 'rejected') throw o.reason;
-      const [dataFd, envFd] = fds as [number, number];
+      if (committer) {
+        spare = await committer.take();
+        dataAt = spare.dataPath;
+        envAt = spare.envPath;
+      } else {
+        const opened = await Promise.allSettled([openFd(data, 'wx', 0o600), openFd(envAt, 'wx', 0o600)]);
+        for (const o of opened) if (o.status === 'fulfilled') fds.push(o.value);
+        for (const o of opened) if (o.status === 'rejected') throw o.reason;
+      }
+      const dataFd = spare ? spare.dataFd : fds[0]!;
+      const envFd = spare ? spare.envFd : fds[1]!;
       const filters: ChunkFilter[] = [new CanonicalLineEndings(), ...(meta.filters ?? [])];
       const written = await writeMessage(input, dataFd, filters, meta.maxSize);
       if (written.exceeded) {
@@ -172,17 +186,33 @@ export class Queue {
         attempts: 0,
         ...(meta.bounceOf ? { bounceOf: meta.bounceOf } : {}),
       };
-      // A few hundred bytes into the page cache and a rename, on this thread: two trips through
-      // the thread pool cost more than the calls (the opens stay asynchronous: a file creation
-      // can wait for a journal commit in progress, which would stall every session).
+      // A few hundred bytes into the page cache, on this thread: a trip through the thread pool costs more.
       writeAllSync(envFd, [Buffer.from(JSON.stringify(entry, null, 1))]);
-      renameSync(tmp, incoming);
-      renamed = true;
-      await Promise.all([fdatasyncFd(dataFd), fsyncFd(envFd), fsyncDir(path.dirname(data)), fsyncDir(this.stateDir('incoming'))]);
+      if (spare && committer) {
+        const s = spare;
+        spare = undefined; // from here the storage thread owns (and closes) the files
+        placed = true;
+        dataAt = data;
+        envAt = incoming;
+        await committer.commit({ id, dataFd: s.dataFd, envFd: s.envFd, dataTmp: s.dataPath, dataFinal: data, envTmp: s.envPath, envFinal: incoming });
+      } else {
+        // Every name first, then the files and both directories together: one journal commit.
+        renameSync(envAt, incoming);
+        envAt = incoming;
+        placed = true;
+        await Promise.all([fdatasyncFd(dataFd), fsyncFd(envFd), fsyncDir(path.dirname(data)), fsyncDir(this.stateDir('incoming'))]);
+      }
       return entry;
     } catch (err) {
-      await unlinkFile(renamed ? incoming : tmp).catch(() => undefined);
-      await unlinkFile(data).catch(() => undefined);
+      if (spare && committer) committer.abandon(spare);
+      else {
+        await unlinkFile(envAt).catch(() => undefined);
+        await unlinkFile(dataAt).catch(() => undefined);
+      }
+      if (placed) {
+        await unlinkFile(incoming).catch(() => undefined);
+        await unlinkFile(data).catch(() => undefined);
+      }
       if (err instanceof Smtp365Error) throw err;
       const e = err as NodeJS.ErrnoException;
       if (e.code === 'ENOSPC' || e.code === 'EDQUOT' || e.code === 'EROFS' || e.code === 'EIO' || e.code === 'EACCES') {
@@ -194,6 +224,22 @@ export class Queue {
       for (const fd of fds) closeSyncQuietly(fd);
       this.accepting.delete(id);
     }
+  }
+
+  /**
+   * Hands durability to a storage thread (committer.ts): for the relay,
+   * whose listener accepts many messages at once. Others (the CLI, tests)
+   * use the calling thread.
+   */
+  useStorageThread(): void {
+    this.committer ??= new Committer(this.tmp);
+  }
+
+  /** Ends the storage thread, if any. */
+  async close(): Promise<void> {
+    const c = this.committer;
+    this.committer = undefined;
+    await c?.close();
   }
 
   /** True while this process is still storing the message (it is in incoming/ but not yet durable: not to be delivered). */

@@ -1,0 +1,36 @@
+// Messages between the queue (committer.ts) and its storage thread
+// (committer-thread.ts). File descriptors are process-wide: numbers cross.
+
+export interface CommitterInit {
+  tmpDir: string;
+}
+
+/** A pair of empty files made ahead of time in tmp/: the body and the envelope of one message. */
+export interface Spare {
+  dataFd: number;
+  dataPath: string;
+  envFd: number;
+  envPath: string;
+}
+
+/** Rename both into place and make them durable. */
+export interface CommitItem {
+  id: string;
+  dataFd: number;
+  envFd: number;
+  dataTmp: string;
+  dataFinal: string;
+  envTmp: string;
+  envFinal: string;
+}
+
+export type ToCommitter =
+  | { type: 'spares'; count: number }
+  | { type: 'commit'; items: CommitItem[] }
+  | { type: 'abandon'; spares: Spare[] }
+  | { type: 'close'; spares: Spare[] };
+
+export type FromCommitter =
+  | { type: 'spares'; spares: Spare[]; error?: { code?: string; message: string } }
+  | { type: 'done'; results: Array<{ id: string; error?: { code?: string; message: string } }> }
+  | { type: 'closed' };

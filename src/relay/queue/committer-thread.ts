@@ -1,0 +1,135 @@
+// The queue's storage thread (see committer.ts): creates spare files for
+// incoming messages ahead of time, and makes accepted messages durable in
+// batches with blocking calls — renames into place, fdatasync of every file,
+// one fsync per directory — like Postfix's cleanup, on a thread of its own.
+import fs from 'node:fs';
+import path from 'node:path';
+import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
+import type { CommitItem, CommitterInit, FromCommitter, Spare, ToCommitter } from './committer-protocol.ts';
+
+const port = parentPort!;
+const { tmpDir } = workerData as CommitterInit;
+let counter = 0;
+
+function spare(): Spare {
+  const base = path.join(tmpDir, `spare-${process.pid}-${Date.now().toString(36)}-${++counter}`);
+  const dataPath = `${base}.eml`;
+  const envPath = `${base}.json`;
+  const dataFd = fs.openSync(dataPath, 'wx', 0o600);
+  try {
+    return { dataFd, dataPath, envFd: fs.openSync(envPath, 'wx', 0o600), envPath };
+  } catch (err) {
+    fs.closeSync(dataFd);
+    fs.rmSync(dataPath, { force: true });
+    throw err;
+  }
+}
+
+const dirFds = new Map<string, number>();
+function fsyncDir(dir: string): void {
+  let fd = dirFds.get(dir);
+  if (fd === undefined) {
+    fd = fs.openSync(dir, 'r');
+    dirFds.set(dir, fd);
+  }
+  try {
+    fs.fsyncSync(fd);
+  } catch (err) {
+    dirFds.delete(dir);
+    fs.closeSync(fd);
+    throw err;
+  }
+}
+
+function errorText(err: unknown): { code?: string; message: string } {
+  const e = err as NodeJS.ErrnoException;
+  return { message: e?.message ?? String(err), ...(e?.code ? { code: e.code } : {}) };
+}
+
+/** Everything that arrived while the last batch was on disk is one batch: one journal commit for all. */
+function commit(items: CommitItem[]): void {
+  const errors = new Map<string, { code?: string; message: string }>();
+  const dirs = new Set<string>();
+  for (const it of items) {
+    try {
+      // The body's name first: an envelope in incoming/ always has its body.
+      fs.renameSync(it.dataTmp, it.dataFinal);
+      fs.renameSync(it.envTmp, it.envFinal);
+      dirs.add(path.dirname(it.dataFinal));
+      dirs.add(path.dirname(it.envFinal));
+    } catch (err) {
+      errors.set(it.id, errorText(err));
+    }
+  }
+  for (const it of items) {
+    if (errors.has(it.id)) continue;
+    try {
+      fs.fdatasyncSync(it.dataFd);
+      fs.fdatasyncSync(it.envFd);
+    } catch (err) {
+      errors.set(it.id, errorText(err));
+    }
+  }
+  let dirError: { code?: string; message: string } | undefined;
+  for (const d of dirs) {
+    try {
+      fsyncDir(d);
+    } catch (err) {
+      dirError ??= errorText(err);
+    }
+  }
+  for (const it of items) {
+    for (const fd of [it.dataFd, it.envFd]) {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        // synced (or failed) already: nothing to lose
+      }
+    }
+  }
+  post({ type: 'done', results: items.map((it) => ({ id: it.id, ...(errors.has(it.id) || dirError ? { error: errors.get(it.id) ?? dirError! } : {}) })) });
+}
+
+function post(m: FromCommitter): void {
+  port.postMessage(m);
+}
+
+function handle(batch: ToCommitter[]): void {
+  const commits: CommitItem[] = [];
+  for (const m of batch) {
+    if (m.type === 'commit') commits.push(...m.items);
+    else if (m.type === 'abandon' || m.type === 'close') {
+      for (const s of m.spares) {
+        for (const fd of [s.dataFd, s.envFd]) {
+          try {
+            fs.closeSync(fd);
+          } catch {
+            // already closed
+          }
+        }
+        fs.rmSync(s.dataPath, { force: true });
+        fs.rmSync(s.envPath, { force: true });
+      }
+    } else if (m.type === 'spares') {
+      const out: Spare[] = [];
+      try {
+        for (let i = 0; i < m.count; i++) out.push(spare());
+        post({ type: 'spares', spares: out });
+      } catch (err) {
+        post({ type: 'spares', spares: out, error: errorText(err) });
+      }
+    }
+  }
+  if (commits.length > 0) commit(commits);
+  if (batch.some((m) => m.type === 'close')) {
+    for (const fd of dirFds.values()) fs.closeSync(fd);
+    dirFds.clear();
+    post({ type: 'closed' });
+  }
+}
+
+port.on('message', (first: ToCommitter) => {
+  const batch = [first];
+  for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) batch.push(m.message as ToCommitter);
+  handle(batch);
+});
