@@ -105,6 +105,8 @@ async function writeConfig(dir: string, extra: Record<string, unknown> = {}): Pr
     listen: [{ address: '127.0.0.1:0' }], spool: path.join(dir, 'spool'), usersFile: path.join(dir, 'users.json'), metrics: false,
     users: [{ name: USER, passwordHash: await hashPassword(PASS), rewriteSender: true }],
     ...extra,
+    // Settings to try without editing this file, e.g. BENCH_RELAY_CONFIG='{"listenerThreads":2}'.
+    ...(process.env.BENCH_RELAY_CONFIG ? (JSON.parse(process.env.BENCH_RELAY_CONFIG) as Record<string, unknown>) : {}),
   }));
   return f;
 }

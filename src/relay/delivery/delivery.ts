@@ -16,6 +16,11 @@ import { buildBounce, deliverableSender } from './bounce.ts';
 import { explainRecipient, outcomeOf, rejectedOf, replyText, type Outcome } from './classify.ts';
 
 const SMALL_MESSAGE = 256 * 1024;
+/** Envelopes kept in memory to claim without a read (bounded: 10,000 queued must not mean 10,000 records in memory). */
+const KNOWN_MAX = 2000;
+/** Scans give the event loop back this often (envelopes are read synchronously). */
+const SCAN_YIELD_EVERY = 64;
+const yieldToIo = () => new Promise<void>((r) => setImmediate(r));
 /** How long a new message in incoming/ is left to the listener that queued it (see accountFor). */
 const UNANNOUNCED_GRACE = 3000;
 
@@ -103,7 +108,10 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     this.settings = s;
   }
 
+  private startedAt = 0;
+
   start(): void {
+    this.startedAt = Date.now();
     this.stopped = false;
     this.stopRequested = false;
     this.timer = setInterval(() => this.notify(), this.settings.scanInterval);
@@ -166,7 +174,7 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
   offer(id: string, account: string, entry?: QueueEntry): void {
     if (this.stopRequested) return;
     this.accountOf.set(id, account);
-    if (entry && this.known.size < 50_000) this.known.set(id, entry);
+    if (entry && this.known.size < KNOWN_MAX) this.known.set(id, entry);
     if (this.inFlight.has(id)) return;
     if (!this.hasRoom(account, Date.now())) {
       this.enqueueReady(account, id);
@@ -221,8 +229,12 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
       const e = await this.queue.read(state, id);
       // Just queued by a listener thread, maybe not yet durable (its 250 not yet given): the
       // thread offers it when it is; a later scan takes it if that message never comes.
-      if (state === 'incoming' && e.attempts === 0 && Date.now() - Date.parse(e.receivedAt) < UNANNOUNCED_GRACE) return undefined;
+      // (Mail from before this start was checked by recovery: never held back.)
+      const received = Date.parse(e.receivedAt);
+      if (state === 'incoming' && e.attempts === 0 && received >= this.startedAt && Date.now() - received < UNANNOUNCED_GRACE) return undefined;
       this.accountOf.set(id, e.account);
+      // Claimed soon, most likely: no second read then.
+      if (state === 'incoming' && this.known.size < KNOWN_MAX) this.known.set(id, e);
       if (state === 'deferred') this.deferredDue.set(id, e.nextAttemptAt ? Date.parse(e.nextAttemptAt) : 0);
       return e.account;
     } catch {
@@ -240,8 +252,10 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     }
     // incoming/: due now, oldest first.
     const incoming = await this.queue.ids('incoming');
+    let n = 0;
     for (const id of incoming) {
       if (this.stopRequested) return;
+      if (++n % SCAN_YIELD_EVERY === 0) await yieldToIo();
       // Still being made durable by the listener: it arrives through offer() once it is.
       if (this.inFlight.has(id) || this.queue.isAccepting(id)) continue;
       const account = await this.accountFor('incoming', id);
@@ -258,6 +272,7 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     for (const id of this.deferredDue.keys()) if (!present.has(id)) this.deferredDue.delete(id);
     for (const id of deferred) {
       if (this.stopRequested) return;
+      if (++n % SCAN_YIELD_EVERY === 0) await yieldToIo();
       if (this.inFlight.has(id)) continue;
       const account = await this.accountFor('deferred', id);
       const due = this.deferredDue.get(id) ?? 0;

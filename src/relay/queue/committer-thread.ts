@@ -1,9 +1,10 @@
 // The queue's storage thread (see committer.ts): creates spare files for
 // incoming messages ahead of time, and makes accepted messages durable in
-// batches with blocking calls — renames into place, fdatasync of every file,
-// one fsync per directory — like Postfix's cleanup, on a thread of its own.
+// batches — renames into place, fdatasync of every file, one fsync per
+// directory — like Postfix's cleanup, on a thread of its own.
 import fs from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import type { CommitItem, CommitterInit, FromCommitter, Spare, ToCommitter } from './committer-protocol.ts';
 
@@ -26,14 +27,24 @@ function spare(): Spare {
 }
 
 const dirFds = new Map<string, number>();
-function fsyncDir(dir: string): void {
+const inFlight = new Set<Promise<void>>();
+
+function errorText(err: unknown): { code?: string; message: string } {
+  const e = err as NodeJS.ErrnoException;
+  return { message: e?.message ?? String(err), ...(e?.code ? { code: e.code } : {}) };
+}
+
+const fdatasync = promisify(fs.fdatasync);
+const fsync = promisify(fs.fsync);
+
+async function fsyncDir(dir: string): Promise<void> {
   let fd = dirFds.get(dir);
   if (fd === undefined) {
     fd = fs.openSync(dir, 'r');
     dirFds.set(dir, fd);
   }
   try {
-    fs.fsyncSync(fd);
+    await fsync(fd);
   } catch (err) {
     dirFds.delete(dir);
     fs.closeSync(fd);
@@ -41,13 +52,13 @@ function fsyncDir(dir: string): void {
   }
 }
 
-function errorText(err: unknown): { code?: string; message: string } {
-  const e = err as NodeJS.ErrnoException;
-  return { message: e?.message ?? String(err), ...(e?.code ? { code: e.code } : {}) };
-}
-
-/** Everything that arrived while the last batch was on disk is one batch: one journal commit for all. */
-function commit(items: CommitItem[]): void {
+/**
+ * One batch: every name first (renames, on this thread: metadata in the page
+ * cache), then all the fsyncs at once on the thread pool, so the files'
+ * write-backs join one journal transaction and one commit serves the batch.
+ * Fsyncing one file after the other would commit once per file.
+ */
+async function commit(items: CommitItem[]): Promise<void> {
   const errors = new Map<string, { code?: string; message: string }>();
   const dirs = new Set<string>();
   for (const it of items) {
@@ -61,23 +72,22 @@ function commit(items: CommitItem[]): void {
       errors.set(it.id, errorText(err));
     }
   }
-  for (const it of items) {
-    if (errors.has(it.id)) continue;
-    try {
-      fs.fdatasyncSync(it.dataFd);
-      fs.fdatasyncSync(it.envFd);
-    } catch (err) {
-      errors.set(it.id, errorText(err));
-    }
-  }
   let dirError: { code?: string; message: string } | undefined;
-  for (const d of dirs) {
-    try {
-      fsyncDir(d);
-    } catch (err) {
-      dirError ??= errorText(err);
-    }
-  }
+  await Promise.all([
+    ...items.map(async (it) => {
+      if (errors.has(it.id)) return;
+      try {
+        await Promise.all([fdatasync(it.dataFd), fdatasync(it.envFd)]);
+      } catch (err) {
+        errors.set(it.id, errorText(err));
+      }
+    }),
+    ...[...dirs].map((d) =>
+      fsyncDir(d).catch((err: unknown) => {
+        dirError ??= errorText(err);
+      }),
+    ),
+  ]);
   for (const it of items) {
     for (const fd of [it.dataFd, it.envFd]) {
       try {
@@ -120,11 +130,17 @@ function handle(batch: ToCommitter[]): void {
       }
     }
   }
-  if (commits.length > 0) commit(commits);
+  if (commits.length > 0) {
+    const p = commit(commits).finally(() => inFlight.delete(p));
+    inFlight.add(p);
+  }
   if (batch.some((m) => m.type === 'close')) {
-    for (const fd of dirFds.values()) fs.closeSync(fd);
-    dirFds.clear();
-    post({ type: 'closed' });
+    // After the commits still on their way to disk.
+    void Promise.allSettled([...inFlight]).then(() => {
+      for (const fd of dirFds.values()) fs.closeSync(fd);
+      dirFds.clear();
+      post({ type: 'closed' });
+    });
   }
 }
 

@@ -15,8 +15,8 @@
 // another process (whoever renames first wins; the other sees ENOENT).
 // Only the relay writes into active/; nothing rewrites a file in place.
 import { randomBytes } from 'node:crypto';
-import { renameSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { readFileSync, renameSync } from 'node:fs';
+import { mkdir, readdir, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { Smtp365Error } from '../../errors/error.ts';
@@ -253,8 +253,13 @@ export class Queue {
     return this.accept(Readable.from([message]), meta);
   }
 
+  /**
+   * An envelope, read on the calling thread: a few hundred bytes, read just
+   * after they were written or listed (page cache); the asynchronous API's
+   * four thread-pool trips per file cost more than the read.
+   */
   async read(state: QueueState, id: string): Promise<QueueEntry> {
-    return JSON.parse(await readFile(this.entryPath(state, id), 'utf8')) as QueueEntry;
+    return JSON.parse(readFileSync(this.entryPath(state, id), 'utf8')) as QueueEntry;
   }
 
   async ids(state: QueueState): Promise<string[]> {
