@@ -178,3 +178,30 @@ test('kill -9 while accepting: every acknowledged message is intact after recove
   const data = (await readdir(path.join(q.dir, 'data'))).map((n) => n.replace(/\.eml$/, '')).sort();
   assert.deepEqual(data, [...ids].sort());
 });
+
+test('with the storage thread: concurrent messages are committed in batches, refusals leave nothing, close() empties tmp/', async (t) => {
+  const q = await tempQueue(t);
+  q.useStorageThread();
+  t.after(() => q.close());
+  const bodies = Array.from({ length: 40 }, (_, i) => `Subject: batch ${i}\r\n\r\n${'x'.repeat(i * 100)}\r\n`);
+  const entries = await Promise.all(bodies.map((b) => q.accept(Readable.from([Buffer.from(b)]), meta())));
+  for (const [i, e] of entries.entries()) {
+    assert.equal(await readFile(q.dataPath(e.id), 'utf8'), bodies[i]);
+    assert.equal(e.size, Buffer.byteLength(bodies[i]!));
+    assert.equal((await q.read('incoming', e.id)).id, e.id);
+  }
+  // Refused while streaming (too big) and a client that vanished: their spare files are given back.
+  await assert.rejects(q.accept(Readable.from([Buffer.alloc(2048, 'y')]), { ...meta(), maxSize: 1000 }), (err: unknown) => isSmtp365Error(err) && err.code === 'MESSAGE_TOO_LARGE');
+  const gone = new Readable({ read() {} });
+  gone.push('Subject: x\r\n\r\npartial');
+  setImmediate(() => gone.destroy(new Error('socket closed')));
+  await assert.rejects(q.accept(gone, meta()));
+  assert.equal((await readdir(path.join(q.dir, 'incoming'))).length, 40);
+  assert.equal((await readdir(path.join(q.dir, 'data'))).length, 40);
+  // Spares made ahead of time wait in tmp/ until the queue closes.
+  await q.close();
+  assert.deepEqual(await readdir(path.join(q.dir, 'tmp')), []);
+  // A closed queue still accepts, on the calling thread.
+  const after = await q.accept(Readable.from(['Subject: later\r\n\r\n']), meta());
+  assert.equal((await q.find(after.id))?.state, 'incoming');
+});
