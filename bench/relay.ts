@@ -307,14 +307,16 @@ export async function run(): Promise<Record<string, unknown>> {
     } else {
       const d = path.join(dir, 'vs-postfix');
       const child = await startRelayChild(await writeConfig(await mk(d), { allow: [{ cidr: '127.0.0.1/32', rewriteSender: true }] }), idleAccountEnv(account, d));
-      // Both warmed up first (the relay's JIT, Postfix's smtpd/cleanup processes), then measured
-      // in alternation, three rounds, medians: this VM's disk and CPU vary from minute to minute,
-      // and alternating exposes both to the same conditions.
-      await sourceRate(bin, child.port, 1, 500);
-      await sourceRate(bin, child.port, 4, 1000);
-      await sourceRate(bin, 25, 4, 1000);
+      // Both warmed up first (the relay's JIT reaches steady state after a few thousand messages;
+      // Postfix's smtpd and cleanup processes get the same), then measured in alternation, five
+      // rounds, medians: this VM's disk and CPU vary from minute to minute, and alternating
+      // exposes both to the same conditions.
+      for (const port of [child.port, 25]) {
+        await sourceRate(bin, port, 1, 1000);
+        await sourceRate(bin, port, 16, 4000);
+      }
       const runs: Record<'relay1' | 'pf1' | 'relay16' | 'pf16', number[]> = { relay1: [], pf1: [], relay16: [], pf16: [] };
-      for (let r = 0; r < 3; r++) {
+      for (let r = 0; r < 5; r++) {
         runs.relay1.push(await sourceRate(bin, child.port, 1, 1000));
         runs.pf1.push(await sourceRate(bin, 25, 1, 1000));
         runs.relay16.push(await sourceRate(bin, child.port, 16, 4000));
@@ -327,7 +329,7 @@ export async function run(): Promise<Record<string, unknown>> {
       const relay16 = median(runs.relay16);
       const pf16 = median(runs.pf16);
       results.postfix = {
-        tool: 'smtp-source -l 10240 (a new connection per message); after 1,500 unmeasured to the relay and 1,000 to Postfix, 3 alternating rounds of 1 client × 1000 and 16 clients × 4000 messages; medians',
+        tool: 'smtp-source -l 10240 (a new connection per message); after 5,000 unmeasured to each, 5 alternating rounds of 1 client × 1000 and 16 clients × 4000 messages; medians',
         rounds: runs,
         relay_per_s_1_client: relay1,
         relay_per_s_16_clients: relay16,
