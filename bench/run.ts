@@ -41,7 +41,7 @@ async function main(): Promise<void> {
   if (write) {
     const file = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'docs', 'benchmarks.md');
     const prev = await readFile(file, 'utf8').catch(() => '# Benchmarks\n');
-    const section = [`\n## Run of ${stamp}`, '', `Machine: ${report.machine}`, '', `Command: \`${report.command}\``, '', '```json', JSON.stringify(results, null, 2), '```', ''].join('\n');
+    const section = [`\n### Run of ${stamp}`, '', `Machine: ${report.machine}`, '', `Command: \`${report.command}\``, '', '```json', JSON.stringify(results, null, 2), '```', ''].join('\n');
     await writeFile(file, prev.trimEnd() + '\n' + section);
   }
 }
