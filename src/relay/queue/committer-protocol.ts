@@ -1,5 +1,6 @@
 // Messages between the queue (committer.ts) and its storage thread
-// (committer-thread.ts). File descriptors are process-wide: numbers cross.
+// (committer-thread.ts). File descriptors are process-wide: numbers cross;
+// the thread hands spare fds over and never closes them (committer.ts).
 
 export interface CommitterInit {
   tmpDir: string;
@@ -27,8 +28,7 @@ export interface CommitItem {
 export type ToCommitter =
   | { type: 'spares'; count: number }
   | { type: 'commit'; items: CommitItem[] }
-  | { type: 'abandon'; spares: Spare[] }
-  | { type: 'close'; spares: Spare[] };
+  | { type: 'close' };
 
 export type FromCommitter =
   | { type: 'spares'; spares: Spare[]; error?: { code?: string; message: string } }

@@ -1,5 +1,6 @@
 // The queue's storage thread (see committer.ts): creates spare files for
-// incoming messages ahead of time, and makes accepted messages durable in
+// incoming messages ahead of time (their fds then belong to the main thread,
+// which closes them), and makes accepted messages durable in
 // batches — renames into place, fdatasync of every file, one fsync per
 // directory — like Postfix's cleanup, on a thread of its own.
 import fs from 'node:fs';
@@ -46,8 +47,11 @@ async function fsyncDir(dir: string): Promise<void> {
   try {
     await fsync(fd);
   } catch (err) {
-    dirFds.delete(dir);
-    fs.closeSync(fd);
+    // Reopen next time; closed once, by whichever failing batch gets here first.
+    if (dirFds.get(dir) === fd) {
+      dirFds.delete(dir);
+      fs.closeSync(fd);
+    }
     throw err;
   }
 }
@@ -76,11 +80,10 @@ async function commit(items: CommitItem[]): Promise<void> {
   await Promise.all([
     ...items.map(async (it) => {
       if (errors.has(it.id)) return;
-      try {
-        await Promise.all([fdatasync(it.dataFd), fdatasync(it.envFd)]);
-      } catch (err) {
-        errors.set(it.id, errorText(err));
-      }
+      // allSettled: the main thread closes these fds when it has the answer; no fsync may still be queued then.
+      const r = await Promise.allSettled([fdatasync(it.dataFd), fdatasync(it.envFd)]);
+      const failed = r.find((x) => x.status === 'rejected');
+      if (failed) errors.set(it.id, errorText(failed.reason));
     }),
     ...[...dirs].map((d) =>
       fsyncDir(d).catch((err: unknown) => {
@@ -88,15 +91,6 @@ async function commit(items: CommitItem[]): Promise<void> {
       }),
     ),
   ]);
-  for (const it of items) {
-    for (const fd of [it.dataFd, it.envFd]) {
-      try {
-        fs.closeSync(fd);
-      } catch {
-        // synced (or failed) already: nothing to lose
-      }
-    }
-  }
   post({ type: 'done', results: items.map((it) => ({ id: it.id, ...(errors.has(it.id) || dirError ? { error: errors.get(it.id) ?? dirError! } : {}) })) });
 }
 
@@ -104,22 +98,14 @@ function post(m: FromCommitter): void {
   port.postMessage(m);
 }
 
+let closing = false;
+
 function handle(batch: ToCommitter[]): void {
   const commits: CommitItem[] = [];
   for (const m of batch) {
-    if (m.type === 'commit') commits.push(...m.items);
-    else if (m.type === 'abandon' || m.type === 'close') {
-      for (const s of m.spares) {
-        for (const fd of [s.dataFd, s.envFd]) {
-          try {
-            fs.closeSync(fd);
-          } catch {
-            // already closed
-          }
-        }
-        fs.rmSync(s.dataPath, { force: true });
-        fs.rmSync(s.envPath, { force: true });
-      }
+    if (m.type === 'commit') {
+      if (closing) post({ type: 'done', results: m.items.map((it) => ({ id: it.id, error: { message: 'the queue is closed' } })) });
+      else commits.push(...m.items);
     } else if (m.type === 'spares') {
       const out: Spare[] = [];
       try {
@@ -128,16 +114,24 @@ function handle(batch: ToCommitter[]): void {
       } catch (err) {
         post({ type: 'spares', spares: out, error: errorText(err) });
       }
+    } else if (m.type === 'close') {
+      closing = true;
     }
   }
   if (commits.length > 0) {
     const p = commit(commits).finally(() => inFlight.delete(p));
     inFlight.add(p);
   }
-  if (batch.some((m) => m.type === 'close')) {
+  if (closing && batch.some((m) => m.type === 'close')) {
     // After the commits still on their way to disk.
     void Promise.allSettled([...inFlight]).then(() => {
-      for (const fd of dirFds.values()) fs.closeSync(fd);
+      for (const fd of dirFds.values()) {
+        try {
+          fs.closeSync(fd);
+        } catch {
+          // closed already
+        }
+      }
       dirFds.clear();
       post({ type: 'closed' });
     });

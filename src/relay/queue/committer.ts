@@ -9,6 +9,7 @@
 //    of each directory — so one journal commit serves many messages.
 // Same guarantee as before: accept() resolves (the 250) only after the
 // message, its envelope and both names are on stable storage.
+import { closeSync, unlinkSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { CommitItem, CommitterInit, FromCommitter, Spare, ToCommitter } from './committer-protocol.ts';
 
@@ -17,6 +18,31 @@ const SPARES_BATCH = 32;
 
 function asError(e: { code?: string; message: string }): NodeJS.ErrnoException {
   return Object.assign(new Error(e.message), e.code ? { code: e.code } : {});
+}
+
+/**
+ * File descriptors have one owner. The storage thread opens spare pairs and
+ * hands them over: from then on only this (the main) thread closes them —
+ * after their commit was answered, or when a message is abandoned. The
+ * thread never closes them, and is created with trackUnmanagedFds: false,
+ * so its end cannot close numbers this thread still uses (or has reused).
+ */
+function release(s: Spare, removeFiles: boolean): void {
+  for (const fd of [s.dataFd, s.envFd]) {
+    try {
+      closeSync(fd);
+    } catch {
+      // already closed by an earlier failure path: nothing else holds it
+    }
+  }
+  if (!removeFiles) return;
+  for (const f of [s.dataPath, s.envPath]) {
+    try {
+      unlinkSync(f);
+    } catch {
+      // renamed into place meanwhile, or gone: the caller cleans final names
+    }
+  }
 }
 
 export class Committer {
@@ -28,20 +54,26 @@ export class Committer {
   private outbox: CommitItem[] = [];
   private flushScheduled = false;
   private failure: Error | undefined;
+  private closing: Promise<void> | undefined;
+  private drained: (() => void) | undefined;
+  private closed: (() => void) | undefined;
 
   constructor(tmpDir: string) {
     const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
     const init: CommitterInit = { tmpDir };
-    this.worker = new Worker(new URL(`./committer-thread${ext}`, import.meta.url), { workerData: init, name: 'smtp365-queue' });
+    this.worker = new Worker(new URL(`./committer-thread${ext}`, import.meta.url), { workerData: init, name: 'smtp365-queue', trackUnmanagedFds: false });
     // Idle, it must not keep a process alive (the listener's sockets do while there is work).
     this.worker.unref();
     this.worker.on('message', (m: FromCommitter) => this.onMessage(m));
     this.worker.on('error', (err) => this.fail(err));
-    this.worker.on('exit', (code) => this.fail(new Error(`the queue's storage thread ended (exit code ${code})`)));
+    this.worker.on('exit', (code) => {
+      this.closed?.();
+      this.fail(new Error(`the queue's storage thread ended (exit code ${code})`));
+    });
     this.refill();
   }
 
-  /** The storage thread failed: everything waiting fails (and is answered 451); later messages use the main thread. */
+  /** The storage thread failed or was closed: later messages use the main thread. */
   get broken(): boolean {
     return this.failure !== undefined;
   }
@@ -52,6 +84,9 @@ export class Committer {
     for (const w of this.waiting.splice(0)) w.reject(err);
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
+    this.outbox = [];
+    for (const s of this.spares.splice(0)) release(s, true);
+    this.drained?.();
   }
 
   private send(m: ToCommitter): void {
@@ -59,7 +94,7 @@ export class Committer {
   }
 
   private refill(): void {
-    if (this.refilling || this.failure) return;
+    if (this.refilling || this.failure || this.closing) return;
     this.refilling = true;
     this.send({ type: 'spares', count: SPARES_BATCH });
   }
@@ -71,14 +106,19 @@ export class Committer {
     }
     if (m.type === 'spares') {
       this.refilling = false;
+      if (this.failure || this.closing) {
+        // Too late: nobody will use them.
+        for (const s of m.spares) release(s, true);
+        return;
+      }
       this.spares.push(...m.spares);
       while (this.waiting.length > 0 && this.spares.length > 0) this.waiting.shift()!.resolve(this.spares.pop()!);
       if (m.error && this.spares.length === 0) {
-        // Could not make files (disk full, permissions): those waiting are refused, later ones ask again.
+        // Could not make files (disk full, permissions): those waiting are refused; the next message asks again.
         for (const w of this.waiting.splice(0)) w.reject(asError(m.error));
         return;
       }
-      if (this.spares.length < SPARES_LOW || this.waiting.length > 0) this.refill();
+      if (!m.error && (this.spares.length < SPARES_LOW || this.waiting.length > 0)) this.refill();
       return;
     }
     for (const r of m.results) {
@@ -88,18 +128,22 @@ export class Committer {
       if (r.error) p.reject(asError(r.error));
       else p.resolve();
     }
+    if (this.pending.size === 0) this.drained?.();
   }
 
-  /** A pair of open, empty files in tmp/ for one message. */
+  /** A pair of open, empty files in tmp/ for one message; give it back with commit() or abandon(). */
   take(): Promise<Spare> {
-    if (this.failure) return Promise.reject(this.failure);
+    if (this.failure || this.closing) return Promise.reject(this.failure ?? new Error('the queue is closing'));
     const s = this.spares.pop();
     if (this.spares.length < SPARES_LOW) this.refill();
     if (s) return Promise.resolve(s);
     return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
   }
 
-  /** Renames the pair into place and makes it durable; the files are closed either way. */
+  /**
+   * Renames the pair into place and makes it durable. The caller closes the
+   * two fds once this settled (see release()), whatever the outcome.
+   */
   commit(item: CommitItem): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     const done = new Promise<void>((resolve, reject) => this.pending.set(item.id, { resolve, reject }));
@@ -107,33 +151,52 @@ export class Committer {
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       // After this turn's I/O: every session that finished in it joins the batch.
-      setImmediate(() => {
-        this.flushScheduled = false;
-        const items = this.outbox;
-        this.outbox = [];
-        if (items.length > 0) this.send({ type: 'commit', items });
-      });
+      setImmediate(() => this.flush());
     }
     return done;
   }
 
-  /** A message that will not be queued: its files are closed and removed. */
-  abandon(s: Spare): void {
-    if (!this.failure) this.send({ type: 'abandon', spares: [s] });
+  private flush(): void {
+    this.flushScheduled = false;
+    const items = this.outbox;
+    this.outbox = [];
+    if (items.length > 0 && !this.failure) this.send({ type: 'commit', items });
   }
 
-  private closed: (() => void) | undefined;
+  /** A message that will not be queued: its files are closed and removed. */
+  abandon(s: Spare): void {
+    release(s, true);
+  }
 
-  /** Removes the spare files and ends the thread (after the commits already sent). */
-  async close(): Promise<void> {
-    if (!this.failure) {
-      const acknowledged = new Promise<void>((r) => (this.closed = r));
-      this.send({ type: 'close', spares: this.spares.splice(0) });
-      this.failure = new Error('the queue is closed');
-      const timer = setTimeout(() => this.closed?.(), 5000);
-      await acknowledged;
-      clearTimeout(timer);
-    }
-    await this.worker.terminate();
+  /** Closes a committed (or failed) pair's descriptors. */
+  done(s: Spare): void {
+    release(s, false);
+  }
+
+  /**
+   * Waits for the commits already asked for (up to `timeoutMs`), then ends
+   * the thread. Spares not handed out are removed; a message still being
+   * received when it closes is refused (451) and sent again by its client.
+   */
+  close(timeoutMs = 10_000): Promise<void> {
+    this.closing ??= (async () => {
+      this.flush();
+      if (this.pending.size > 0 && !this.failure) {
+        const drained = new Promise<void>((r) => (this.drained = r));
+        const timer = setTimeout(() => this.drained?.(), timeoutMs);
+        await drained;
+        clearTimeout(timer);
+      }
+      if (!this.failure) {
+        const closed = new Promise<void>((r) => (this.closed = r));
+        this.send({ type: 'close' });
+        const timer = setTimeout(() => this.closed?.(), 5000);
+        await closed;
+        clearTimeout(timer);
+      }
+      this.fail(new Error('the queue is closed'));
+      await this.worker.terminate();
+    })();
+    return this.closing;
   }
 }

@@ -205,3 +205,30 @@ test('with the storage thread: concurrent messages are committed in batches, ref
   const after = await q.accept(Readable.from(['Subject: later\r\n\r\n']), meta());
   assert.equal((await q.find(after.id))?.state, 'incoming');
 });
+
+test('the storage thread closing under a message being received: refused, nothing left, and no descriptor of anyone else touched', async (t) => {
+  const q = await tempQueue(t);
+  q.useStorageThread();
+  // One message through the thread first: it is up and has handed out spares.
+  const first = await q.accept(Readable.from(['Subject: first\r\n\r\n']), meta());
+  const slow = new Readable({ read() {} });
+  slow.push('Subject: slow\r\n\r\nfirst part\r\n');
+  const accepting = q.accept(slow, meta());
+  const outcome = accepting.then(() => 'queued', (err: Error) => err.message);
+  await new Promise((r) => setTimeout(r, 50));
+  await q.close();
+  // Files opened after the thread ended may get the numbers its spares had: they must stay ours.
+  const sentinel = path.join(q.dir, 'sentinel.txt');
+  await writeFile(sentinel, 'mine\n');
+  const { open } = await import('node:fs/promises');
+  const fh = await open(sentinel, 'a');
+  slow.push('second part\r\n');
+  slow.push(null);
+  assert.match(await outcome, /closed/);
+  await fh.write('still mine\n');
+  await fh.close();
+  assert.equal(await readFile(sentinel, 'utf8'), 'mine\nstill mine\n');
+  assert.deepEqual(await readdir(path.join(q.dir, 'incoming')), [`${first.id}.json`]);
+  assert.deepEqual(await readdir(path.join(q.dir, 'data')), [`${first.id}.eml`]);
+  assert.deepEqual(await readdir(path.join(q.dir, 'tmp')), []);
+});

@@ -75,6 +75,12 @@ const ID_RE = /^[0-9A-Z]{9}[0-9A-F]{8}$/;
 let idPool = Buffer.alloc(0);
 let idPoolAt = 0;
 
+/** Like Promise.all, but settles only when every one has (no fsync still queued when the fds are closed). */
+async function settleAll(ps: Array<Promise<unknown>>): Promise<void> {
+  const failed = (await Promise.allSettled(ps)).find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
 /** Sortable by arrival: base36 milliseconds, then random. */
 export function newQueueId(): string {
   if (idPoolAt + 4 > idPool.length) {
@@ -151,6 +157,7 @@ export class Queue {
     let dataAt = data;
     let envAt = path.join(this.tmp, `${id}.json`);
     let placed = false;
+    let succeeded = false;
     try {
       if (committer) {
         spare = await committer.take();
@@ -189,23 +196,19 @@ export class Queue {
       // A few hundred bytes into the page cache, on this thread: a trip through the thread pool costs more.
       writeAllSync(envFd, [Buffer.from(JSON.stringify(entry, null, 1))]);
       if (spare && committer) {
-        const s = spare;
-        spare = undefined; // from here the storage thread owns (and closes) the files
         placed = true;
-        dataAt = data;
-        envAt = incoming;
-        await committer.commit({ id, dataFd: s.dataFd, envFd: s.envFd, dataTmp: s.dataPath, dataFinal: data, envTmp: s.envPath, envFinal: incoming });
+        await committer.commit({ id, dataFd: spare.dataFd, envFd: spare.envFd, dataTmp: spare.dataPath, dataFinal: data, envTmp: spare.envPath, envFinal: incoming });
       } else {
         // Every name first, then the files and both directories together: one journal commit.
         renameSync(envAt, incoming);
         envAt = incoming;
         placed = true;
-        await Promise.all([fdatasyncFd(dataFd), fsyncFd(envFd), fsyncDir(path.dirname(data)), fsyncDir(this.stateDir('incoming'))]);
+        await settleAll([fdatasyncFd(dataFd), fsyncFd(envFd), fsyncDir(path.dirname(data)), fsyncDir(this.stateDir('incoming'))]);
       }
+      succeeded = true;
       return entry;
     } catch (err) {
-      if (spare && committer) committer.abandon(spare);
-      else {
+      if (!spare) {
         await unlinkFile(envAt).catch(() => undefined);
         await unlinkFile(dataAt).catch(() => undefined);
       }
@@ -221,6 +224,11 @@ export class Queue {
       throw err;
     } finally {
       // Closing a file that is synced or abandoned is instant: here, not through the thread pool.
+      // A spare pair is this thread's to close, committed or not (committer.ts).
+      if (spare && committer) {
+        if (succeeded) committer.done(spare);
+        else committer.abandon(spare);
+      }
       for (const fd of fds) closeSyncQuietly(fd);
       this.accepting.delete(id);
     }
@@ -389,11 +397,11 @@ export class Queue {
     // and so does an envelope in incoming/ that is not whole or whose body is short (see accept()).
     const live = new Set<string>();
     const bodies = new Set((await readdir(path.join(this.dir, 'data'))).map((n) => n.replace(/\.eml$/, '')));
-    const wasActive = new Set(requeued);
     let incomplete = 0;
     for (const s of ['incoming', 'deferred', 'hold'] as const) {
       for (const id of await this.ids(s)) {
-        if (bodies.has(id) && (s !== 'incoming' || wasActive.has(id) || (await this.whole(id)))) live.add(id);
+        // Also what came back from active/: a listener thread's message can be claimed before its fsyncs ended.
+        if (bodies.has(id) && (s !== 'incoming' || (await this.whole(id)))) live.add(id);
         else {
           await unlink(this.entryPath(s, id)).catch(() => undefined);
           incomplete++;
