@@ -21,8 +21,8 @@ const KNOWN_MAX = 2000;
 /** Scans give the event loop back this often (envelopes are read synchronously). */
 const SCAN_YIELD_EVERY = 64;
 const yieldToIo = () => new Promise<void>((r) => setImmediate(r));
-/** How long a new message in incoming/ is left to the listener that queued it (see accountFor). */
-const UNANNOUNCED_GRACE = 3000;
+/** How long a new message in incoming/ is left to the listener thread that queued it (see accountFor): far longer than any fsync; only a thread that died holding one makes a scan wait for it. */
+const UNANNOUNCED_GRACE = 30_000;
 
 export interface DeliverySettings {
   maxConnections: number;
