@@ -8,6 +8,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import type { CommitItem, CommitterInit, FromCommitter, Spare, ToCommitter } from './committer-protocol.ts';
+// This thread's own instance of the module: its directory fds and group commit are this thread's.
+import { closeDirFds, fsyncDir } from './fsutil.ts';
 
 const port = parentPort!;
 const { tmpDir } = workerData as CommitterInit;
@@ -27,7 +29,6 @@ function spare(): Spare {
   }
 }
 
-const dirFds = new Map<string, number>();
 const inFlight = new Set<Promise<void>>();
 
 function errorText(err: unknown): { code?: string; message: string } {
@@ -36,25 +37,6 @@ function errorText(err: unknown): { code?: string; message: string } {
 }
 
 const fdatasync = promisify(fs.fdatasync);
-const fsync = promisify(fs.fsync);
-
-async function fsyncDir(dir: string): Promise<void> {
-  let fd = dirFds.get(dir);
-  if (fd === undefined) {
-    fd = fs.openSync(dir, 'r');
-    dirFds.set(dir, fd);
-  }
-  try {
-    await fsync(fd);
-  } catch (err) {
-    // Reopen next time; closed once, by whichever failing batch gets here first.
-    if (dirFds.get(dir) === fd) {
-      dirFds.delete(dir);
-      fs.closeSync(fd);
-    }
-    throw err;
-  }
-}
 
 /**
  * One batch: every name first (renames, on this thread: metadata in the page
@@ -124,17 +106,9 @@ function handle(batch: ToCommitter[]): void {
   }
   if (closing && batch.some((m) => m.type === 'close')) {
     // After the commits still on their way to disk.
-    void Promise.allSettled([...inFlight]).then(() => {
-      for (const fd of dirFds.values()) {
-        try {
-          fs.closeSync(fd);
-        } catch {
-          // closed already
-        }
-      }
-      dirFds.clear();
-      post({ type: 'closed' });
-    });
+    void Promise.allSettled([...inFlight])
+      .then(() => closeDirFds())
+      .then(() => post({ type: 'closed' }));
   }
 }
 

@@ -144,6 +144,20 @@ export function fsyncDir(dir: string): Promise<void> {
   return state.next;
 }
 
+/** Closes the cached directory descriptors, after their fsyncs in progress (a thread about to end). */
+export async function closeDirFds(): Promise<void> {
+  const states = [...dirSyncs.values()];
+  dirSyncs.clear();
+  await Promise.all(
+    states.map(async (s) => {
+      await s.running?.catch(() => undefined);
+      await s.next?.catch(() => undefined);
+      const fd = await s.fd?.catch(() => undefined);
+      if (fd !== undefined) await closeFd(fd).catch(() => undefined);
+    }),
+  );
+}
+
 /** Writes a file's content and fsyncs it (not its directory). */
 export async function writeFileSynced(file: string, data: string | Buffer, flags = 'w'): Promise<void> {
   const fd = await openFd(file, flags, 0o600);
