@@ -1,7 +1,7 @@
 // Relay end-to-end against the sandbox: accepted mail reaches Microsoft's
 // side; transient faults are retried until delivered; permanent refusals
 // bounce with the reason; a broken account keeps mail queued with an alert.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -11,22 +11,10 @@ import { parseRelayConfig } from '../src/relay/config.ts';
 import { startRelay } from '../src/relay/daemon.ts';
 import { silentLogger } from '../src/relay/log.ts';
 import { hashPassword } from '../src/relay/users.ts';
-import { client, fault, sandboxMessages, startRig, tempDir, testConfigInput, until, RELAY_PASS, RELAY_USER, type RelayRig } from './relay-helpers.ts';
-import { UNLIMITED } from './relay-helpers.ts';
+import { client, fault, sandboxMessages, startRig, tempDir, testConfigInput, until, RELAY_PASS, RELAY_USER, type RelayRig, sharedSandbox, UNLIMITED } from './relay-helpers.ts';
 
 let sandbox: Sandbox;
-const cleanups: Array<() => unknown> = [];
-before(async () => {
-  sandbox = await withSandbox({ after: (fn) => cleanups.push(fn) }, UNLIMITED);
-});
-after(async () => {
-  for (const fn of cleanups.reverse()) await fn();
-});
-
-async function reset(): Promise<void> {
-  await sandboxRequest(sandbox.info, 'DELETE', `${sandbox.info.admin}/messages`);
-  await sandboxRequest(sandbox.info, 'DELETE', `${sandbox.info.admin}/faults`);
-}
+const reset = sharedSandbox((sb) => (sandbox = sb));
 
 async function send(rig: RelayRig, subject: string, to = ['someone@example.com']): Promise<string> {
   const info = await client(rig.port).sendMail({ from: rig.account.user, to, subject, text: `body of ${subject}` });

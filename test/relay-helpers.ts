@@ -1,6 +1,7 @@
 // Shared rig for the relay's end-to-end tests: the sandbox (Microsoft's
 // side), an app-only account pointed at it, and a relay in-process with a
 // temp spool and short retry intervals. Everything closes in t.after.
+import { before, after } from 'node:test';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
@@ -197,3 +198,26 @@ export async function childSetup(t: HasAfter, sb: Sandbox, delivery: Record<stri
   };
   return { account, dir, configFile, env };
 }
+
+/**
+ * One sandbox for a whole test file (before/after hooks), handed to `use`;
+ * returns reset(): no captured mail, no faults, for the next test.
+ */
+export function sharedSandbox(use: (sb: Sandbox) => void): () => Promise<void> {
+  let sb: Sandbox | undefined;
+  const cleanups: Array<() => unknown> = [];
+  before(async () => {
+    sb = await withSandbox({ after: (fn) => cleanups.push(fn) }, UNLIMITED);
+    use(sb);
+  });
+  after(async () => {
+    for (const fn of cleanups.reverse()) await fn();
+  });
+  return async () => {
+    await sandboxRequest(sb!.info, 'DELETE', `${sb!.info.admin}/messages`);
+    await sandboxRequest(sb!.info, 'DELETE', `${sb!.info.admin}/faults`);
+  };
+}
+
+/** AUTH PLAIN's argument. */
+export const plain = (user: string, pass: string) => Buffer.from(`\0${user}\0${pass}`).toString('base64');

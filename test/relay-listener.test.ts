@@ -1,31 +1,18 @@
 // The relay's SMTP side under hostile or broken clients: never an open relay,
 // AUTH rules, size limit while streaming, protocol garbage, clients that
 // vanish, sender policy, graceful stop. Real sockets, real sandbox behind.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import tls from 'node:tls';
 import { RawSmtp } from './helpers/raw-smtp.ts';
-import { withSandbox, sandboxRequest, type Sandbox } from './helpers/sandbox.ts';
-import { client, sandboxMessages, startRig, until, RELAY_PASS, RELAY_USER, type RelayRig } from './relay-helpers.ts';
-import { UNLIMITED } from './relay-helpers.ts';
+import { sandboxRequest, type Sandbox } from './helpers/sandbox.ts';
+import { client, sandboxMessages, startRig, until, RELAY_PASS, RELAY_USER, type RelayRig, sharedSandbox, plain } from './relay-helpers.ts';
 import { addUser, hashPassword, removeUser } from '../src/relay/users.ts';
 
 let sandbox: Sandbox;
-const cleanups: Array<() => unknown> = [];
-before(async () => {
-  sandbox = await withSandbox({ after: (fn) => cleanups.push(fn) }, UNLIMITED);
-});
-after(async () => {
-  for (const fn of cleanups.reverse()) await fn();
-});
-async function reset(): Promise<void> {
-  await sandboxRequest(sandbox.info, 'DELETE', `${sandbox.info.admin}/messages`);
-  await sandboxRequest(sandbox.info, 'DELETE', `${sandbox.info.admin}/faults`);
-}
-
-const plain = (user: string, pass: string) => Buffer.from(`\0${user}\0${pass}`).toString('base64');
+const reset = sharedSandbox((sb) => (sandbox = sb));
 
 async function open(rig: RelayRig): Promise<RawSmtp> {
   const c = await RawSmtp.connect(rig.port);

@@ -2,22 +2,15 @@
 // the port, every message still reaches the queue durably and the sandbox
 // once, failed AUTHs count across threads, status sums every thread, and a
 // graceful stop reaches them all.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RawSmtp } from './helpers/raw-smtp.ts';
-import { withSandbox, type Sandbox } from './helpers/sandbox.ts';
-import { client, sandboxMessages, startRig, until, RELAY_USER, UNLIMITED } from './relay-helpers.ts';
+import type { Sandbox } from './helpers/sandbox.ts';
+import { client, sandboxMessages, startRig, until, RELAY_USER, sharedSandbox, plain } from './relay-helpers.ts';
 
 let sandbox: Sandbox;
-const cleanups: Array<() => unknown> = [];
-before(async () => {
-  sandbox = await withSandbox({ after: (fn) => cleanups.push(fn) }, UNLIMITED);
-});
-after(async () => {
-  for (const fn of cleanups.reverse()) await fn();
-});
+sharedSandbox((sb) => (sandbox = sb));
 
-const plain = (user: string, pass: string) => Buffer.from(`\0${user}\0${pass}`).toString('base64');
 
 test('three listener threads share the port: every message is queued once and delivered once', async (t) => {
   const rig = await startRig(t, { sandbox, config: { listenerThreads: 3, delivery: { ratePerMinute: 0 } } });
