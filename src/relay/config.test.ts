@@ -108,3 +108,13 @@ test('--metrics HOST:PORT and --no-metrics override the config key', () => {
   assert.equal(applyOverrides(base, { metrics: false }).metrics, false);
   assert.throws(() => applyOverrides(base, { metrics: 'nope' }), /--metrics nope/);
 });
+
+test('listenerThreads: 0 by default, a number or auto; anything else says what it takes', () => {
+  assert.equal(parseRelayConfig({}, '<t>', 'relay', { SMTP365_HOME: '/tmp/x' }).listenerThreads, 0);
+  assert.equal(parseRelayConfig({ listenerThreads: 'auto' }, '<t>', 'relay', { SMTP365_HOME: '/tmp/x' }).listenerThreads, 'auto');
+  assert.equal(parseRelayConfig({ listenerThreads: 2 }, '<t>', 'relay', { SMTP365_HOME: '/tmp/x' }).listenerThreads, 2);
+  assert.throws(
+    () => parseRelayConfig({ listenerThreads: 'many' as never }, 'relay.yaml', 'relay', { SMTP365_HOME: '/tmp/x' }),
+    (err: unknown) => isSmtp365Error(err) && /relay\.yaml: .*listenerThreads: expected a number of threads from 0 to 64, or auto/.test(err.message),
+  );
+});

@@ -201,7 +201,7 @@ export const relayConfigSchema = z
      * the main thread delivers. 0 (default): the main thread listens too, which measured faster
      * on a 2-core machine (docs/benchmarks.md); auto: one per core up to 4 on Linux.
      */
-    listenerThreads: z.union([z.literal('auto'), z.number().int().min(0).max(64)]).default(0),
+    listenerThreads: z.union([z.literal('auto'), z.number().int().min(0).max(64)], { error: 'expected a number of threads from 0 to 64, or auto' }).default(0),
     /** Health and Prometheus metrics on a loopback HTTP port; false disables. */
     metrics: z.union([z.literal(false), hostPort]).default({ host: '127.0.0.1', port: 9325 }),
   })
