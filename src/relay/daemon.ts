@@ -89,6 +89,8 @@ interface LiveAccount {
   setup?: AccountSetup;
   tokenState: string;
   tokenError?: string;
+  /** The account's token state now (the keep-alive reports only failures and refreshes). */
+  currentState?: () => Promise<string | undefined>;
   stop?: () => void;
   close?: () => Promise<void>;
 }
@@ -321,6 +323,7 @@ export class RelayDaemon {
           },
         });
         live.stop = () => ka.stop();
+        live.currentState = () => p.state().then((st) => st.state, () => undefined);
         void p.state().then(
           (s) => {
             live.tokenState = s.state;
@@ -393,18 +396,21 @@ export class RelayDaemon {
       metrics: this.metricsServer?.url ?? null,
       certificate: { path: this.tls.certPath, selfSigned: this.tls.selfSigned, fingerprint256: this.tls.fingerprint256 },
       queue: await this.queue.counts(),
-      accounts: [...this.accounts.entries()].map(([name, a]) => {
+      accounts: await Promise.all([...this.accounts.entries()].map(async ([name, a]) => {
         const w = workers.get(name);
+        // A failure the keep-alive reported stands until it recovers; otherwise ask the cache now.
+        const failing = a.tokenState === 'failed' || a.tokenState === 'retrying';
+        const token = (!failing && (await a.currentState?.())) || a.tokenState;
         return {
           name,
           mailbox: a.handle?.mailbox ?? null,
-          token: a.tokenState,
+          token,
           ...(a.tokenError ? { tokenError: a.tokenError } : {}),
           ...(w?.alert ? { alert: w.alert } : {}),
           inFlight: w?.inFlight ?? 0,
           ...(w?.pausedUntil ? { pausedUntil: w.pausedUntil } : {}),
         };
-      }),
+      })),
       counters: { accepted: this.listener.stats.accepted, refused: this.listener.stats.rejected, authFailures: this.listener.stats.authFailures, ...this.counters },
       lastErrors: this.lastErrors,
     };
