@@ -9,7 +9,11 @@ import type { ConnectionOptions } from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import type { SMTPConnectionCustomAuthContext, SMTPConnectionOptions } from 'nodemailer/lib/smtp-connection/index.js';
 import { Smtp365Error } from '../errors/error.ts';
+import { installFastDataStream } from './data-stream.ts';
 import type { EarlyConnection } from './early-connection.ts';
+
+// Same bytes on the wire, a fraction of the CPU (data-stream.ts).
+installFastDataStream();
 
 export interface ConnectionSettings {
   host: string;

@@ -25,12 +25,19 @@ export interface CommitItem {
   envFinal: string;
 }
 
+/** A delivered message's files, removed in this order (body first). */
+export interface RemoveItem {
+  id: string;
+  paths: string[];
+}
+
 export type ToCommitter =
   | { type: 'spares'; count: number }
-  | { type: 'commit'; items: CommitItem[] }
+  | { type: 'commit'; items: CommitItem[]; removals: RemoveItem[] }
   | { type: 'close' };
 
 export type FromCommitter =
   | { type: 'spares'; spares: Spare[]; error?: { code?: string; message: string } }
   | { type: 'done'; results: Array<{ id: string; error?: { code?: string; message: string } }> }
+  | { type: 'removed'; results: Array<{ id: string; error?: { code?: string; message: string } }> }
   | { type: 'closed' };

@@ -7,13 +7,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import type { CommitItem, CommitterInit, FromCommitter, Spare, ToCommitter } from './committer-protocol.ts';
+import type { CommitItem, CommitterInit, FromCommitter, RemoveItem, Spare, ToCommitter } from './committer-protocol.ts';
 // This thread's own instance of the module: its directory fds and group commit are this thread's.
 import { closeDirFds, fsyncDir } from './fsutil.ts';
 
 const port = parentPort!;
 const { tmpDir } = workerData as CommitterInit;
 let counter = 0;
+
+const unlink = promisify(fs.unlink);
 
 function spare(): Spare {
   const base = path.join(tmpDir, `spare-${process.pid}-${Date.now().toString(36)}-${++counter}`);
@@ -26,6 +28,24 @@ function spare(): Spare {
     fs.closeSync(dataFd);
     fs.rmSync(dataPath, { force: true });
     throw err;
+  }
+}
+
+/**
+ * Spare pairs, made here synchronously (through libuv's pool they cost a
+ * wake-up each and were measured slower), a few per turn so that a commit
+ * arriving meanwhile is not held up behind a whole batch.
+ */
+async function spares(count: number): Promise<void> {
+  const out: Spare[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      out.push(spare());
+      if (i % 4 === 3) await new Promise((r) => setImmediate(r));
+    }
+    post({ type: 'spares', spares: out });
+  } catch (err) {
+    post({ type: 'spares', spares: out, error: errorText(err) });
   }
 }
 
@@ -82,28 +102,53 @@ function post(m: FromCommitter): void {
 
 let closing = false;
 
+/**
+ * Unlinks delivered messages' files, each message's in order (body first).
+ * Not on the main thread: an unlink frees blocks and can wait for the
+ * journal's commit (0.3 ms measured); on the pool, beside the commits.
+ */
+async function remove(items: RemoveItem[]): Promise<void> {
+  const results = await Promise.all(
+    items.map(async (it) => {
+      try {
+        for (const p of it.paths) {
+          try {
+            await unlink(p);
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+          }
+        }
+        return { id: it.id };
+      } catch (err) {
+        return { id: it.id, error: errorText(err) };
+      }
+    }),
+  );
+  post({ type: 'removed', results });
+}
+
+/** Work still on its way: close waits for it. */
+function track(work: Promise<void>): void {
+  const p = work.finally(() => inFlight.delete(p));
+  inFlight.add(p);
+}
+
 function handle(batch: ToCommitter[]): void {
   const commits: CommitItem[] = [];
+  const removals: RemoveItem[] = [];
   for (const m of batch) {
     if (m.type === 'commit') {
       if (closing) post({ type: 'done', results: m.items.map((it) => ({ id: it.id, error: { message: 'the queue is closed' } })) });
       else commits.push(...m.items);
+      removals.push(...m.removals);
     } else if (m.type === 'spares') {
-      const out: Spare[] = [];
-      try {
-        for (let i = 0; i < m.count; i++) out.push(spare());
-        post({ type: 'spares', spares: out });
-      } catch (err) {
-        post({ type: 'spares', spares: out, error: errorText(err) });
-      }
+      track(spares(m.count));
     } else if (m.type === 'close') {
       closing = true;
     }
   }
-  if (commits.length > 0) {
-    const p = commit(commits).finally(() => inFlight.delete(p));
-    inFlight.add(p);
-  }
+  if (commits.length > 0) track(commit(commits));
+  if (removals.length > 0) track(remove(removals));
   if (closing && batch.some((m) => m.type === 'close')) {
     // After the commits still on their way to disk.
     void Promise.allSettled([...inFlight])

@@ -11,7 +11,7 @@
 // message, its envelope and both names are on stable storage.
 import { closeSync, unlinkSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import type { CommitItem, CommitterInit, FromCommitter, Spare, ToCommitter } from './committer-protocol.ts';
+import type { CommitItem, CommitterInit, FromCommitter, RemoveItem, Spare, ToCommitter } from './committer-protocol.ts';
 
 const SPARES_LOW = 16;
 const SPARES_BATCH = 32;
@@ -52,6 +52,8 @@ export class Committer {
   private readonly waiting: Array<{ resolve: (s: Spare) => void; reject: (e: Error) => void }> = [];
   private readonly pending = new Map<string, { resolve: () => void; reject: (e: Error) => void }>();
   private outbox: CommitItem[] = [];
+  private removals: RemoveItem[] = [];
+  private readonly pendingRemovals = new Map<string, { resolve: () => void; reject: (e: Error) => void }>();
   private flushScheduled = false;
   private failure: Error | undefined;
   private closing: Promise<void> | undefined;
@@ -84,7 +86,10 @@ export class Committer {
     for (const w of this.waiting.splice(0)) w.reject(err);
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
+    for (const p of this.pendingRemovals.values()) p.reject(err);
+    this.pendingRemovals.clear();
     this.outbox = [];
+    this.removals = [];
     for (const s of this.spares.splice(0)) release(s, true);
     this.drained?.();
   }
@@ -121,14 +126,15 @@ export class Committer {
       if (!m.error && (this.spares.length < SPARES_LOW || this.waiting.length > 0)) this.refill();
       return;
     }
+    const waiting = m.type === 'done' ? this.pending : this.pendingRemovals;
     for (const r of m.results) {
-      const p = this.pending.get(r.id);
+      const p = waiting.get(r.id);
       if (!p) continue;
-      this.pending.delete(r.id);
+      waiting.delete(r.id);
       if (r.error) p.reject(asError(r.error));
       else p.resolve();
     }
-    if (this.pending.size === 0) this.drained?.();
+    if (this.pending.size === 0 && this.pendingRemovals.size === 0) this.drained?.();
   }
 
   /** A pair of open, empty files in tmp/ for one message; give it back with commit() or abandon(). */
@@ -148,19 +154,33 @@ export class Committer {
     if (this.failure) return Promise.reject(this.failure);
     const done = new Promise<void>((resolve, reject) => this.pending.set(item.id, { resolve, reject }));
     this.outbox.push(item);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      // After this turn's I/O: every session that finished in it joins the batch.
-      setImmediate(() => this.flush());
-    }
+    this.scheduleFlush();
     return done;
+  }
+
+  /** Removes a delivered message's files in the given order (missing ones are fine). */
+  remove(id: string, paths: string[]): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    const done = new Promise<void>((resolve, reject) => this.pendingRemovals.set(id, { resolve, reject }));
+    this.removals.push({ id, paths });
+    this.scheduleFlush();
+    return done;
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    // After this turn's I/O: every session that finished in it joins the batch.
+    setImmediate(() => this.flush());
   }
 
   private flush(): void {
     this.flushScheduled = false;
     const items = this.outbox;
+    const removals = this.removals;
     this.outbox = [];
-    if (items.length > 0 && !this.failure) this.send({ type: 'commit', items });
+    this.removals = [];
+    if ((items.length > 0 || removals.length > 0) && !this.failure) this.send({ type: 'commit', items, removals });
   }
 
   /** A message that will not be queued: its files are closed and removed. */
@@ -181,7 +201,7 @@ export class Committer {
   close(timeoutMs = 10_000): Promise<void> {
     this.closing ??= (async () => {
       this.flush();
-      if (this.pending.size > 0 && !this.failure) {
+      if ((this.pending.size > 0 || this.pendingRemovals.size > 0) && !this.failure) {
         const drained = new Promise<void>((r) => (this.drained = r));
         const timer = setTimeout(() => this.drained?.(), timeoutMs);
         await drained;

@@ -100,3 +100,28 @@ test('summarizeHeaders: no From, Sender header, message id without brackets', as
   assert.equal(s.subject, null);
   assert.equal(s.messageId, '<abc@x>');
 });
+
+test('sentSince (the daily and per-minute limits) counts Sent Items in the window, also after out-of-order saves, removal and a restart', async (t) => {
+  const dir = tempDir(t);
+  const store = new MessageStore(dir);
+  const at = (min: number) => Date.UTC(2026, 10, 26, 12, min);
+  const save = (mailbox: string, min: number, rcpts: number) =>
+    store.save({ authUser: mailbox, authIdentity: mailbox, mailFrom: mailbox, rcptTo: Array.from({ length: rcpts }, (_, i) => `r${i}@example.com`), folders: [{ mailbox, folder: 'SentItems' }], receivedAt: at(min), raw: 'Subject: s\r\n\r\nx\r\n' });
+  // Brute force over what is stored: the rule the index must agree with.
+  const expected = (mailbox: string, since: number) => {
+    const sent = store.list().filter((m) => m.folders.some((f) => f.folder === 'SentItems' && f.mailbox === mailbox) && Date.parse(m.receivedAt) > since);
+    return { messages: sent.length, recipients: sent.reduce((n, m) => n + m.rcptTo.length, 0), oldestMs: sent.length ? Math.min(...sent.map((m) => Date.parse(m.receivedAt))) : null };
+  };
+  assert.deepEqual(store.sentSince('a@x.com', 0), { messages: 0, recipients: 0, oldestMs: null });
+  await save('a@x.com', 1, 2);
+  await save('a@x.com', 5, 1);
+  await save('b@x.com', 6, 4);
+  assert.deepEqual(store.sentSince('A@x.com', at(0)), { messages: 2, recipients: 3, oldestMs: at(1) });
+  const late = await save('a@x.com', 3, 5); // saved after a later one
+  await save('a@x.com', 9, 1);
+  for (const since of [0, at(1), at(2), at(3), at(8), at(9)]) assert.deepEqual(store.sentSince('a@x.com', since), expected('a@x.com', since), `since ${since}`);
+  await store.remove(late.id);
+  assert.deepEqual(store.sentSince('a@x.com', at(2)), expected('a@x.com', at(2)));
+  assert.deepEqual(store.sentSince('a@x.com', at(2)), { messages: 2, recipients: 2, oldestMs: at(5) });
+  assert.deepEqual(new MessageStore(dir).sentSince('b@x.com', at(0)), { messages: 1, recipients: 4, oldestMs: at(6) });
+});

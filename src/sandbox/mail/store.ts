@@ -213,6 +213,7 @@ export class MessageStore extends EventEmitter {
       folders: input.folders.map((f) => ({ mailbox: f.mailbox.toLowerCase(), folder: f.folder })),
     };
     this.#messages.push(msg);
+    this.#indexSent(msg);
     await this.#persist(msg);
     this.emit('saved', clone(msg));
     return clone(msg);
@@ -228,20 +229,60 @@ export class MessageStore extends EventEmitter {
    * the oldest one's time. No copies: this runs for every submitted message.
    */
   sentSince(mailbox: string, sinceMs: number): { messages: number; recipients: number; oldestMs: number | null } {
-    const mbx = mailbox.toLowerCase();
-    let messages = 0;
-    let recipients = 0;
-    let oldestMs: number | null = null;
-    for (let i = this.#messages.length - 1; i >= 0; i--) {
-      const m = this.#messages[i]!;
-      const t = Date.parse(m.receivedAt);
-      if (!(t > sinceMs)) continue;
-      if (!m.folders.some((f) => f.folder === 'SentItems' && f.mailbox === mbx)) continue;
-      messages++;
-      recipients += m.rcptTo.length;
-      if (oldestMs === null || t < oldestMs) oldestMs = t;
+    // Asked for every message submitted (the daily and per-minute limits): an index per mailbox
+    // with running recipient totals and a binary search, not a pass over everything stored.
+    const idx = this.#sentIndex().get(mailbox.toLowerCase());
+    if (!idx) return { messages: 0, recipients: 0, oldestMs: null };
+    let lo = 0;
+    let hi = idx.times.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (idx.times[mid]! > sinceMs) hi = mid;
+      else lo = mid + 1;
     }
-    return { messages, recipients, oldestMs };
+    const messages = idx.times.length - lo;
+    return { messages, recipients: idx.totals[idx.times.length]! - idx.totals[lo]!, oldestMs: messages > 0 ? idx.times[lo]! : null };
+  }
+
+  /** Sent Items per mailbox, by time: times sorted, totals[i] = recipients of the first i. Rebuilt after any change but an append in time order. */
+  #sent: Map<string, { times: number[]; totals: number[] }> | undefined;
+
+  #sentIndex(): Map<string, { times: number[]; totals: number[] }> {
+    if (this.#sent) return this.#sent;
+    const entries: Array<{ mailbox: string; t: number; rcpts: number }> = [];
+    for (const m of this.#messages) {
+      const t = Date.parse(m.receivedAt);
+      if (Number.isNaN(t)) continue;
+      for (const f of m.folders) if (f.folder === 'SentItems') entries.push({ mailbox: f.mailbox, t, rcpts: m.rcptTo.length });
+    }
+    entries.sort((a, b) => a.t - b.t);
+    const out = new Map<string, { times: number[]; totals: number[] }>();
+    for (const e of entries) MessageStore.#append(out, e.mailbox, e.t, e.rcpts);
+    this.#sent = out;
+    return out;
+  }
+
+  static #append(index: Map<string, { times: number[]; totals: number[] }>, mailbox: string, t: number, rcpts: number): void {
+    let idx = index.get(mailbox);
+    if (!idx) index.set(mailbox, (idx = { times: [], totals: [0] }));
+    idx.times.push(t);
+    idx.totals.push(idx.totals[idx.totals.length - 1]! + rcpts);
+  }
+
+  /** Keeps the Sent Items index current for a message just stored. */
+  #indexSent(m: CapturedMessage): void {
+    if (!this.#sent) return;
+    const t = Date.parse(m.receivedAt);
+    for (const f of m.folders) {
+      if (f.folder !== 'SentItems') continue;
+      const idx = this.#sent.get(f.mailbox);
+      // Out of time order (a clock set back, an import): rebuilt on the next question.
+      if (!(t >= (idx?.times[idx.times.length - 1] ?? -Infinity))) {
+        this.#sent = undefined;
+        return;
+      }
+      MessageStore.#append(this.#sent, f.mailbox, t, m.rcptTo.length);
+    }
   }
 
   get(id: string): CapturedMessage | undefined {
@@ -265,6 +306,7 @@ export class MessageStore extends EventEmitter {
     const i = this.#messages.findIndex((x) => x.id === id);
     if (i < 0) return false;
     const [m] = this.#messages.splice(i, 1);
+    this.#sent = undefined;
     fs.rmSync(m!.rawPath, { force: true });
     this.#writeIndexSync();
     return true;
@@ -273,6 +315,7 @@ export class MessageStore extends EventEmitter {
   clear(): void {
     for (const m of this.#messages) fs.rmSync(m.rawPath, { force: true });
     this.#messages = [];
+    this.#sent = undefined;
     this.#writeIndexSync();
     this.emit('cleared');
   }
@@ -327,6 +370,7 @@ export class MessageStore extends EventEmitter {
       byId.set(m.id, { ...m, rawPath: raw });
     }
     this.#messages = [...byId.values()];
+    this.#sent = undefined;
     if (damaged) this.#writeIndexSync();
     // Leftovers of messages that were being received when the process stopped.
     for (const name of fs.readdirSync(this.dir)) {
