@@ -58,7 +58,8 @@ interface RelayChild {
 
 async function startRelayChild(configFile: string, env: NodeJS.ProcessEnv): Promise<RelayChild> {
   const prof = process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
-  const proc = spawn(process.execPath, [...prof, MAIN, 'relay', '--config', configFile, '--json'], { env, stdio: ['ignore', 'pipe', process.env.BENCH_LOG ? 'inherit' : 'ignore'] });
+  const flags = process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
+  const proc = spawn(process.execPath, [...flags, ...prof, MAIN, 'relay', '--config', configFile, '--json'], { env, stdio: ['ignore', 'pipe', process.env.BENCH_LOG ? 'inherit' : 'ignore'] });
   const exited = new Promise((r) => proc.on('exit', r));
   const rl = createInterface({ input: proc.stdout! });
   const line = await Promise.race([new Promise<string>((r) => rl.once('line', r)), exited.then(() => { throw new Error('relay exited'); })]);

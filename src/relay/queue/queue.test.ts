@@ -198,8 +198,20 @@ test('with the storage thread: concurrent messages are committed in batches, ref
   await assert.rejects(q.accept(gone, meta()));
   assert.equal((await readdir(path.join(q.dir, 'incoming'))).length, 40);
   assert.equal((await readdir(path.join(q.dir, 'data'))).length, 40);
+  // Delivered: claimed, then removed by the storage thread (body first; one already gone is fine).
+  const [one, two, three] = entries;
+  for (const e of [one!, two!, three!]) assert.ok(await q.claim(e.id, 'incoming'));
+  await rm(q.dataPath(two!.id));
+  await Promise.all([q.complete(one!.id), q.complete(two!.id), q.complete(three!.id)]);
+  assert.deepEqual(await readdir(path.join(q.dir, 'active')), []);
+  assert.equal((await readdir(path.join(q.dir, 'data'))).length, 37);
+  // Removals asked for just before close are done before it returns.
+  assert.ok(await q.claim(entries[3]!.id, 'incoming'));
+  const removing = q.complete(entries[3]!.id);
   // Spares made ahead of time wait in tmp/ until the queue closes.
   await q.close();
+  await removing;
+  assert.equal((await readdir(path.join(q.dir, 'data'))).length, 36);
   assert.deepEqual(await readdir(path.join(q.dir, 'tmp')), []);
   // A closed queue still accepts, on the calling thread.
   const after = await q.accept(Readable.from(['Subject: later\r\n\r\n']), meta());
