@@ -125,3 +125,19 @@ test('sentSince (the daily and per-minute limits) counts Sent Items in the windo
   assert.deepEqual(store.sentSince('a@x.com', at(2)), { messages: 2, recipients: 2, oldestMs: at(5) });
   assert.deepEqual(new MessageStore(dir).sentSince('b@x.com', at(0)), { messages: 1, recipients: 4, oldestMs: at(6) });
 });
+
+test('waitFor counts arrivals for its filter only, and a removal meanwhile does not make it resolve early', async (t) => {
+  const store = new MessageStore(tempDir(t));
+  const to = (mailbox: string) => ({ authUser: 'a@x.com', authIdentity: 'a@x.com', mailFrom: 'a@x.com', rcptTo: [mailbox], folders: [{ mailbox, folder: 'Inbox' as const }], raw: 'Subject: s\r\n\r\nx\r\n' });
+  let resolved: string[] | undefined;
+  const waiting = store.waitFor(2, 10_000, { mailbox: 'b@x.com' }).then((list) => (resolved = list.map((m) => m.id)));
+  const first = await store.save(to('b@x.com'));
+  await store.save(to('other@x.com'));
+  await store.remove(first.id);
+  const second = await store.save(to('b@x.com'));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(resolved, undefined, 'one matching message is left: still waiting');
+  const third = await store.save(to('b@x.com'));
+  await waiting;
+  assert.deepEqual(resolved, [second.id, third.id]);
+});

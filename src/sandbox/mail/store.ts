@@ -328,14 +328,20 @@ export class MessageStore extends EventEmitter {
   waitFor(count: number, timeoutMs: number, filter: MessageFilter = {}): Promise<CapturedMessage[]> {
     const now = this.list(filter);
     if (now.length >= count || timeoutMs <= 0) return Promise.resolve(now);
+    // Counted as messages arrive, not by listing (and copying) everything at each arrival:
+    // a test or benchmark waiting for thousands of messages would make that quadratic.
+    let seen = now.length;
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
         this.off('saved', onSaved);
         resolve(this.list(filter));
       };
-      const onSaved = (): void => {
-        if (this.list(filter).length >= count) done();
+      const onSaved = (m: CapturedMessage): void => {
+        if (!matches(m, filter) || ++seen < count) return;
+        // Exact once the count looks reached (a message may have been removed meanwhile).
+        seen = this.#messages.reduce((n, x) => (matches(x, filter) ? n + 1 : n), 0);
+        if (seen >= count) done();
       };
       const timer = setTimeout(done, timeoutMs);
       timer.unref?.();
