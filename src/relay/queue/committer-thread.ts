@@ -39,9 +39,16 @@ function spare(): Spare {
 async function spares(count: number): Promise<void> {
   const out: Spare[] = [];
   try {
-    for (let i = 0; i < count; i++) {
+    for (let i = 0; i < count && !closing; i++) {
       out.push(spare());
       if (i % 4 === 3) await new Promise((r) => setImmediate(r));
+    }
+    if (closing) {
+      // Nobody will take them (and fds this thread never handed over are its own to close).
+      for (const s of out.splice(0)) {
+        for (const fd of [s.dataFd, s.envFd]) fs.closeSync(fd);
+        for (const f of [s.dataPath, s.envPath]) fs.rmSync(f, { force: true });
+      }
     }
     post({ type: 'spares', spares: out });
   } catch (err) {

@@ -53,7 +53,7 @@ export class Committer {
   private readonly pending = new Map<string, { resolve: () => void; reject: (e: Error) => void }>();
   private outbox: CommitItem[] = [];
   private removals: RemoveItem[] = [];
-  private readonly pendingRemovals = new Map<string, { resolve: () => void; reject: (e: Error) => void }>();
+  private readonly pendingRemovals = new Map<string, { resolve: () => void; reject: (e: Error) => void; promise: Promise<void> }>();
   private flushScheduled = false;
   private failure: Error | undefined;
   private closing: Promise<void> | undefined;
@@ -161,7 +161,12 @@ export class Committer {
   /** Removes a delivered message's files in the given order (missing ones are fine). */
   remove(id: string, paths: string[]): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
-    const done = new Promise<void>((resolve, reject) => this.pendingRemovals.set(id, { resolve, reject }));
+    // Asked twice before the first is done: both wait for the same removal.
+    const already = this.pendingRemovals.get(id);
+    if (already) return already.promise;
+    let settle!: { resolve: () => void; reject: (e: Error) => void };
+    const done = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
+    this.pendingRemovals.set(id, { ...settle, promise: done });
     this.removals.push({ id, paths });
     this.scheduleFlush();
     return done;

@@ -202,7 +202,7 @@ test('with the storage thread: concurrent messages are committed in batches, ref
   const [one, two, three] = entries;
   for (const e of [one!, two!, three!]) assert.ok(await q.claim(e.id, 'incoming'));
   await rm(q.dataPath(two!.id));
-  await Promise.all([q.complete(one!.id), q.complete(two!.id), q.complete(three!.id)]);
+  await Promise.all([q.complete(one!.id), q.complete(two!.id), q.complete(three!.id), q.complete(three!.id)]);
   assert.deepEqual(await readdir(path.join(q.dir, 'active')), []);
   assert.equal((await readdir(path.join(q.dir, 'data'))).length, 37);
   // Removals asked for just before close are done before it returns.

@@ -120,9 +120,13 @@ test('sentSince (the daily and per-minute limits) counts Sent Items in the windo
   const late = await save('a@x.com', 3, 5); // saved after a later one
   await save('a@x.com', 9, 1);
   for (const since of [0, at(1), at(2), at(3), at(8), at(9)]) assert.deepEqual(store.sentSince('a@x.com', since), expected('a@x.com', since), `since ${since}`);
+  // The same mailbox twice in one message's folders counts once.
+  await store.save({ authUser: 'a@x.com', authIdentity: 'a@x.com', mailFrom: 'a@x.com', rcptTo: ['r@example.com'], folders: [{ mailbox: 'a@x.com', folder: 'SentItems' }, { mailbox: 'A@x.com', folder: 'SentItems' }], receivedAt: at(4), raw: 'Subject: s\r\n\r\nx\r\n' });
+  assert.deepEqual(store.sentSince('a@x.com', at(3)), { messages: 3, recipients: 3, oldestMs: at(4) });
+  for (const since of [0, at(3), at(4)]) assert.deepEqual(store.sentSince('a@x.com', since), expected('a@x.com', since), `since ${since}`);
   await store.remove(late.id);
   assert.deepEqual(store.sentSince('a@x.com', at(2)), expected('a@x.com', at(2)));
-  assert.deepEqual(store.sentSince('a@x.com', at(2)), { messages: 2, recipients: 2, oldestMs: at(5) });
+  assert.deepEqual(store.sentSince('a@x.com', at(2)), { messages: 3, recipients: 3, oldestMs: at(4) });
   assert.deepEqual(new MessageStore(dir).sentSince('b@x.com', at(0)), { messages: 1, recipients: 4, oldestMs: at(6) });
 });
 

@@ -233,55 +233,47 @@ export class MessageStore extends EventEmitter {
     // with running recipient totals and a binary search, not a pass over everything stored.
     const idx = this.#sentIndex().get(mailbox.toLowerCase());
     if (!idx) return { messages: 0, recipients: 0, oldestMs: null };
-    let lo = 0;
-    let hi = idx.times.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (idx.times[mid]! > sinceMs) hi = mid;
-      else lo = mid + 1;
-    }
+    const lo = firstAfter(idx.times, sinceMs);
     const messages = idx.times.length - lo;
     return { messages, recipients: idx.totals[idx.times.length]! - idx.totals[lo]!, oldestMs: messages > 0 ? idx.times[lo]! : null };
   }
 
-  /** Sent Items per mailbox, by time: times sorted, totals[i] = recipients of the first i. Rebuilt after any change but an append in time order. */
-  #sent: Map<string, { times: number[]; totals: number[] }> | undefined;
+  /** Sent Items per mailbox, by time: times sorted, totals[i] = recipients of the first i. Made on first use, kept current by save(), dropped by remove/clear/load. */
+  #sent: Map<string, SentIndex> | undefined;
 
-  #sentIndex(): Map<string, { times: number[]; totals: number[] }> {
+  #sentIndex(): Map<string, SentIndex> {
     if (this.#sent) return this.#sent;
     const entries: Array<{ mailbox: string; t: number; rcpts: number }> = [];
     for (const m of this.#messages) {
       const t = Date.parse(m.receivedAt);
       if (Number.isNaN(t)) continue;
-      for (const f of m.folders) if (f.folder === 'SentItems') entries.push({ mailbox: f.mailbox, t, rcpts: m.rcptTo.length });
+      for (const mailbox of sentMailboxes(m)) entries.push({ mailbox, t, rcpts: m.rcptTo.length });
     }
     entries.sort((a, b) => a.t - b.t);
-    const out = new Map<string, { times: number[]; totals: number[] }>();
-    for (const e of entries) MessageStore.#append(out, e.mailbox, e.t, e.rcpts);
+    const out = new Map<string, SentIndex>();
+    for (const e of entries) {
+      let idx = out.get(e.mailbox);
+      if (!idx) out.set(e.mailbox, (idx = { times: [], totals: [0] }));
+      idx.times.push(e.t);
+      idx.totals.push(idx.totals[idx.totals.length - 1]! + e.rcpts);
+    }
     this.#sent = out;
     return out;
   }
 
-  static #append(index: Map<string, { times: number[]; totals: number[] }>, mailbox: string, t: number, rcpts: number): void {
-    let idx = index.get(mailbox);
-    if (!idx) index.set(mailbox, (idx = { times: [], totals: [0] }));
-    idx.times.push(t);
-    idx.totals.push(idx.totals[idx.totals.length - 1]! + rcpts);
-  }
-
-  /** Keeps the Sent Items index current for a message just stored. */
+  /** Adds a message just stored. Concurrent sessions finish out of time order: a late one goes where it belongs. */
   #indexSent(m: CapturedMessage): void {
     if (!this.#sent) return;
     const t = Date.parse(m.receivedAt);
-    for (const f of m.folders) {
-      if (f.folder !== 'SentItems') continue;
-      const idx = this.#sent.get(f.mailbox);
-      // Out of time order (a clock set back, an import): rebuilt on the next question.
-      if (!(t >= (idx?.times[idx.times.length - 1] ?? -Infinity))) {
-        this.#sent = undefined;
-        return;
-      }
-      MessageStore.#append(this.#sent, f.mailbox, t, m.rcptTo.length);
+    if (Number.isNaN(t)) return;
+    const r = m.rcptTo.length;
+    for (const mailbox of sentMailboxes(m)) {
+      let idx = this.#sent.get(mailbox);
+      if (!idx) this.#sent.set(mailbox, (idx = { times: [], totals: [0] }));
+      const at = firstAfter(idx.times, t);
+      idx.times.splice(at, 0, t);
+      idx.totals.splice(at + 1, 0, idx.totals[at]! + r);
+      for (let i = at + 2; i < idx.totals.length; i++) idx.totals[i]! += r;
     }
   }
 
@@ -441,6 +433,28 @@ function headerEnd(buf: Buffer): number {
   if (crlf < 0) return lf;
   if (lf < 0) return crlf;
   return Math.min(crlf, lf);
+}
+
+interface SentIndex {
+  times: number[];
+  totals: number[];
+}
+
+/** The mailboxes whose Sent Items hold this message, each once. */
+function sentMailboxes(m: CapturedMessage): Set<string> {
+  return new Set(m.folders.filter((f) => f.folder === 'SentItems').map((f) => f.mailbox));
+}
+
+/** Index of the first time after t (times sorted). */
+function firstAfter(times: number[], t: number): number {
+  let lo = 0;
+  let hi = times.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (times[mid]! > t) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
 }
 
 function matches(m: CapturedMessage, f: MessageFilter): boolean {
