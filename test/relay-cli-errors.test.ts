@@ -59,6 +59,7 @@ test('a relay that can do nothing exits 78 and says what to configure; a bad rel
   assert.match(r.err, /no relay users .* and no allowed networks/);
   assert.match(r.err, /smtp365 relay user add NAME/);
   assert.match(r.err, /No smtp365 account can deliver/);
+  await assert.rejects(access(path.join(dir, 'spool')), 'refused before the spool (and its certificate) is made');
 
   const cfg = path.join(dir, 'relay.yaml');
   await writeFile(cfg, 'listen: ["127.0.0.1:0"]\nmetrcs: false\nusers:\n  - name: printer\n    passwordHash: "scrypt$16384$8$1$abc"\n');
@@ -67,6 +68,16 @@ test('a relay that can do nothing exits 78 and says what to configure; a bad rel
   assert.match(bad.err, /users\[0\]\.passwordHash: not a password hash/);
   assert.match(bad.err, /metrcs: unknown key \(did you mean "metrics"\?\)/);
   assert.doesNotMatch(bad.err, /relay\.yaml: listen/, 'the string form of listen is fine');
+
+  // A typo in smtp365's config.yaml: said once, as it is, not as "set an account up".
+  const accounts = path.join(dir, 'config.yaml');
+  await writeFile(accounts, 'default: a\naccounts:\n  a:\n    client_id: x\n    user: u@contoso.com\n');
+  const good = path.join(dir, 'relay-good.yaml');
+  await writeFile(good, `listen: ["127.0.0.1:0"]\nmetrics: false\nspool: ${JSON.stringify(path.join(dir, 'spool2'))}\nallow: [{ cidr: "127.0.0.1/32" }]\n`);
+  const typo = await cli(env, 'relay', '--config', good, '--accounts-config', accounts);
+  assert.equal(typo.code, 78, typo.err);
+  assert.equal(typo.err.match(/did you mean "clientId"/g)?.length, 1, typo.err);
+  assert.doesNotMatch(typo.err, /Set one up/);
 });
 
 test('a busy port: exit 69 naming the listener (metrics or SMTP) and how to change it; --no-metrics overrides the config', async (t) => {
@@ -128,7 +139,7 @@ const swaksSkip = spawnSync('swaks', ['--support'], { encoding: 'utf8' }).error 
 
 test('the quick-start check of docs/relay.md: swaks with --from (the mailbox) is queued; without it, refused at MAIL FROM, not 250-then-bounce', { skip: swaksSkip }, async (t) => {
   const docs = await readFile(path.join(import.meta.dirname, '..', 'docs', 'relay.md'), 'utf8');
-  const shown = /swaks --server 127\.0\.0\.1:2525 -tls --auth-user printer \\\n\s+(.*)/.exec(docs);
+  const shown = /swaks --server 127\.0\.0\.1:2525 -tls --auth-user printer --auth-password '[^']+' \\\n\s+(.*)/.exec(docs);
   assert.ok(shown, 'docs/relay.md shows the swaks check');
   assert.match(shown[1]!, /--from \S+ --to \S+/);
   const sb = await withSandbox(t);

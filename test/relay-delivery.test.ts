@@ -143,13 +143,16 @@ test('a revoked sign-in keeps mail queued with an AUTH_SIGNIN_EXPIRED alert; aft
   const home = await tempDir(t, 'smtp365-relay-deleg-');
   const provider = createTokenProvider(account, { home });
   assert.equal((await provider.signIn({ onDeviceCode: () => undefined })).state, 'active');
+  // Stopped before its spool is removed (after hooks run in the order they are added).
+  const running: { relay?: { stop(): Promise<void> } } = {};
+  t.after(() => running.relay?.stop());
   const spool = await tempDir(t, 'smtp365-relay-spool-');
   const relay = await startRelay({
     config: parseRelayConfig(testConfigInput(spool, { account: 'delegated', users: [{ name: RELAY_USER, passwordHash: await hashPassword(RELAY_PASS), rewriteSender: true }], delivery: { accountPause: '100ms' } })),
     accounts: { delegated: { account, tokenProvider: provider } },
     log: silentLogger,
   });
-  t.after(() => relay.stop());
+  running.relay = relay;
   const port = relay.listeners[0]!.port;
   await client(port).sendMail({ from: upn, to: 'x@example.com', subject: 'before revoke', text: '1' });
   await sandboxMessages({ sandbox: sb }, 1);

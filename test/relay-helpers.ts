@@ -42,9 +42,14 @@ export function testConfigInput(spool: string, extra: Partial<RelayConfigInput> 
   };
 }
 
+/** Removes a test's directory; retried, since a relay child may still be finishing a file in it. */
+function removeDir(dir: string): Promise<void> {
+  return rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
+}
+
 export async function tempDir(t: HasAfter, prefix: string): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  t.after(() => removeDir(dir));
   return dir;
 }
 
@@ -54,8 +59,15 @@ export const UNLIMITED = { smtp: { limits: { messagesPerMinute: { mode: 'off' as
 export async function startRig(t: HasAfter, opts: { config?: Partial<RelayConfigInput>; sandbox?: Sandbox; verbose?: boolean } = {}): Promise<RelayRig> {
   const sandbox = opts.sandbox ?? (await withSandbox(t));
   const account = sandboxAccount(sandbox.info, { flow: 'client-secret', name: 'sandbox' });
-  const home = await tempDir(t, 'smtp365-relay-home-');
-  const spool = await tempDir(t, 'smtp365-relay-spool-');
+  // After hooks run in the order they were added: the relay must stop before its spool goes
+  // (its storage thread makes spare files there), so one hook does both, in that order.
+  const home = await mkdtemp(path.join(os.tmpdir(), 'smtp365-relay-home-'));
+  const spool = await mkdtemp(path.join(os.tmpdir(), 'smtp365-relay-spool-'));
+  const running: { relay?: RelayDaemon } = {};
+  t.after(async () => {
+    await running.relay?.stop();
+    await Promise.all([home, spool].map(removeDir));
+  });
   const users = [{ name: RELAY_USER, passwordHash: await hashPassword(RELAY_PASS), rewriteSender: true }];
   const config = parseRelayConfig(testConfigInput(spool, { users, ...opts.config }));
   const tokenProvider = createTokenProvider(account, { home });
@@ -65,7 +77,7 @@ export async function startRig(t: HasAfter, opts: { config?: Partial<RelayConfig
     log: opts.verbose || process.env.SMTP365_TEST_VERBOSE ? createLogger({ level: 'debug' }) : silentLogger,
     mailerOptions: { timeouts: { connectMs: 5000, greetingMs: 5000, socketMs: 10_000 } },
   });
-  t.after(() => relay.stop());
+  running.relay = relay;
   return { sandbox, account, relay, port: relay.listeners[0]!.port, spool, home };
 }
 

@@ -100,6 +100,14 @@ test('relay.yaml: unknown keys get a "did you mean", at the top and inside secti
       return true;
     },
   );
+  // Inside a listener (a list made from strings or objects): the typo first, then what it left missing.
+  assert.throws(
+    () => parseRelayConfig({ listen: [{ adress: '127.0.0.1:2525' }] }, 'relay.yaml', ''),
+    (err: Error) => {
+      assert.match(err.message, /listen\[0\]\.adress: unknown key \(did you mean "address"\?\); known keys here: address, tls\n.*listen\[0\]\.address: missing \(expected string\)/);
+      return true;
+    },
+  );
 });
 
 test('--metrics HOST:PORT and --no-metrics override the config key', () => {
@@ -117,4 +125,13 @@ test('listenerThreads: 0 by default, a number or auto; anything else says what i
     () => parseRelayConfig({ listenerThreads: 'many' as never }, 'relay.yaml', 'relay', { SMTP365_HOME: '/tmp/x' }),
     (err: unknown) => isSmtp365Error(err) && /relay\.yaml: .*listenerThreads: expected a number of threads from 0 to 64, or auto/.test(err.message),
   );
+});
+
+test('allow: a bare CIDR is short for { cidr }, alone or in a list with full entries', () => {
+  assert.deepEqual(parseRelayConfig({ allow: ['192.168.1.0/24', { cidr: '10.0.0.0/8', rewriteSender: true }] }, '<t>').allow, [
+    { cidr: '192.168.1.0/24', rewriteSender: false },
+    { cidr: '10.0.0.0/8', rewriteSender: true },
+  ]);
+  assert.deepEqual(parseRelayConfig({ allow: '192.168.1.0/24' }, '<t>').allow, [{ cidr: '192.168.1.0/24', rewriteSender: false }]);
+  assert.throws(() => parseRelayConfig({ allow: ['nonsense'] }, 'relay.yaml', ''), /allow\[0\]\.cidr: expected an IP network/);
 });

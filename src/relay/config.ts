@@ -150,7 +150,13 @@ export const relayConfigSchema = z
     /** Allow AUTH over plaintext from non-loopback peers (passwords cross the network in clear). */
     allowPlaintextAuth: z.boolean().default(false),
     /** Networks that may relay without AUTH (devices that cannot authenticate). */
-    allow: z.array(z.object({ cidr, ...senderPolicy }).strict()).default([]),
+    // A bare CIDR string is short for { cidr } (as --allow CIDR), like a bare address in listen:.
+    allow: z
+      .preprocess(
+        (v) => (v === undefined ? v : (Array.isArray(v) ? v : [v]).map((x: unknown) => (typeof x === 'string' ? { cidr: x } : x))),
+        z.array(z.object({ cidr, ...senderPolicy }).strict()),
+      )
+      .default([]),
     /** Relay users with hashes (`smtp365 relay user add` writes usersFile instead). */
     users: z
       .array(
@@ -236,6 +242,8 @@ function unwrap(node: any): any {
     const d = node._zod?.def ?? node.def;
     if (!d) return undefined;
     if (d.type === 'array') node = d.element;
+    // z.preprocess(fn, schema): `in` is the function's side, `out` the schema with the keys.
+    else if (d.type === 'pipe') node = unwrap(d.in) ?? d.out;
     else if (d.type === 'union') node = d.options.find((o: unknown) => unwrap(o)) ?? d.options[0];
     else node = d.innerType ?? d.in ?? d.schema;
   }
@@ -243,7 +251,9 @@ function unwrap(node: any): any {
 }
 
 export function formatIssues(file: string, prefix: string, error: z.ZodError): string {
-  return error.issues
+  // Unknown keys first: a typo'd key also makes its intended key "missing", and the typo is the fix.
+  const issues = [...error.issues].sort((a, b) => Number(b.code === 'unrecognized_keys') - Number(a.code === 'unrecognized_keys'));
+  return issues
     .flatMap((i) => {
       const keyOf = (p: readonly PropertyKey[]) => [prefix, ...p.map((x) => (typeof x === 'number' ? `[${x}]` : String(x)))].filter(Boolean).join('.').replace(/\.\[/g, '[');
       if (i.code === 'unrecognized_keys') {
@@ -254,7 +264,8 @@ export function formatIssues(file: string, prefix: string, error: z.ZodError): s
         });
       }
       const key = keyOf(i.path);
-      return [`${file}: ${key || '(top level)'}: ${i.message}`];
+      const missing = i.code === 'invalid_type' && /received undefined$/.test(i.message);
+      return [`${file}: ${key || '(top level)'}: ${missing ? `missing (${i.message.replace(/^Invalid input: /, '').replace(/, received undefined$/, '')})` : i.message}`];
     })
     .join('\n');
 }

@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Account } from '../config/account.ts';
 import type { TokenProvider } from '../auth/types.ts';
 import type { Mailer } from '../send/types.ts';
-import { Smtp365Error } from '../errors/error.ts';
+import { Smtp365Error, isSmtp365Error } from '../errors/error.ts';
 import { relayConfigCandidates, type RelayConfig } from './config.ts';
 import { Delivery, type AccountAlert, type AccountHandle } from './delivery/delivery.ts';
 import type { BoundListener } from './listener/server.ts';
@@ -108,6 +108,8 @@ export class RelayDaemon {
   private users = new Map<string, RelayUser>();
   private readonly accounts = new Map<string, LiveAccount>();
   private defaultAccountName: string;
+  /** smtp365's config.yaml did not parse (the default account could not be resolved). */
+  private accountsFileError: Smtp365Error | undefined;
   private metricsServer: MetricsServer | undefined;
   private readonly startedAt = new Date().toISOString();
   private readonly counters = { delivered: 0, deferred: 0, bounced: 0 };
@@ -155,6 +157,21 @@ export class RelayDaemon {
   static async start(opts: RelayOptions): Promise<RelayDaemon> {
     const log = opts.log ?? createLogger();
     const cfg = opts.config;
+    // Nobody may send: said before anything is made (spool, certificate) for a relay that will not run,
+    // with what is wrong with the account too, if anything (all the fixes at once).
+    if (cfg.allow.length === 0 && mergeUsers(cfg.users as RelayUser[], await loadUsersFile(cfg.usersFile)).size === 0) {
+      const problems = [nobodyMaySend(cfg)];
+      if (!opts.accounts) {
+        try {
+          const { resolveAccount } = await import('../config/index.ts');
+          await resolveAccount(cfg.account ? { name: cfg.account } : {});
+        } catch (err) {
+          const broken = isSmtp365Error(err) && err.code === 'CONFIG_INVALID';
+          problems.push(broken ? `No smtp365 account can deliver the relay's mail: ${(err as Error).message}` : noAccount((err as Error).message, configName(cfg)));
+        }
+      }
+      throw new Smtp365Error('CONFIG_INVALID', `The relay cannot do anything:\n- ${problems.join('\n- ')}`);
+    }
     const queue = await Queue.open(cfg.spool);
     const lock = await acquireSpoolLock(queue.dir);
     let daemon: RelayDaemon | undefined;
@@ -247,18 +264,13 @@ export class RelayDaemon {
   /** A relay that can do nothing refuses to start (EX_CONFIG), saying what to configure. */
   private checkUsable(): void {
     const problems: string[] = [];
-    const source = this.config.source.startsWith('<') ? `relay.yaml (${relayConfigCandidates()[0]})` : this.config.source;
-    if (this.users.size === 0 && this.config.allow.length === 0) {
-      problems.push(
-        `Nobody may send through the relay: no relay users (in ${this.config.usersFile} or users: in ${source}) and no allowed networks (allow: / --allow CIDR). Add a user: smtp365 relay user add NAME`,
-      );
-    }
+    const source = configName(this.config);
+    if (this.users.size === 0 && this.config.allow.length === 0) problems.push(nobodyMaySend(this.config));
     const live = [...this.accounts.entries()];
-    if (!live.some(([, a]) => a.handle)) {
-      const why = live.map(([n, a]) => `account "${n}": ${a.tokenError ?? 'not usable'}`).join('; ');
-      problems.push(
-        `No smtp365 account can deliver the relay's mail (${why}). Set one up in config.yaml (smtp365 setup, or smtp365 login; see docs/setup.md), then name it with --account NAME or account: in ${source}, or make it the default account`,
-      );
+    if (!live.some(([, a]) => a.handle) && this.accountsFileError) {
+      problems.push(`No smtp365 account can deliver the relay's mail: ${this.accountsFileError.message}`);
+    } else if (!live.some(([, a]) => a.handle)) {
+      problems.push(noAccount(live.map(([n, a]) => `account "${n}": ${a.tokenError ?? 'not usable'}`).join('; '), source));
     }
     if (problems.length > 0) throw new Smtp365Error('CONFIG_INVALID', `The relay cannot do anything:\n- ${problems.join('\n- ')}`);
   }
@@ -277,7 +289,10 @@ export class RelayDaemon {
       try {
         const { resolveAccount } = await import('../config/index.ts');
         this.defaultAccountName = (await resolveAccount({})).name;
+        this.accountsFileError = undefined;
       } catch (err) {
+        // A config.yaml that does not parse: said once, as it is (not once per account, nor as "set one up").
+        if (isSmtp365Error(err) && err.code === 'CONFIG_INVALID') this.accountsFileError = err;
         this.log.error('no default account for the relay', { error: (err as Error).message });
       }
     }
@@ -351,7 +366,8 @@ export class RelayDaemon {
       live.handle = { mailer, mailbox: setup.account.user };
       return live;
     } catch (err) {
-      this.log.error('account cannot be used; its mail stays queued', { account: name, error: (err as Error).message });
+      const sameAsFile = this.accountsFileError !== undefined && (err as Error).message === this.accountsFileError.message;
+      if (!sameAsFile) this.log.error('account cannot be used; its mail stays queued', { account: name, error: (err as Error).message });
       this.recordError({ account: name, error: (err as Error).message });
       return { handle: undefined, tokenState: 'failed', tokenError: (err as Error).message };
     }
@@ -462,7 +478,8 @@ export class RelayDaemon {
       await this.writeStatus();
       for (const [sig, fn] of this.signalHandlers) process.removeListener(sig, fn);
       await this.lock.release();
-      this.log.info('stopped', { queue: await this.queue.counts().catch(() => ({})) });
+      // A relay refused at start was never running: its refusal is the message, not "stopped".
+      if (this.statusTimer) this.log.info('stopped', { queue: await this.queue.counts().catch(() => ({})) });
     })();
     void this.stopping.then(() => this.stoppedResolvers.forEach((r) => r()));
     return this.stopping;
@@ -474,3 +491,15 @@ export function startRelay(opts: RelayOptions): Promise<RelayDaemon> {
 }
 
 export { Smtp365Error };
+
+function configName(config: RelayConfig): string {
+  return config.source.startsWith('<') ? `relay.yaml (${relayConfigCandidates()[0]})` : config.source;
+}
+
+function nobodyMaySend(config: RelayConfig): string {
+  return `Nobody may send through the relay: no relay users (in ${config.usersFile} or users: in ${configName(config)}) and no allowed networks (allow: / --allow CIDR). Add a user: smtp365 relay user add NAME`;
+}
+
+function noAccount(why: string, source: string): string {
+  return `No smtp365 account can deliver the relay's mail (${why}). Set one up in config.yaml (smtp365 setup, or smtp365 login; see docs/setup.md), then name it with --account NAME or account: in ${source}, or make it the default account`;
+}

@@ -181,7 +181,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--log-json', 'log as JSON lines')
     .option('--verbose', 'debug logging: each connection, AUTH result (never the password), MAIL/RCPT, delivery attempt and reply')
     .enablePositionalOptions()
-    .addHelpText('after', '\nTwo files: --config is the relay\'s relay.yaml; --accounts-config is smtp365\'s config.yaml with the accounts (the same as for smtp365 send).\nExit codes: 64 usage, 69 a listener\'s port is taken, 78 nothing to do (no relay users or networks, or no usable account) or a bad relay.yaml.')
+    .addHelpText('after', '\nTwo files: --config is the relay\'s relay.yaml; --accounts-config is smtp365\'s config.yaml with the accounts (the same as for smtp365 send).\nExit codes: 64 an unknown flag, 65 a bad flag value, 66 a spool path that is a file, 69 a listener\'s port is taken, 78 nothing to do (no relay users or networks, or no usable account) or a bad relay.yaml.')
     .action((o) => {
       result = runRelay(o as Parameters<typeof runRelay>[0]);
     });
@@ -233,7 +233,7 @@ export async function run(argv: string[]): Promise<number> {
         );
         if (o.json) printJson({ users });
         else if (users.length === 0) process.stdout.write('No relay users. Add one: smtp365 relay user add NAME\n');
-        else for (const u of users) process.stdout.write(`${u.name}\taccount=${u.account ?? '(default)'}\tsenders=${u.senders?.join(',') ?? 'any'}${u.rewriteSender ? '\trewrite-sender' : ''}\t${pc.dim(u.source)}\n`);
+        else for (const u of users) process.stdout.write(`${u.name}\taccount=${u.account ?? '(default)'}\tsenders=${u.senders?.length ? u.senders.join(',') : "(the account's mailbox)"}${u.rewriteSender ? '\trewrite-sender' : ''}\t${pc.dim(u.source)}\n`);
         return EXIT.OK;
       })();
     });

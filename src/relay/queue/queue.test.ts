@@ -5,14 +5,20 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { spawn } from 'node:child_process';
-import { Queue, isQueueId } from './queue.ts';
+import { Queue, isQueueId, requireSpool } from './queue.ts';
 import { acquireSpoolLock } from './lock.ts';
 import { isSmtp365Error } from '../../errors/error.ts';
 
 async function tempQueue(t: { after: (fn: () => Promise<void>) => void }): Promise<Queue> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'smtp365-queue-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return Queue.open(dir);
+  const opened: { q?: Queue } = {};
+  // Closed before its directory goes: a storage thread may still be making spare files in it.
+  t.after(async () => {
+    await opened.q?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  opened.q = await Queue.open(dir);
+  return opened.q;
 }
 
 const client = { address: '127.0.0.1', tls: false };
@@ -243,4 +249,16 @@ test('the storage thread closing under a message being received: refused, nothin
   assert.deepEqual(await readdir(path.join(q.dir, 'incoming')), [`${first.id}.json`]);
   assert.deepEqual(await readdir(path.join(q.dir, 'data')), [`${first.id}.eml`]);
   assert.deepEqual(await readdir(path.join(q.dir, 'tmp')), []);
+});
+
+test('a spool path that is a file, or a directory the relay did not make, is refused by name', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'smtp365-notspool-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'env.sh');
+  await writeFile(file, 'export X=1\n');
+  await assert.rejects(Queue.open(file), (err: unknown) => isSmtp365Error(err) && err.code === 'QUEUE_NOT_FOUND' && /is a file, not a directory/.test(err.message));
+  await assert.rejects(requireSpool(file), (err: unknown) => isSmtp365Error(err) && /is not a directory/.test(err.message));
+  await assert.rejects(requireSpool(dir), (err: unknown) => isSmtp365Error(err) && err.code === 'QUEUE_NOT_FOUND' && /is not a relay spool/.test(err.message));
+  await Queue.open(path.join(dir, 'spool'));
+  await requireSpool(path.join(dir, 'spool'));
 });

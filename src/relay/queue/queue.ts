@@ -45,6 +45,11 @@ export async function requireSpool(dir: string): Promise<void> {
     throw new Smtp365Error('QUEUE_IO', `Cannot read the spool ${abs}: ${(err as Error).message}`, { cause: err });
   }
   if (!st.isDirectory()) throw new Smtp365Error('QUEUE_NOT_FOUND', `The spool ${abs} is not a directory: check --spool (or spool: in relay.yaml)`, { details: { spool: abs } });
+  // A directory, but not one the relay made (a typo'd path that happens to exist): not "an empty queue".
+  const inc = await stat(path.join(abs, 'incoming')).catch(() => undefined);
+  if (!inc?.isDirectory()) {
+    throw new Smtp365Error('QUEUE_NOT_FOUND', `${abs} is not a relay spool (it has no incoming/): check --spool (or spool: in relay.yaml)`, { details: { spool: abs } });
+  }
 }
 
 export interface AcceptMeta {
@@ -113,7 +118,18 @@ export class Queue {
   static async open(dir: string): Promise<Queue> {
     const abs = path.resolve(dir);
     for (const sub of [...QUEUE_STATES, 'data', 'tmp', 'ctl']) {
-      await mkdir(path.join(abs, sub), { recursive: true, mode: 0o700 });
+      try {
+        await mkdir(path.join(abs, sub), { recursive: true, mode: 0o700 });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        // A file where the spool (or one of its folders) should be, or no permission: say which path.
+        if (code === 'ENOTDIR' || code === 'EEXIST') {
+          const isFile = await stat(abs).then((st) => !st.isDirectory(), () => false);
+          const what = isFile ? `The spool ${abs} is a file, not a directory` : `A file stands where the spool ${abs} needs the folder ${sub}/ (or on the way to it)`;
+          throw new Smtp365Error('QUEUE_NOT_FOUND', `${what}: check --spool (or spool: in relay.yaml)`, { details: { spool: abs } });
+        }
+        throw new Smtp365Error('QUEUE_IO', `Cannot make the spool ${abs}: ${(err as Error).message}`, { cause: err, details: { spool: abs } });
+      }
     }
     return new Queue(abs);
   }

@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
-import { appendFile, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { simpleParser, type AddressObject } from 'mailparser';
@@ -74,7 +74,6 @@ const INDEX = 'index.jsonl';
 export class MessageStore extends EventEmitter {
   readonly dir: string;
   #messages: CapturedMessage[] = [];
-  #writing: Promise<void> = Promise.resolve();
 
   constructor(dir: string) {
     super();
@@ -83,19 +82,33 @@ export class MessageStore extends EventEmitter {
     this.#load();
   }
 
-  /** Starts receiving a message: its raw MIME goes to a file as it is written. */
+  /**
+   * Starts receiving a message: its raw MIME goes to a file as it is written.
+   * Synchronous file calls on purpose: chunks land in the page cache, and on a
+   * small machine a trip through libuv's thread pool per open, write, close and
+   * rename cost the sandbox more CPU than the work itself (it shares the
+   * machine with whatever is being tested against it).
+   */
   receive(): IncomingMessageFile {
     const id = newId();
     const file = path.join(this.dir, `incoming-${id}.tmp`);
-    const out = fs.createWriteStream(file, { mode: 0o600 });
+    let fd: number | undefined;
+    let outError: Error | undefined;
+    try {
+      fd = fs.openSync(file, 'w', 0o600);
+    } catch (err) {
+      outError = err as Error;
+    }
+    const closeFile = (): void => {
+      if (fd === undefined) return;
+      const f = fd;
+      fd = undefined;
+      fs.closeSync(f);
+    };
     let size = 0;
     const head: Buffer[] = [];
     let headLen = 0;
     let headDone = false;
-    let outError: Error | undefined;
-    out.on('error', (err) => {
-      outError = err;
-    });
     const capture = (chunk: Buffer): void => {
       if (headDone) return;
       head.push(chunk);
@@ -111,32 +124,35 @@ export class MessageStore extends EventEmitter {
         head.push(joined);
       }
     };
-    // Every callback below is settled by the file stream's drain/finish or by its
-    // error, whichever comes first: a file error must end the message, not stall it.
-    const whenOut = (event: 'drain' | 'finish', cb: (err?: Error | null) => void): void => {
-      const ok = (): void => {
-        out.off('error', bad);
-        cb(null);
-      };
-      const bad = (err: Error): void => {
-        out.off(event, ok);
-        cb(err);
-      };
-      out.once(event, ok);
-      out.once('error', bad);
-    };
     const stream = new Writable({
       write(chunk: Buffer, _enc, cb) {
         if (outError) return cb(outError);
         size += chunk.length;
         capture(chunk);
-        if (out.write(chunk)) cb();
-        else whenOut('drain', cb);
+        try {
+          for (let at = 0; at < chunk.length; ) at += fs.writeSync(fd!, chunk, at, chunk.length - at);
+        } catch (err) {
+          outError = err as Error;
+          return cb(outError);
+        }
+        cb();
       },
       final(cb) {
         if (outError) return cb(outError);
-        whenOut('finish', cb);
-        out.end();
+        try {
+          closeFile();
+        } catch (err) {
+          return cb(err as Error);
+        }
+        cb();
+      },
+      destroy(err, cb) {
+        try {
+          closeFile();
+        } catch {
+          // already failing: the first error is the one reported
+        }
+        cb(err);
       },
     });
     // Errors (disk full, state dir removed) are reported by finish(), never as an
@@ -164,11 +180,7 @@ export class MessageStore extends EventEmitter {
         await finished;
       },
       discard: async () => {
-        if (!stream.writableFinished) {
-          stream.destroy();
-          out.destroy();
-          await new Promise<void>((resolve) => (out.closed ? resolve() : out.once('close', () => resolve())));
-        }
+        if (!stream.writableFinished) stream.destroy();
         await rm(file, { force: true });
       },
     };
@@ -186,13 +198,13 @@ export class MessageStore extends EventEmitter {
       id = inc.id;
       size = inc.size;
       summary ??= await summarizeHeaders(inc.headerBytes());
-      await rename(inc.path, finalPath(id));
+      fs.renameSync(inc.path, finalPath(id));
     } else if (input.raw !== undefined) {
       id = newId();
       const raw = Buffer.isBuffer(input.raw) ? input.raw : Buffer.from(input.raw, 'utf8');
       size = raw.length;
       summary ??= await summarizeHeaders(raw.subarray(0, Math.max(0, headerEnd(raw)) || Math.min(raw.length, HEADER_LIMIT)));
-      await writeFile(finalPath(id), raw, { mode: 0o600 });
+      fs.writeFileSync(finalPath(id), raw, { mode: 0o600 });
     } else {
       throw new TypeError('MessageStore.save needs `incoming` or `raw`');
     }
@@ -214,7 +226,7 @@ export class MessageStore extends EventEmitter {
     };
     this.#messages.push(msg);
     this.#indexSent(msg);
-    await this.#persist(msg);
+    this.#persist(msg);
     this.emit('saved', clone(msg));
     return clone(msg);
   }
@@ -382,10 +394,8 @@ export class MessageStore extends EventEmitter {
   }
 
   /** Appends one record: the index is a log (one JSON line per message), so saving stays O(1). */
-  #persist(m: CapturedMessage): Promise<void> {
-    const run = (): Promise<void> => appendFile(path.join(this.dir, INDEX), MessageStore.#line(m), { mode: 0o600 });
-    this.#writing = this.#writing.then(run, run);
-    return this.#writing;
+  #persist(m: CapturedMessage): void {
+    fs.appendFileSync(path.join(this.dir, INDEX), MessageStore.#line(m), { mode: 0o600 });
   }
 
   /** Rewrites the index whole (after remove/clear, which are rare). */
