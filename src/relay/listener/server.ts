@@ -182,7 +182,8 @@ export class RelayListener {
         cb();
       },
       onClose: (session) => {
-        log.debug('connection closed', { client: normalizeIp(session.remoteAddress), session: session.id, transactions: session.transaction });
+        // smtp-server numbers the transaction in progress from 1, counting only messages it answered 250.
+        log.debug('connection closed', { client: normalizeIp(session.remoteAddress), session: session.id, accepted: Math.max(0, (session.transaction ?? 1) - 1) });
         this.state.delete(session);
       },
     } satisfies ConstructorParameters<typeof SMTPServer>[0];
