@@ -320,6 +320,9 @@ export class RelayListener {
         throw smtpError(451, '4.3.0 Message not received in full');
       }
       this.deps.log.error('queue write failed', { error: (err as Error).message });
+      // A full disk (or quota) is said as such (RFC 3463's 4.3.1, as Postfix does): the operator sees it in the client's log too.
+      const cause = (err as { cause?: NodeJS.ErrnoException }).cause ?? (err as NodeJS.ErrnoException);
+      if (cause?.code === 'ENOSPC' || cause?.code === 'EDQUOT') throw smtpError(452, '4.3.1 Insufficient system storage: the relay\'s spool is full, try again later');
       throw smtpError(451, '4.3.0 Temporary local problem: the message could not be queued, try again later');
     } finally {
       s.inData = false;
