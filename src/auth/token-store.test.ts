@@ -169,6 +169,58 @@ test('the OS keyring holds the key when asked for and usable; the file records i
   assert.match((await corruptCode(new TokenStore({ home, account: 'kr', env: { SMTP365_KEYRING: '0' } }).read())).message, /OS keyring/);
 });
 
+// The Linux desktop path for real: a private D-Bus session with gnome-keyring's Secret Service
+// (Debian: dbus, gnome-keyring), in a child process so this one's environment stays as it is.
+const secretService =
+  process.platform === 'linux' && (await Promise.all(['dbus-run-session', 'gnome-keyring-daemon'].map((c) => onPath(c)))).every(Boolean)
+    ? false
+    : 'needs dbus-run-session and gnome-keyring-daemon (Debian: dbus, gnome-keyring)';
+
+async function onPath(cmd: string): Promise<boolean> {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    if (await fs.access(path.join(dir, cmd)).then(() => true, () => false)) return true;
+  }
+  return false;
+}
+
+test('the Secret Service of a Linux desktop session holds the key; without it the cache says why it cannot be read', { skip: secretService }, async (t) => {
+  const dir = await tmp(t);
+  const home = path.join(dir, 'smtp365');
+  const url = (f: string) => JSON.stringify(pathToFileURL(path.join(import.meta.dirname, f)).href);
+  const script = `
+    import fs from 'node:fs';
+    import { TokenStore } from ${url('token-store.ts')};
+    import { keyForWrite } from ${url('cache-key.ts')};
+    const home = ${JSON.stringify(home)};
+    const env = { SMTP365_KEYRING: '1', DBUS_SESSION_BUS_ADDRESS: process.env.DBUS_SESSION_BUS_ADDRESS };
+    const out = { source: (await keyForWrite(home, env)).source };
+    const s = new TokenStore({ home, account: 'kr', env });
+    await s.withLock(() => s.write(${JSON.stringify(payload)}));
+    out.recorded = JSON.parse(fs.readFileSync(s.file, 'utf8')).keySource;
+    out.keyFile = fs.existsSync(home + '/cache.key');
+    out.readBack = JSON.stringify(await s.read()) === ${JSON.stringify(JSON.stringify(payload))};
+    out.withoutKeyring = await new TokenStore({ home, account: 'kr', env: { SMTP365_KEYRING: '0' } }).read().then(() => 'read', (e) => e.message);
+    console.log(JSON.stringify(out));
+  `;
+  // gnome-keyring makes (and unlocks) a "login" keyring under $HOME: a throwaway one.
+  const child = spawn('dbus-run-session', ['--', 'sh', '-c', 'printf "test-keyring-pass\\n" | gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1; exec "$0" --input-type=module -e "$1"', process.execPath, script], {
+    env: { PATH: process.env.PATH, HOME: dir, XDG_DATA_HOME: path.join(dir, 'data'), XDG_RUNTIME_DIR: dir },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise((r) => child.on('close', r));
+  assert.equal(code, 0, stderr);
+  const got = JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+  assert.equal(got.source, 'keyring', stderr);
+  assert.equal(got.recorded, 'keyring');
+  assert.equal(got.keyFile, false, 'no key file when the keyring holds the key');
+  assert.equal(got.readBack, true);
+  assert.match(String(got.withoutKeyring), /OS keyring/);
+});
+
 test('headless Linux or SMTP365_KEYRING=0: the key file, silently', async (t) => {
   const home = await tmp(t);
   const { keyForWrite } = await import('./cache-key.ts');
