@@ -27,12 +27,16 @@ if (probe) {
 test('a full spool disk: 452 4.3.1, nothing half-queued, the next message that fits is queued', { skip: probe ? false : 'cannot mount a tmpfs here (needs root)' }, async (t) => {
   const disk = (await smallDisk())!;
   const spool = path.join(disk, 'spool');
-  const rig = await startRig(t, { config: { spool } });
-  // Added after the rig's own hook: runs once the relay has stopped (hooks run in order).
+  // Right after mounting, so the mount goes whatever fails next; it stops the relay first
+  // (hooks run in the order they are added; the rig's own stop then finds it stopped).
+  const running: { stop?: () => Promise<void> } = {};
   t.after(async () => {
+    await running.stop?.();
     spawnSync('umount', ['-l', disk]);
     await rm(disk, { recursive: true, force: true });
   });
+  const rig = await startRig(t, { config: { spool } });
+  running.stop = () => rig.relay.stop();
   const big = 'x'.repeat(998) + '\r\n';
   await assert.rejects(
     client(rig.port).sendMail({ from: rig.account.user, to: 'a@example.com', subject: 'too big for the disk', text: big.repeat(2048) }),

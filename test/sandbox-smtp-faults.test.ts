@@ -172,13 +172,22 @@ test('probability 0 never applies; a BDAT transaction gets the data fault on its
   assert.equal(await c.cmd('NOOP'), '250 2.0.0 OK');
 });
 
-test('a storage failure answers 451 after the dot and the session goes on', async (t) => {
+test('a storage failure answers 451 after the dot (DATA) or LAST (BDAT) and the session goes on', async (t) => {
   const sb = await startTestSmtp(t);
   const c = await openAuthed(sb.port, sb.caPem, ALEX, sb.userToken(ALEX));
   t.after(() => c.close());
   fs.rmSync(sb.messages.dir, { recursive: true, force: true });
   assert.equal(await sendMessage(c, ALEX, [MEGAN], mime(ALEX, MEGAN, 'nowhere to go', 'x'.repeat(100_000))), '451 4.3.0 Temporary server error. Please try again later.');
   assert.ok(sb.smtp.events().some((e) => e.type === 'error'));
+  // The same with BDAT: the chunks after the failure are read and dropped, LAST gets the 451.
+  assert.equal(await c.cmd(`MAIL FROM:<${ALEX}>`), '250 2.1.0 Sender OK');
+  assert.equal(await c.cmd(`RCPT TO:<${MEGAN}>`), '250 2.1.5 Recipient OK');
+  const body = Buffer.from(mime(ALEX, MEGAN, 'chunks to nowhere', 'y'.repeat(60_000)));
+  const half = Math.floor(body.length / 2);
+  c.write(Buffer.concat([Buffer.from(`BDAT ${half}\r\n`), body.subarray(0, half)]));
+  assert.match(await c.readText(), /^250 /);
+  c.write(Buffer.concat([Buffer.from(`BDAT ${body.length - half} LAST\r\n`), body.subarray(half)]));
+  assert.equal(await c.readText(), '451 4.3.0 Temporary server error. Please try again later.');
   fs.mkdirSync(sb.messages.dir, { recursive: true });
   assert.match(await sendMessage(c, ALEX, [MEGAN], mime(ALEX, MEGAN, 'stored')), QUEUED);
 });

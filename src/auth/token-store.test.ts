@@ -171,10 +171,12 @@ test('the OS keyring holds the key when asked for and usable; the file records i
 
 // The Linux desktop path for real: a private D-Bus session with gnome-keyring's Secret Service
 // (Debian: dbus, gnome-keyring), in a child process so this one's environment stays as it is.
-const secretService =
-  process.platform === 'linux' && (await Promise.all(['dbus-run-session', 'gnome-keyring-daemon'].map((c) => onPath(c)))).every(Boolean)
+const keyringModule = await import('@napi-rs/keyring' as string).then(() => true, () => false);
+const secretService = !keyringModule
+  ? 'the optional package @napi-rs/keyring is not installed'
+  : process.platform === 'linux' && (await Promise.all(['dbus-run-session', 'gnome-keyring-daemon'].map((c) => onPath(c)))).every(Boolean)
     ? false
-    : 'needs dbus-run-session and gnome-keyring-daemon (Debian: dbus, gnome-keyring)';
+    : 'needs dbus-run-session and gnome-keyring-daemon (Debian: dbus-daemon, gnome-keyring)';
 
 async function onPath(cmd: string): Promise<boolean> {
   for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
@@ -206,6 +208,9 @@ test('the Secret Service of a Linux desktop session holds the key; without it th
   const child = spawn('dbus-run-session', ['--', 'sh', '-c', 'printf "test-keyring-pass\\n" | gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1; exec "$0" --input-type=module -e "$1"', process.execPath, script], {
     env: { PATH: process.env.PATH, HOME: dir, XDG_DATA_HOME: path.join(dir, 'data'), XDG_RUNTIME_DIR: dir },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // A Secret Service that never answers must not hold the suite.
+    timeout: 60_000,
+    killSignal: 'SIGKILL',
   });
   let stdout = '';
   let stderr = '';

@@ -134,4 +134,5 @@ test('allow: a bare CIDR is short for { cidr }, alone or in a list with full ent
   ]);
   assert.deepEqual(parseRelayConfig({ allow: '192.168.1.0/24' }, '<t>').allow, [{ cidr: '192.168.1.0/24', rewriteSender: false }]);
   assert.throws(() => parseRelayConfig({ allow: ['nonsense'] }, 'relay.yaml', ''), /allow\[0\]\.cidr: expected an IP network/);
+  assert.deepEqual(parseRelayConfig({ allow: null }, '<t>').allow, [], 'allow: left empty in YAML');
 });

@@ -153,7 +153,8 @@ export const relayConfigSchema = z
     // A bare CIDR string is short for { cidr } (as --allow CIDR), like a bare address in listen:.
     allow: z
       .preprocess(
-        (v) => (v === undefined ? v : (Array.isArray(v) ? v : [v]).map((x: unknown) => (typeof x === 'string' ? { cidr: x } : x))),
+        // `allow:` left empty in YAML (null) is no networks, as if absent.
+        (v) => (v === undefined ? v : v === null ? [] : (Array.isArray(v) ? v : [v]).map((x: unknown) => (typeof x === 'string' ? { cidr: x } : x))),
         z.array(z.object({ cidr, ...senderPolicy }).strict()),
       )
       .default([]),

@@ -158,23 +158,28 @@ function summary(sandbox: { info: SandboxInfo; stateDir: string; directory: Dire
   lines.push(`  ${pc.dim('Python (msal):')} REQUESTS_CA_BUNDLE=${i.caFile}, authority as above, validate_authority=False`);
   lines.push(`  ${pc.dim('msmtp:')} host ${i.smtp.host} port ${i.smtp.port} tls on tls_starttls on tls_trust_file ${i.caFile} auth xoauth2`);
   // smtp365's own commands (send, relay, doctor) take their account from the environment:
-  // app-only with the sandbox's client secret, so nothing asks to sign in.
-  const env = [
-    'SMTP365_CLOUD=custom',
-    `SMTP365_AUTHORITY=${i.authority}`,
-    `SMTP365_TENANT_ID=${i.tenantId}`,
-    `SMTP365_CLIENT_ID=${i.confidentialClient.clientId}`,
-    `SMTP365_CLIENT_SECRET='${i.confidentialClient.clientSecret}'`,
-    'SMTP365_FLOW=client-secret',
-    `SMTP365_USER=${i.users[0]?.upn ?? ''}`,
-    `SMTP365_SMTP_HOST=${i.smtp.host}`,
-    `SMTP365_SMTP_PORT=${i.smtp.port}`,
-    `SMTP365_CA_FILE=${i.caFile}`,
-    'SMTP365_SMTP_RESOURCE=https://outlook.office.com',
-    `SMTP365_GRAPH_ENDPOINT=${i.graph}`,
-  ];
-  lines.push(`  ${pc.dim('smtp365 itself (send, relay, doctor), in another shell:')}`);
-  lines.push(`     export ${env.join(' \\\n            ')}`);
+  // app-only with the sandbox's client secret, so nothing asks to sign in. Every value quoted for
+  // the shell (a --state path with spaces, a scenario's secret with a quote).
+  const app = i.confidentialClient;
+  if (app?.clientId && app.clientSecret) {
+    const q = (v: string) => `'${v.replace(/'/g, `'\\''`)}'`;
+    const env: Array<[string, string]> = [
+      ['SMTP365_CLOUD', 'custom'],
+      ['SMTP365_AUTHORITY', i.authority],
+      ['SMTP365_TENANT_ID', i.tenantId],
+      ['SMTP365_CLIENT_ID', app.clientId],
+      ['SMTP365_CLIENT_SECRET', app.clientSecret],
+      ['SMTP365_FLOW', 'client-secret'],
+      ['SMTP365_USER', i.users[0]?.upn ?? ''],
+      ['SMTP365_SMTP_HOST', i.smtp.host],
+      ['SMTP365_SMTP_PORT', String(i.smtp.port)],
+      ['SMTP365_CA_FILE', i.caFile],
+      ['SMTP365_SMTP_RESOURCE', 'https://outlook.office.com'],
+      ['SMTP365_GRAPH_ENDPOINT', i.graph],
+    ];
+    lines.push(`  ${pc.dim('smtp365 itself (send, relay, doctor), in another shell:')}`);
+    lines.push(`     export ${env.map(([k, v]) => `${k}=${q(v)}`).join(' \\\n            ')}`);
+  }
   lines.push(`  ${pc.dim('approve a device code:')} curl --cacert ${i.caFile} -X POST ${i.admin}/device-codes/approve -H 'content-type: application/json' -d '{"userCode":"…","upn":"${i.users[0]?.upn ?? ''}"}'`);
   lines.push('');
   lines.push(pc.dim(persistent ? `State: ${sandbox.stateDir}` : `State: ${sandbox.stateDir} (temporary; use --state DIR to keep the CA and directory across runs)`));

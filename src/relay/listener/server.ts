@@ -182,8 +182,8 @@ export class RelayListener {
         cb();
       },
       onClose: (session) => {
-        // smtp-server numbers the transaction in progress from 1, counting only messages it answered 250.
-        log.debug('connection closed', { client: normalizeIp(session.remoteAddress), session: session.id, accepted: Math.max(0, (session.transaction ?? 1) - 1) });
+        // smtp-server numbers the transaction in progress from 1: those ended (queued or refused at the end of DATA) are one fewer.
+        log.debug('connection closed', { client: normalizeIp(session.remoteAddress), session: session.id, messages: Math.max(0, (session.transaction ?? 1) - 1) });
         this.state.delete(session);
       },
     } satisfies ConstructorParameters<typeof SMTPServer>[0];

@@ -46,7 +46,14 @@ export async function requireSpool(dir: string): Promise<void> {
   }
   if (!st.isDirectory()) throw new Smtp365Error('QUEUE_NOT_FOUND', `The spool ${abs} is not a directory: check --spool (or spool: in relay.yaml)`, { details: { spool: abs } });
   // A directory, but not one the relay made (a typo'd path that happens to exist): not "an empty queue".
-  const inc = await stat(path.join(abs, 'incoming')).catch(() => undefined);
+  // Only a missing incoming/ says so; one that cannot be read (another user's spool) says why.
+  let inc;
+  try {
+    inc = await stat(path.join(abs, 'incoming'));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new Smtp365Error('QUEUE_IO', `Cannot read the spool ${abs}: ${(err as Error).message}`, { cause: err, details: { spool: abs } });
+  }
   if (!inc?.isDirectory()) {
     throw new Smtp365Error('QUEUE_NOT_FOUND', `${abs} is not a relay spool (it has no incoming/): check --spool (or spool: in relay.yaml)`, { details: { spool: abs } });
   }

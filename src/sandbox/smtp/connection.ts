@@ -45,6 +45,8 @@ interface BdatState {
   exceeded: boolean;
   /** A reply every further chunk of this transaction gets (a fault at 'data'). */
   error: string | null;
+  /** Writing it failed (disk full, state dir gone): later chunks are skipped, the end gets a 451. */
+  failed: boolean;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -460,7 +462,9 @@ export class SandboxConnection extends SMTPConnection {
     }
     const begin = async (): Promise<BdatState | null> => {
       if (this.#bdat) return this.#bdat;
-      const state: BdatState = { incoming: this.ctx.deps.messages.receive(), bytes: 0, exceeded: false, error: null };
+      const state: BdatState = { incoming: this.ctx.deps.messages.receive(), bytes: 0, exceeded: false, error: null, failed: false };
+      // A destroyed stream neither drains nor errors again: without this, the next chunk would wait forever.
+      state.incoming.stream.on('error', () => (state.failed = true));
       this.#bdat = state;
       const f = this.ctx.deps.faults.take('data', this.principal!.mailbox);
       if (f) {
@@ -482,7 +486,7 @@ export class SandboxConnection extends SMTPConnection {
       const max = this.#maxSize();
       start(
         (buf, next) => {
-          if (state.error || state.exceeded) return next();
+          if (state.error || state.exceeded || state.failed) return next();
           state.bytes += buf.length;
           if (state.bytes > max) {
             state.exceeded = true;
