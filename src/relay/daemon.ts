@@ -167,7 +167,7 @@ export class RelayDaemon {
           await resolveAccount(cfg.account ? { name: cfg.account } : {});
         } catch (err) {
           const broken = isSmtp365Error(err) && err.code === 'CONFIG_INVALID';
-          problems.push(broken ? `No smtp365 account can deliver the relay's mail: ${(err as Error).message}` : noAccount((err as Error).message, configName(cfg)));
+          problems.push(broken ? accountsFileProblem(err) : noAccount((err as Error).message, configName(cfg)));
         }
       }
       throw new Smtp365Error('CONFIG_INVALID', `The relay cannot do anything:\n- ${problems.join('\n- ')}`);
@@ -267,10 +267,8 @@ export class RelayDaemon {
     const source = configName(this.config);
     if (this.users.size === 0 && this.config.allow.length === 0) problems.push(nobodyMaySend(this.config));
     const live = [...this.accounts.entries()];
-    if (!live.some(([, a]) => a.handle) && this.accountsFileError) {
-      problems.push(`No smtp365 account can deliver the relay's mail: ${this.accountsFileError.message}`);
-    } else if (!live.some(([, a]) => a.handle)) {
-      problems.push(noAccount(live.map(([n, a]) => `account "${n}": ${a.tokenError ?? 'not usable'}`).join('; '), source));
+    if (!live.some(([, a]) => a.handle)) {
+      problems.push(this.accountsFileError ? accountsFileProblem(this.accountsFileError) : noAccount(live.map(([n, a]) => `account "${n}": ${a.tokenError ?? 'not usable'}`).join('; '), source));
     }
     if (problems.length > 0) throw new Smtp365Error('CONFIG_INVALID', `The relay cannot do anything:\n- ${problems.join('\n- ')}`);
   }
@@ -498,6 +496,11 @@ function configName(config: RelayConfig): string {
 
 function nobodyMaySend(config: RelayConfig): string {
   return `Nobody may send through the relay: no relay users (in ${config.usersFile} or users: in ${configName(config)}) and no allowed networks (allow: / --allow CIDR). Add a user: smtp365 relay user add NAME`;
+}
+
+/** config.yaml itself is broken: its own message (it names the key), not advice to set an account up. */
+function accountsFileProblem(err: Error): string {
+  return `No smtp365 account can deliver the relay's mail: ${err.message}`;
 }
 
 function noAccount(why: string, source: string): string {
