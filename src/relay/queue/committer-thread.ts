@@ -111,8 +111,9 @@ let closing = false;
 
 /**
  * Unlinks delivered messages' files, each message's in order (body first).
- * Not on the main thread: an unlink frees blocks and can wait for the
- * journal's commit (0.3 ms measured); on the pool, beside the commits.
+ * Not on the main thread: an unlink frees the file's blocks, which took
+ * 0.3 ms of the main thread here (ext4 without a journal, mounted with
+ * discard); on the pool, beside the commits.
  */
 async function remove(items: RemoveItem[]): Promise<void> {
   const results = await Promise.all(
