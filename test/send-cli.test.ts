@@ -88,7 +88,42 @@ test('smtp365 send: a whole message on stdin, and piped text as the body', async
   assert.match(raw0, /^From: alex@contoso\.onmicrosoft\.com\r$/m, 'From added');
   assert.match(raw0, /^Message-ID: </m);
   assert.match(raw0, /line one\r\n\.\r\nline three/, 'a lone "." is content for send --stdin');
-  assert.match(await s.raw(msgs[2]!.id), /disk 91% full/);
+  assert.equal((await s.raw(msgs[2]!.id)).match(/disk 91% full/g)?.length, 1, 'the piped body once, not twice');
+  // Piped text with --attach: the body, and the attachment.
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'smtp365-cli-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'report.txt');
+  await writeFile(file, 'attached report\n');
+  r = await smtp365(['send', '--to', MEGAN, '--subject', 'piped with attachment', '--attach', file, '-q'], env, 'the body text\n');
+  assert.equal(r.code, 0, r.stderr);
+  const withAttachment = await s.raw(s.messages().find((m) => m.subject === 'piped with attachment')!.id);
+  assert.equal(withAttachment.match(/the body text/g)?.length, 1);
+  assert.match(withAttachment, /filename="?report\.txt/);
+});
+
+test('smtp365 send refuses before sending: line breaks in addresses, two addresses without a comma, a URL to attach, --attach with a whole message', async (t) => {
+  const s = await sendSandbox(t);
+  const env = childEnv(s);
+  const refused = async (args: string[], expected: RegExp, input?: string) => {
+    const r = await smtp365(['send', '--subject', 's', '--text', 'x', ...args], env, input);
+    assert.equal(r.code, 65, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, expected, args.join(' '));
+  };
+  for (const flag of ['--to', '--cc', '--bcc', '--reply-to']) {
+    await refused(flag === '--to' ? ['--to', `${MEGAN}\r\nBcc: evil@example.com`] : ['--to', MEGAN, flag, `x@example.com\r\nBcc: evil@example.com`], /contains a line break/);
+  }
+  await refused(['--from', `${ALEX}\r\nBcc: evil@example.com`, '--to', MEGAN], /contains a line break/);
+  await refused(['--to', `${MEGAN} ops@example.com`], /several addresses: separate them with commas/);
+  await refused(['--to', MEGAN, '--attach', 'https://127.0.0.1:1/report.pdf'], /--attach takes a file, not a URL/);
+  const r = await smtp365(['send', '--to', MEGAN, '--attach', MAIN], env, `Subject: whole\n\nbody\n`);
+  assert.equal(r.code, 65, r.stderr);
+  assert.match(r.stderr, /whole message .*--attach cannot add to it/);
+  const r2 = await smtp365(['send', '--stdin', '--attach', MAIN], env, `To: ${MEGAN}\nSubject: whole\n\nbody\n`);
+  assert.equal(r2.code, 65, r2.stderr);
+  // A display name with an @ inside quotes and angle brackets is fine.
+  const ok = await smtp365(['send', '--to', `"ops@site" <${MEGAN}>`, '--subject', 'named', '--text', 'x', '-q'], env);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.deepEqual(s.messages().map((m) => m.subject), ['named'], 'nothing else was sent');
 });
 
 test('smtp365 sendmail -t -i: recipients from headers, Bcc removed, From/Date/Message-ID added (cron/PHP)', async (t) => {

@@ -97,3 +97,12 @@ test('raw messages: envelope checked, size exact, empty refused', async () => {
   await assert.rejects(validateRawMessage({ raw: '', envelope: { from: 'a@x.com', to: ['b@x.com'] } }, 1000), /empty/);
   await assert.rejects(validateRawMessage({ raw: Buffer.alloc(2000, 0x41), envelope: { from: 'a@x.com', to: ['b@x.com'] } }, 1000), (e: Smtp365Error) => e.code === 'MESSAGE_TOO_LARGE');
 });
+
+test('address strings: a line break, or two addresses without a comma, are refused (not parsed into a display name)', () => {
+  assert.throws(() => parseAddressField('to', 'a@example.com\r\nBcc: evil@example.com'), /Invalid address in to: .*contains a line break/);
+  assert.throws(() => parseAddressField('cc', ['ok@example.com', 'x@example.com\nBcc: y@example.com']), /contains a line break/);
+  assert.throws(() => parseAddressField('to', 'a@example.com b@example.com'), /several addresses: separate them with commas/);
+  assert.deepEqual(parseAddressField('to', 'a@example.com, b@example.com'), ['a@example.com', 'b@example.com']);
+  assert.deepEqual(parseAddressField('to', '"ops@site" <a@example.com>'), ['a@example.com']);
+  assert.deepEqual(parseAddressField('to', 'Ops Team <a@example.com>'), ['a@example.com']);
+});

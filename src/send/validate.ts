@@ -78,6 +78,8 @@ export function parseAddressField(field: string, input: AddressInput): string[] 
       return;
     }
     if (typeof v !== 'string') throw invalidAddress(field, String(v), 'not a string');
+    // Before parsing: the parser would turn "a@b.c\r\nBcc: x@y.z" into a display name and send to x@y.z only.
+    if (/[\r\n]/.test(v)) throw invalidAddress(field, v.replace(/\r?\n/g, '\\n'), 'it contains a line break');
     const parsed = addressparser(v, { flatten: true });
     if (parsed.length === 0) throw invalidAddress(field, v, 'no address found');
     for (const p of parsed) {
@@ -89,6 +91,8 @@ export function parseAddressField(field: string, input: AddressInput): string[] 
       }
       const problem = addressProblem(addr);
       if (problem) throw invalidAddress(field, addr, problem);
+      // "a@b.c d@e.f" parses as a display name "a@b.c" for d@e.f: two addresses missing a comma, not a name.
+      if (!v.includes('<') && (p.name ?? '').includes('@')) throw invalidAddress(field, v, 'it looks like several addresses: separate them with commas');
       out.push(addr);
     }
   };

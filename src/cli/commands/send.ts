@@ -313,14 +313,20 @@ async function send(o: SendFlags, speculative: EarlyConnection | undefined): Pro
   let rawMode = o.stdin === true;
   let pipedBody: Buffer | undefined;
   if (o.stdin && bodyFlags) throw new Smtp365Error('INPUT_INVALID', '--stdin reads a whole message; it cannot be combined with --text/--html');
-  if (!bodyFlags && !o.stdin && o.attach.length === 0 && stdinPiped()) {
+  if (o.stdin && o.attach.length > 0) throw new Smtp365Error('INPUT_INVALID', '--stdin reads a whole message as it is; --attach cannot add to it (build the message with --text/--html and --attach instead)');
+  // nodemailer would fetch a URL given as a path (mid-transaction, past --max-size): the CLI attaches files.
+  const url = o.attach.find((a) => /^[a-z][a-z0-9+.-]*:\/\//i.test(a));
+  if (url) throw new Smtp365Error('INPUT_INVALID', `--attach takes a file, not a URL: ${url} (download it first)`);
+  if (!bodyFlags && !o.stdin && stdinPiped()) {
     // Peek at the first chunk: a header line means a whole message, anything else is the text body.
     const first = await firstChunk(process.stdin);
     if (first && first.length > 0) {
       if (looksLikeMessage(first)) {
+        if (o.attach.length > 0) throw new Smtp365Error('INPUT_INVALID', 'stdin holds a whole message (it starts with a header); --attach cannot add to it: pipe only the body text, or use --text with --attach');
         rawMode = true;
       } else {
-        pipedBody = Buffer.concat([first, await readAll(process.stdin)]);
+        // firstChunk() put the chunk back: reading on gets it again, with the rest.
+        pipedBody = await readAll(process.stdin);
       }
     }
   }
