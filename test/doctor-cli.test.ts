@@ -133,3 +133,15 @@ test('init writes a commented config that doctor reads, and never overwrites it 
   assert.equal(results[0]!.status, 'failed');
   assert.match(results[0]!.detail, /accounts\.default\.clientSecret/);
 });
+
+test('doctor: a --send-test that is no address, or --from without --send-test, is a usage error (64) before any check', async (t) => {
+  const home = await tempDir(t, 'smtp365-cli-');
+  const env = { HOME: home, SMTP365_HOME: home, XDG_CONFIG_HOME: home };
+  const bad = await cli(['doctor', '--send-test', 'not-an-addr'], env);
+  assert.equal(bad.code, 64, bad.stdout + bad.stderr);
+  assert.match(bad.stderr, /--send-test "not-an-addr" is not an address \(it has no @domain part\)/);
+  assert.doesNotMatch(bad.stdout, /checking each step/);
+  const from = await cli(['doctor', '--from', 'a@example.com'], env);
+  assert.equal(from.code, 64, from.stderr);
+  assert.match(from.stderr, /give --send-test ADDRESS too/);
+});

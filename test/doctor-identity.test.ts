@@ -155,3 +155,12 @@ test('5 permissions read from Graph (with an administrator\'s token): a permissi
   assert.match(x.portal ?? '', /Grant admin consent/);
   assert.ok(!JSON.stringify(results).includes(session.token.slice(0, 40)), 'the Graph token is never in the results');
 });
+
+test('3 app (app-only): a token endpoint answering 503 is "temporarily unavailable", not a network to fix', async (t) => {
+  const r = await rig(t, { flow: 'client-secret' });
+  await r.admin('POST', '/faults', { stage: 'token', httpStatus: 503, times: null });
+  const results = await r.doctor();
+  const x = only(results, 'app', 'failed');
+  assert.match(x.problem ?? '', /temporarily unavailable/i, JSON.stringify(x));
+  assert.doesNotMatch(`${x.problem} ${x.cause ?? ''} ${x.fix.join(' ')}`, /could not be reached|firewall|DNS/i);
+});

@@ -108,3 +108,14 @@ test('9 XOAUTH2 app-only: no Exchange service principal: 5.7.3 with New-ServiceP
   assert.match(x.powershell[0] ?? '', new RegExp(`^New-ServicePrincipal -AppId ${r.account.clientId} -ObjectId `));
   assert.match(x.powershell[1] ?? '', new RegExp(`^Add-MailboxPermission -Identity ${r.account.user} -User .* -AccessRights FullAccess$`));
 });
+
+test('9 XOAUTH2: a connection dropped during AUTH (after check 8 connected) is a dropped session, not a port or firewall', async (t) => {
+  const r = await rig(t);
+  await r.admin('POST', '/faults', { stage: 'auth', drop: true, times: null });
+  const results = await r.doctor();
+  only(results, 'smtp-connection', 'passed');
+  const x = only(results, 'smtp-auth', 'failed');
+  assert.equal(x.code, 'SMTP_CONNECTION');
+  assert.match(x.problem ?? '', /closed the connection in the middle of the session/);
+  assert.doesNotMatch(`${x.cause} ${x.fix.join(' ')}`, /465|port is wrong|Allow outgoing TCP/);
+});

@@ -580,6 +580,7 @@ export type FindingId =
   | 'config-invalid'
   | 'config-ambiguous'
   | 'identity-unreachable'
+  | 'identity-unavailable'
   | 'public-client-browser'
   | 'permission-not-configured'
   | 'consent-missing'
@@ -597,6 +598,7 @@ export type FindingId =
   | 'smtp-auth-app-no-access'
   | 'smtp-dns'
   | 'smtp-tcp'
+  | 'smtp-dropped'
   | 'smtp-timeout'
   | 'smtp-no-starttls'
   | 'smtp-tls'
@@ -638,6 +640,13 @@ const FINDING_RULES: Record<FindingId, IdentityBuilder> = {
     title: 'The Microsoft identity service could not be reached',
     cause: 'DNS, a firewall, a proxy or TLS inspection stopped the HTTPS request to the sign-in endpoint.',
     fix: ['Check that this machine reaches the authority over HTTPS (port 443), and that a proxy\'s CA is trusted (caFile in the account).'],
+  }),
+  'identity-unavailable': () => ({
+    code: 'AUTH_NETWORK',
+    transient: true,
+    title: 'The Microsoft identity service is temporarily unavailable',
+    cause: 'The sign-in endpoint answered, with a temporary error (HTTP 5xx or 429, e.g. AADSTS90033): nothing on this side to fix.',
+    fix: ['Run smtp365 doctor again in a few minutes; smtp365 itself retries where it can.'],
   }),
   'public-client-browser': () => ({
     code: 'AUTH_PUBLIC_CLIENT_DISABLED',
@@ -786,6 +795,13 @@ const FINDING_RULES: Record<FindingId, IdentityBuilder> = {
     title: `No connection to ${v(ctx.smtpHost, 'the SMTP host')}:${ctx.smtpPort ?? 587}`,
     cause: 'A firewall or the provider blocks outgoing SMTP submission, or the port is wrong (465 is not supported by Microsoft 365).',
     fix: [`Allow outgoing TCP to ${v(ctx.smtpHost, 'the host')} port ${ctx.smtpPort ?? 587}; use port 587 with STARTTLS.`],
+  }),
+  'smtp-dropped': (ctx) => ({
+    code: 'SMTP_CONNECTION',
+    transient: true,
+    title: `${v(ctx.smtpHost, 'The SMTP host')} closed the connection in the middle of the session`,
+    cause: 'The connection itself works (it was made and answered); the server, or a middlebox that cuts SMTP sessions, dropped it afterwards: usually a temporary problem on the service side.',
+    fix: ['Run smtp365 doctor again in a few minutes; if it keeps happening at the same step, look for a proxy or firewall that inspects SMTP between this machine and Microsoft.'],
   }),
   'smtp-timeout': (ctx) => ({
     code: 'SMTP_TIMEOUT',

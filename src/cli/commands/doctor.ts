@@ -37,12 +37,29 @@ export async function run(argv: string[]): Promise<number> {
   const early = parseCommand(cmd, argv);
   if (early !== undefined) return early;
   const flags = cmd.opts<DoctorFlags>();
+  // Bad flags are usage errors (64), said before any check runs.
+  const usage = await doctorUsageProblem(flags);
+  if (usage) {
+    process.stderr.write(`smtp365 doctor: ${usage}\n`);
+    return EXIT.USAGE;
+  }
   try {
     const report = await doctor(flags);
     return report.ok ? EXIT.OK : EXIT.CHECK_FAILED;
   } catch (err) {
     return reportError(err, { json: flags.json ?? false, verbose: flags.verbose ?? false });
   }
+}
+
+async function doctorUsageProblem(flags: DoctorFlags): Promise<string | undefined> {
+  if (flags.from !== undefined && flags.sendTest === undefined) return '--from sets the sender of the test message: give --send-test ADDRESS too';
+  const { addressProblem } = await import('../../send/validate.ts');
+  for (const [flag, v] of [['--send-test', flags.sendTest], ['--from', flags.from]] as const) {
+    if (v === undefined) continue;
+    const problem = addressProblem(v.trim());
+    if (problem) return `${flag} "${v}" is not an address (${problem})`;
+  }
+  return undefined;
 }
 
 async function doctor(flags: DoctorFlags): Promise<DoctorReport> {

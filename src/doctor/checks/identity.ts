@@ -1,6 +1,7 @@
 // Checks 2–5: what Entra ID knows about the tenant and the app registration
 // (guide steps 1–19), asked without anyone having to sign in where possible.
 import { explainFinding, explainIdentityError } from '../../errors/explain.ts';
+import { isSmtp365Error } from '../../errors/error.ts';
 import { httpRequest, jsonBody } from '../http.ts';
 import { decodeJwtPayload, tokenRoles, tokenScopes } from '../jwt.ts';
 import type { DoctorContext } from '../context.ts';
@@ -59,7 +60,12 @@ export const appCheck: CheckDefinition<DoctorContext> = {
       if (codes.includes(700016) || errorCode(attempt.error) === 'AUTH_APP_NOT_FOUND') {
         return failed(errorMessage(attempt.error), explainIdentityError({ error_codes: [700016] }, ctx.explain));
       }
-      if (errorCode(attempt.error) === 'AUTH_NETWORK') return failed(errorMessage(attempt.error), explainFinding('identity-unreachable', ctx.explain));
+      if (errorCode(attempt.error) === 'AUTH_NETWORK') {
+        // It answered (HTTP 5xx, 429): temporarily unavailable, not a network to fix.
+        const e = attempt.error;
+        const answered = isSmtp365Error(e) && e.details?.['httpStatus'] !== undefined;
+        return failed(errorMessage(e), explainFinding(answered ? 'identity-unavailable' : 'identity-unreachable', ctx.explain));
+      }
       return passed(`app ${account.clientId} is known to the tenant (the token request failed for another reason: see "Signed in" below)`);
     }
     const probe = await deviceProbe(ctx, signal);

@@ -20,8 +20,11 @@ function probeFailure(report: ProbeReport, ctx: DoctorContext): CheckOutcome | u
       e = explainFinding('smtp-dns', ctx.explain);
       break;
     case 'tcp':
-    case 'closed':
       e = explainFinding('smtp-tcp', ctx.explain);
+      break;
+    case 'closed':
+      // Closed after the server had answered: the connection works, it was dropped (not a port or firewall).
+      e = explainFinding(f.stage === 'dns' || f.stage === 'tcp' || f.stage === 'banner' ? 'smtp-tcp' : 'smtp-dropped', ctx.explain);
       break;
     case 'timeout':
       e = explainFinding('smtp-timeout', ctx.explain);
