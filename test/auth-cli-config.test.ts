@@ -20,8 +20,8 @@ test('app-only from the environment: token without login; login --json proves it
   assert.deepEqual(decodeJwt(token.stdout.trim()).roles, ['SMTP.SendAsApp']);
   const login = await cli(t, ['login', '--json'], env);
   assert.equal(login.code, 0, login.stderr);
-  const j = JSON.parse(login.stdout) as { ok: boolean; state: string; appOnly: boolean };
-  assert.deepEqual([j.ok, j.state, j.appOnly], [true, 'active', true]);
+  const j = JSON.parse(login.stdout) as { ok: boolean; state: string; appOnly: boolean; default: boolean };
+  assert.deepEqual([j.ok, j.state, j.appOnly, j.default], [true, 'active', true, true], 'the only account is the default, as accounts --json says');
   // A wrong secret: explained, and the secret is not printed.
   const bad = await cli(t, ['token', '--force', '--verbose'], { ...env, SMTP365_CLIENT_SECRET: 'Wrong~Secret~Value~123' });
   assert.equal(bad.code, 77);

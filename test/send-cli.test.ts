@@ -227,3 +227,15 @@ test('a recipient refused while others are accepted: sent to them, exit 67, the 
   assert.equal(sm.code, 67, sm.stderr);
   assert.match(sm.stderr, /Rejected nobody@example\.com: 550 5\.1\.10/);
 });
+
+test('--json: a usage error is JSON on stdout too (exit 64), as every other error', async (t) => {
+  const s = await sendSandbox(t);
+  const r = await smtp365(['send', '--bogus', '--json'], childEnv(s));
+  assert.equal(r.code, 64);
+  const out = JSON.parse(r.stdout) as { ok: boolean; error: { code: string; message: string } };
+  assert.equal(out.ok, false);
+  assert.equal(out.error.code, 'INPUT_INVALID');
+  assert.match(out.error.message, /unknown option '--bogus'/);
+  const plain = await smtp365(['send', '--bogus'], childEnv(s));
+  assert.equal(plain.stdout, '', 'without --json, stdout stays empty');
+});

@@ -2,6 +2,7 @@
 // stderr, usage errors → exit 64, --help → exit 0. One place for it.
 import type { Command } from 'commander';
 import { EXIT } from './exit-codes.ts';
+import { Smtp365Error } from '../errors/error.ts';
 
 /**
  * Parses argv into `cmd`. Returns undefined when the command should go on,
@@ -13,6 +14,12 @@ export function parseCommand(cmd: Command, argv: string[]): number | undefined {
     cmd.parse(argv, { from: 'user' });
     return undefined;
   } catch (err) {
-    return (err as { exitCode?: number }).exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+    if ((err as { exitCode?: number }).exitCode === 0) return EXIT.OK;
+    // Scripts that asked for --json get the usage error as JSON on stdout too (as every other error).
+    if (argv.includes('--json') && cmd.options.some((o) => o.long === '--json')) {
+      const message = String((err as Error).message ?? err).replace(/^error: /, '');
+      process.stdout.write(JSON.stringify({ ok: false, error: new Smtp365Error('INPUT_INVALID', message).toJSON() }, null, 2) + '\n');
+    }
+    return EXIT.USAGE;
   }
 }

@@ -7,7 +7,7 @@ import pc from 'picocolors';
 import { reportError, printJson, EXIT } from '../output.ts';
 import { parseCommand } from '../parse.ts';
 import { renderDeviceCode, startWaiting } from '../device-code-view.ts';
-import { resolveAccount } from '../../config/load.ts';
+import { loadAccounts, resolveAccount } from '../../config/load.ts';
 import { addAccountOptions, resolveOptionsFromFlags, type AccountFlagValues } from '../../config/flags.ts';
 import { isAppOnly, type Flow } from '../../config/account.ts';
 import { createTokenProvider, openInBrowser, type AuthEvent, type DeviceCodePrompt } from '../../auth/provider.ts';
@@ -106,7 +106,9 @@ export async function run(argv: string[]): Promise<number> {
     stopWaiting?.();
     stopWaiting = undefined;
     if (o.json) {
-      printJson({ ok: true, ...statusToJson(status) });
+      // As `smtp365 accounts --json` says it: the account used when none is named.
+      const isDefault = o.account === undefined || (await loadAccounts(o.config ? { configPath: o.config } : {}).then((l) => l.defaultAccount === account.name, () => false));
+      printJson({ ok: true, ...statusToJson(status, isDefault) });
     } else {
       const who = status.appOnly ? `app ${account.clientId}` : (status.signedInAs ?? account.user);
       out.write(`\n${pc.green('✔')} ${status.appOnly ? 'Token obtained for' : 'Signed in as'} ${pc.bold(who)}; tokens saved encrypted.\n\n`);
