@@ -46,6 +46,6 @@ export async function run(argv: string[]): Promise<number> {
     return EXIT.OK;
   } catch (err) {
     // Errors never go to stdout here (a script would take them for the token), even with --json.
-    return reportError(err, { verbose: o.verbose });
+    return reportError(err, { json: o.json ?? false, verbose: o.verbose });
   }
 }
