@@ -238,4 +238,7 @@ test('--json: a usage error is JSON on stdout too (exit 64), as every other erro
   assert.match(out.error.message, /unknown option '--bogus'/);
   const plain = await smtp365(['send', '--bogus'], childEnv(s));
   assert.equal(plain.stdout, '', 'without --json, stdout stays empty');
+  const verify = await smtp365(['sendmail', '-bv', '--json', MEGAN], childEnv(s));
+  assert.equal(verify.code, 0, verify.stderr);
+  assert.deepEqual((JSON.parse(verify.stdout) as { recipients: Array<{ address: string }> }).recipients.map((r) => r.address), [MEGAN]);
 });

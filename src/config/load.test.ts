@@ -152,6 +152,7 @@ test('bad values name the source, the key and what is expected; secrets are not 
   );
   const e = await rejectsWith(loadAccounts({ configPath: file, env: {} }), 'CONFIG_INVALID', `${file}: accounts.work.clientId: expected the Application (client) ID`, 'accounts.work.user', 'accounts.work.smtpPort: expected a port number from 1 to 65535', 'accounts.work.flow: expected one of device-code', 'missing.pem does not exist');
   assert.ok(e.message.includes('"not-a-guid"'));
+  assert.doesNotMatch(e.message, /clientId is missing|user is missing/, 'a wrong value is not also "missing"');
 
   await rejectsWith(
     resolveAccount({ env: { SMTP365_TENANT_ID: TENANT, SMTP365_CLIENT_ID: CLIENT, SMTP365_USER: 'a@b.com', SMTP365_SMTP_PORT: 'abc' } }),

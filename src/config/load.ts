@@ -359,6 +359,7 @@ function readPemOrPath(v: Layered, spec: FieldSpec, label: string): string {
 function buildAccount(name: string, raw: RawAccount): Account {
   const problems: string[] = [];
   const val: Partial<Record<FieldKey, unknown>> = {};
+  const invalid = new Set<FieldKey>();
   for (const key of FIELD_KEYS) {
     const layer = raw[key];
     if (!layer) continue;
@@ -366,6 +367,7 @@ function buildAccount(name: string, raw: RawAccount): Account {
     const r = spec.schema(layer.value);
     if (!r.ok) {
       problems.push(`${layer.source}: expected ${spec.expected}, got ${showValue(spec, layer.value)}`);
+      invalid.add(key);
       continue;
     }
     let v: unknown = r.data;
@@ -381,6 +383,8 @@ function buildAccount(name: string, raw: RawAccount): Account {
   }
   const where = (key: FieldKey) => raw[key]?.source ?? `account "${name}"`;
   const missing = (key: FieldKey, what: string) => {
+    // A value that is there but wrong was said above: not "missing" as well.
+    if (invalid.has(key)) return;
     const envs = FIELDS[key].env?.[0];
     problems.push(`account "${name}": ${key} is missing: ${what}${envs ? ` (config key ${key}, or ${envs})` : ''}`);
   };

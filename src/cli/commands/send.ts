@@ -136,8 +136,9 @@ export function maxSizeFromEnv(env: NodeJS.ProcessEnv = process.env): number | u
   if (!v) return undefined;
   try {
     return parseSize(v);
-  } catch {
-    throw new Smtp365Error('CONFIG_INVALID', `SMTP365_MAX_MESSAGE_SIZE: expected a size such as 35MB, got ${JSON.stringify(v)}`);
+  } catch (err) {
+    // parseSize says what is wrong (not a size, or under 1 KB).
+    throw new Smtp365Error('CONFIG_INVALID', `SMTP365_MAX_MESSAGE_SIZE=${JSON.stringify(v)}: ${(err as Error).message}`);
   }
 }
 

@@ -7,7 +7,7 @@
 // through Microsoft 365. Exit codes are sendmail's: 0, 64 usage, 65 data,
 // 75 temporary (callers such as cron or Postfix retry), 77 permission.
 import { Smtp365Error } from '../../errors/error.ts';
-import { reportError, EXIT } from '../output.ts';
+import { reportError, printJson, EXIT } from '../output.ts';
 
 export interface SendmailArgs {
   /** -t: recipients from To/Cc/Bcc (added to any on the command line, as Postfix does). */
@@ -240,7 +240,8 @@ async function sendmail(args: SendmailArgs): Promise<number> {
   const argRecipients = args.recipients.flatMap((r) => r.split(',')).map((r) => r.trim()).filter(Boolean).map((r) => mapLocal(r, local));
   for (const r of argRecipients) parseAddressField('recipient', r);
   if (args.mode === 'verify') {
-    for (const r of argRecipients) process.stdout.write(`${r}... deliverable: through Microsoft 365\n`);
+    if (args.json) printJson({ ok: true, recipients: argRecipients.map((address) => ({ address, deliverable: true, via: 'Microsoft 365' })) });
+    else for (const r of argRecipients) process.stdout.write(`${r}... deliverable: through Microsoft 365\n`);
     return EXIT.OK;
   }
   if (!args.extractRecipients && argRecipients.length === 0) {
