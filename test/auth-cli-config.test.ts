@@ -43,6 +43,10 @@ test('bad configuration: exit 78 naming the variable; usage errors exit 64', asy
   assert.match(f.stderr, /unknown key "accounts\.work\.clientid" \(did you mean "clientId"\?\)/);
   const u = await cli(t, ['login', '--browser', '--device-code'], env);
   assert.equal(u.code, 64);
+  // A bad value of an account option on the command line is a usage error too (not a config to fix).
+  const o = await cli(t, ['token', '--smtp-port', 'abc'], env);
+  assert.equal(o.code, 64, o.stderr);
+  assert.match(o.stderr, /option --smtp-port: expected a port number/);
 });
 
 test('a config file with two accounts: accounts lists both, --account picks one, logout --all', async (t) => {

@@ -21,7 +21,8 @@ export function reportError(err: unknown, opts: OutputOptions = {}): number {
   const e: Smtp365Error = isSmtp365Error(err)
     ? err
     : new Smtp365Error('INTERNAL', err instanceof Error ? err.message : String(err), { cause: err });
-  const exit = exitCodeFor(e.code, e.transient);
+  // A bad command-line value found deeper down (an account option) is still a usage error.
+  const exit = e.details?.['usage'] === true ? EXIT.USAGE : exitCodeFor(e.code, e.transient);
   if (opts.json) {
     process.stdout.write(redact(JSON.stringify({ ok: false, error: e.toJSON() }, null, 2)) + '\n');
   } else {

@@ -446,7 +446,11 @@ function buildAccount(name: string, raw: RawAccount): Account {
     }
   }
 
-  if (problems.length > 0) throw configError(problems.join('\n'), { account: name, problems });
+  if (problems.length > 0) {
+    // Only command-line options are wrong: a usage error of that command (64), not a configuration to fix (78).
+    if (problems.every((p) => p.startsWith('option '))) throw new Smtp365Error('INPUT_INVALID', problems.join('\n'), { details: { account: name, problems, usage: true } });
+    throw configError(problems.join('\n'), { account: name, problems });
+  }
 
   const account: Account = {
     name,
