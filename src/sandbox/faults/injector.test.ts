@@ -39,6 +39,16 @@ test('match restricts to one mailbox or client id, case-insensitively', () => {
   assert.equal(f.take('token', 'CLIENT-1')?.httpStatus, 503);
 });
 
+test('recipient restricts a rcpt fault to one RCPT TO address, case-insensitively; other stages refuse it', () => {
+  const f = new FaultInjector();
+  f.add({ stage: 'rcpt', reply: '550 5.1.1 RESOLVER.ADR.RecipNotFound; not found', recipient: 'Nobody@Example.com', times: null });
+  assert.equal(f.take('rcpt', 'alex@contoso.onmicrosoft.com', 'someone@example.com'), undefined);
+  assert.equal(f.take('rcpt', 'alex@contoso.onmicrosoft.com'), undefined, 'no address known: a recipient fault does not apply');
+  assert.match(f.take('rcpt', 'alex@contoso.onmicrosoft.com', 'nobody@EXAMPLE.com')?.reply ?? '', /^550 5\.1\.1/);
+  assert.throws(() => f.add({ stage: 'mail', reply: '550 5.1.1 no', recipient: 'nobody@example.com' }), /recipient applies to the "rcpt" stage only/);
+  assert.throws(() => f.add({ stage: 'rcpt', reply: '550 5.1.1 no', recipient: 'not an address' }), /recipient must be an address/);
+});
+
 test('probability uses the random source; a miss does not count down', () => {
   const rolls = [0.9, 0.1];
   const f = new FaultInjector({ random: () => rolls.shift() ?? 0.99 });

@@ -27,6 +27,7 @@ export const faultSpecSchema = z
     times: z.number().int().min(1).nullable().optional(),
     probability: z.number().min(0).max(1).optional(),
     match: z.string().min(1).max(500).optional(),
+    recipient: z.string().min(3).max(320).regex(/^[^\s<>]+@[^\s<>]+$/, 'recipient must be an address such as nobody@example.com').optional(),
   })
   .strict()
   .superRefine((f, ctx) => {
@@ -42,6 +43,9 @@ export const faultSpecSchema = z
     }
     if (!smtp && f.reply !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['reply'], message: `reply is for SMTP stages; use httpStatus and body for the "${f.stage}" stage` });
+    }
+    if (f.recipient !== undefined && f.stage !== 'rcpt') {
+      ctx.addIssue({ code: 'custom', path: ['recipient'], message: `recipient applies to the "rcpt" stage only, not to "${f.stage}"` });
     }
     if (f.drop && (f.reply !== undefined || f.httpStatus !== undefined || f.body !== undefined)) {
       ctx.addIssue({ code: 'custom', path: ['drop'], message: 'drop cannot be combined with reply, httpStatus or body' });
@@ -74,6 +78,7 @@ export class FaultInjector {
     if (this.#faults.some((x) => x.id === id)) throw new RangeError(`invalid fault: id "${id}" is already in use`);
     const stored: StoredFault = { ...(f as FaultSpec), id, times: f.times === undefined ? 1 : f.times, probability: f.probability ?? 1 };
     if (stored.match) stored.match = stored.match.toLowerCase();
+    if (stored.recipient) stored.recipient = stored.recipient.toLowerCase();
     this.#faults.push(stored);
     return { ...stored };
   }
@@ -104,12 +109,15 @@ export class FaultInjector {
    * applies when they are equal (case-insensitive); a fault without applies
    * to everything. First added, first considered.
    */
-  take(stage: FaultStage, match?: string): FaultSpec | undefined {
+  /** The fault due at this stage, if any: `match` is the mailbox or client id, `recipient` the address of a RCPT TO. */
+  take(stage: FaultStage, match?: string, recipient?: string): FaultSpec | undefined {
     const key = match?.toLowerCase();
+    const to = recipient?.toLowerCase();
     for (let i = 0; i < this.#faults.length; i++) {
       const f = this.#faults[i]!;
       if (f.stage !== stage) continue;
       if (f.match !== undefined && f.match !== key) continue;
+      if (f.recipient !== undefined && f.recipient !== to) continue;
       const p = f.probability ?? 1;
       if (p < 1 && !(this.#random() < p)) continue;
       if (typeof f.times === 'number') {

@@ -124,7 +124,9 @@ export class SandboxConnection extends SMTPConnection {
       return;
     }
     this._handlerPending = true;
-    void this.#applyFault(stage, this.principal?.mailbox).then((outcome) => {
+    // RCPT faults may name one recipient: the address as written, without parsing the whole command.
+    const recipient = stage === 'rcpt' ? /<([^<>\s]+)>/.exec(command.toString('latin1'))?.[1] : undefined;
+    void this.#applyFault(stage, this.principal?.mailbox, recipient).then((outcome) => {
       this._handlerPending = false;
       if (outcome === 'proceed') super._onCommand(command, callback);
       else next();
@@ -132,8 +134,8 @@ export class SandboxConnection extends SMTPConnection {
   }
 
   /** Applies a fault for this stage if one is due: 'handled' when it replied or dropped. */
-  async #applyFault(stage: FaultStage, match: string | undefined): Promise<'proceed' | 'handled'> {
-    const f: FaultSpec | undefined = this.ctx.deps.faults.take(stage, match);
+  async #applyFault(stage: FaultStage, match: string | undefined, recipient?: string): Promise<'proceed' | 'handled'> {
+    const f: FaultSpec | undefined = this.ctx.deps.faults.take(stage, match, recipient);
     if (!f) return 'proceed';
     this.ctx.event({ type: 'fault', stage, connection: this.id, mailbox: match ?? null, fault: f });
     if (f.delayMs) await sleep(f.delayMs);

@@ -241,4 +241,6 @@ export interface FaultSpec {
   probability?: number;
   /** Only for this mailbox (SMTP `user=` or MAIL FROM) or client id (token). */
   match?: string;
+  /** Stage rcpt only: only for RCPT TO this address (a recipient Microsoft refuses, say). */
+  recipient?: string;
 }
