@@ -58,7 +58,8 @@ test('chaos: random transient faults, a permanently refused recipient and three 
     child.proc.kill('SIGKILL');
   });
 
-  const random = rng(5);
+  // SMTP365_CHAOS_SEED varies the run (a soak: run this file in a loop with different seeds).
+  const random = rng(Number(process.env.SMTP365_CHAOS_SEED ?? 5));
   // subject → its recipients, for every message that got 250.
   const acked = new Map<string, string[]>();
   let kills = 0;

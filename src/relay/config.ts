@@ -182,6 +182,8 @@ export const relayConfigSchema = z
         maxClients: z.number().int().positive().default(100),
         authFailures: z.number().int().positive().default(5),
         authFailureWindow: duration.default(600_000),
+        /** How long a relay user's successful AUTH is remembered (no scrypt for a device's next connection); 0: never. */
+        authCache: duration.default(900_000),
         socketTimeout: duration.default(300_000),
         /** Wait before the banner (early-talker check); 0 serves connection-per-message devices fastest. */
         greetPause: duration.default(0),

@@ -34,14 +34,15 @@ export async function hashPassword(password: string): Promise<string> {
 
 const DUMMY = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
 
-export async function verifyPassword(password: string, stored: string | undefined): Promise<boolean> {
+/** `derive` is where scrypt runs (the relay gives it a thread of its own: listener/scrypt-thread.ts). */
+export async function verifyPassword(password: string, stored: string | undefined, derive: (password: string, salt: Buffer, keylen: number, opts: ScryptOptions) => Promise<Buffer> = scrypt): Promise<boolean> {
   const parts = (stored ?? DUMMY).split('$');
   if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
   const [, n, r, p, saltB64, hashB64] = parts as [string, string, string, string, string, string];
   const expected = Buffer.from(hashB64, 'base64');
   const N = Number(n);
   if (!Number.isInteger(N) || N < 2 || N > 2 ** 20 || expected.length < 16) return false;
-  const key = await scrypt(password, Buffer.from(saltB64, 'base64'), expected.length, { N, r: Number(r), p: Number(p), maxmem: 256 * 1024 * 1024 });
+  const key = await derive(password, Buffer.from(saltB64, 'base64'), expected.length, { N, r: Number(r), p: Number(p), maxmem: 256 * 1024 * 1024 });
   return stored !== undefined && timingSafeEqual(key, expected);
 }
 

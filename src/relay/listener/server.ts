@@ -11,7 +11,7 @@ import type { Logger } from '../log.ts';
 import type { Queue } from '../queue/queue.ts';
 import type { QueueEntry } from '../queue/types.ts';
 import type { RelayUser } from '../users.ts';
-import { verifyPassword } from '../users.ts';
+import { PasswordCheck } from './password-check.ts';
 import { AuthLimiter } from './auth-limit.ts';
 import { allowedSenders, decideFromHeader, decideSender, type Route } from './policy.ts';
 import { addressProblem } from '../../send/validate.ts';
@@ -72,6 +72,8 @@ export class RelayListener {
   private readonly servers: Array<{ server: SMTPServer; spec: RelayConfig['listen'][number] }> = [];
   private readonly state = new WeakMap<SMTPServerSession, SessionState>();
   private authLimiter: AuthLimiter;
+  /** scrypt checks, a few at a time, successes remembered for limits.authCache. */
+  readonly passwords: PasswordCheck;
   private stopping = false;
   bound: BoundListener[] = [];
   /** Counters for status and metrics. */
@@ -81,6 +83,7 @@ export class RelayListener {
     this.deps = deps;
     const l = deps.config().limits;
     this.authLimiter = new AuthLimiter(l.authFailures, l.authFailureWindow);
+    this.passwords = new PasswordCheck({ ttlMs: l.authCache });
   }
 
   private count(key: keyof RelayListener['stats']): void {
@@ -201,7 +204,8 @@ export class RelayListener {
     }
     const name = auth.username ?? '';
     const user = this.deps.users().get(name);
-    const ok = await verifyPassword(auth.password ?? '', user?.passwordHash);
+    this.passwords.setTtl(cfg.limits.authCache);
+    const ok = await this.passwords.verify(name, auth.password ?? '', user?.passwordHash);
     if (!ok || !user) {
       this.count('authFailures');
       const n = this.authLimiter.fail(ip);
@@ -357,5 +361,6 @@ export class RelayListener {
           }),
       ),
     );
+    await this.passwords.close();
   }
 }
