@@ -35,13 +35,13 @@ const KB10 = 'x'.repeat(76) + '\r\n';
  * own (so the load generator never shares a thread with the sandbox or the
  * relay); resolves with the seconds from the first MAIL FROM to the last 250.
  */
-async function produce(port: number, clients: number, total: number, from: string): Promise<{ seconds: number; startedAt: number }> {
+async function produce(port: number, clients: number, total: number, from: string, env: NodeJS.ProcessEnv = process.env): Promise<{ seconds: number; startedAt: number }> {
   if (process.env.BENCH_PRODUCER === 'smtp-source') {
     const startedAt = epochMs();
     await promisify(execFile)('smtp-source', ['-d', '-s', String(clients), '-m', String(total), '-l', '10240', '-f', from, '-t', 'r@example.com', `127.0.0.1:${port}`], { timeout: 600_000 });
     return { seconds: (epochMs() - startedAt) / 1000, startedAt };
   }
-  const { stdout } = await promisify(execFile)(process.execPath, [path.join(ROOT, 'bench', 'smtp-load.ts'), String(port), String(clients), String(total), from, USER, PASS], { timeout: 600_000 });
+  const { stdout } = await promisify(execFile)(process.execPath, [path.join(ROOT, 'bench', 'smtp-load.ts'), String(port), String(clients), String(total), from, USER, PASS], { timeout: 600_000, env });
   return JSON.parse(stdout) as { seconds: number; startedAt: number };
 }
 
@@ -217,8 +217,10 @@ export async function run(): Promise<Record<string, unknown>> {
       const child = await startRelayChild(await writeConfig(await mk(d)), idleAccountEnv(account, d));
       results.acceptance_per_s_1_client = round(await acceptanceRate(child.port, 1, 500, from));
       results.acceptance_per_s_16_clients = round(await acceptanceRate(child.port, 16, 125, from));
+      // A printer's way: a new connection and AUTH per message (a successful AUTH is remembered: limits.authCache).
+      results.acceptance_per_s_1_client_auth_per_message = round(300 / (await produce(child.port, 1, 300, from, { ...process.env, BENCH_RECONNECT: '1' })).seconds);
       // 3a. Fill to 10,000 queued and read the relay's peak RSS.
-      const have = 500 + 16 * 125;
+      const have = 500 + 16 * 125 + 300;
       await acceptanceRate(child.port, 16, Math.ceil((10_000 - have) / 16), from);
       results.queued = 10_000;
       results.peak_rss_mb_10000_queued = round(await peakRss(child.proc.pid!));

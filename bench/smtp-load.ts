@@ -1,6 +1,7 @@
 // The benchmarks' SMTP load generator: a minimal client (one message at a
 // time per connection, every reply checked), run as a process of its own:
 //   node bench/smtp-load.ts PORT CLIENTS TOTAL FROM [USER PASS]
+// BENCH_RECONNECT=1: a new connection (and AUTH) per message, as a printer does.
 // prints {"seconds": …, "startedAt": epoch ms} from the first MAIL FROM to the last 250.
 import net from 'node:net';
 
@@ -69,13 +70,19 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   let next = 0;
   const startedAt = performance.timeOrigin + performance.now();
   const start = process.hrtime.bigint();
-  await Promise.all(conns.map(async (c, k) => {
+  const reconnect = process.env.BENCH_RECONNECT === '1';
+  await Promise.all(conns.map(async (first, k) => {
+    let c = first;
+    let fresh = true;
     while (next < n) {
       const i = next++;
+      if (reconnect && !fresh) c = await Client.open(Number(port), auth);
+      fresh = false;
       await c.send(from!, 'r@example.com', body10k(`m-${k}-${i}`, from!));
+      if (reconnect) c.close();
     }
   }));
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  for (const c of conns) c.close();
+  if (process.env.BENCH_RECONNECT !== '1') for (const c of conns) c.close();
   process.stdout.write(JSON.stringify({ seconds, startedAt }) + '\n');
 }
