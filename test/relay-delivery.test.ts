@@ -98,6 +98,41 @@ test('a permanent refusal bounces at once: failed/ keeps the reply and its expla
   assert.match(onDisk.failureReason, /5\.7\.60/);
 });
 
+test('delayWarning: a message still not delivered after that long earns its sender one delay notice (Action: delayed), then is delivered without a bounce', async (t) => {
+  await reset();
+  const rig = await startRig(t, { sandbox, config: { delivery: { delayWarning: '400ms', minBackoff: '100ms', maxBackoff: '100ms' } } });
+  // Microsoft keeps refusing one recipient for now; the other is accepted at once.
+  const slow = { stage: 'rcpt', recipient: 'slow@example.com', reply: '451 4.4.4 Temporary lookup failure', times: null, id: 'slow' };
+  await fault(rig, slow);
+  const reply = await send(rig, 'takes a while', ['slow@example.com', 'fast@example.com']);
+  const id = /queued as (\S+)/.exec(reply)![1]!;
+  const first = await sandboxMessages(rig, 2);
+  const notice = first.find((m) => m.subject === 'Delayed Mail (still being retried)');
+  assert.ok(notice, `a delay notice among ${JSON.stringify(first.map((m) => m.subject))}`);
+  assert.deepEqual(notice.rcptTo, [rig.account.user], 'to the envelope sender');
+  assert.deepEqual(first.find((m) => m.subject === 'takes a while')!.rcptTo, ['fast@example.com']);
+  const raw = (await sandboxRequest(sandbox.info, 'GET', `${sandbox.info.admin}/messages/${notice.id}/raw`)).text;
+  assert.match(raw, /multipart\/report; report-type=delivery-status/);
+  assert.match(raw, /Final-Recipient: rfc822; slow@example\.com/);
+  assert.doesNotMatch(raw, /Final-Recipient: rfc822; fast@example\.com/, 'only the recipients still waiting');
+  assert.match(raw, /Action: delayed/);
+  assert.match(raw, /Status: 4\.4\.4/);
+  assert.match(raw, /Will-Retry-Until: /);
+  assert.match(raw.replace(/=\r?\n/g, ''), /keeps trying until .+; you do not need to send it again/, 'the human part says what happens next');
+  const entry = (await rig.relay.queue.find(id))!;
+  assert.ok(entry.delayWarnedAt && entry.delayNoticeId, 'recorded in the queue entry');
+  // More retries, no second notice.
+  await until(rig.relay, async () => ((await rig.relay.queue.find(id))?.attempts ?? 0) >= entry.attempts + 3, 'three more attempts');
+  assert.equal((await sandboxMessages(rig)).filter((m) => m.subject === 'Delayed Mail (still being retried)').length, 1, 'one notice per message');
+  // Microsoft takes it now: delivered, and no bounce.
+  await sandboxRequest(sandbox.info, 'DELETE', `${sandbox.info.admin}/faults/slow`);
+  const all = await sandboxMessages(rig, 3);
+  assert.deepEqual(all.filter((m) => m.subject === 'takes a while').map((m) => m.rcptTo).sort(), [['fast@example.com'], ['slow@example.com']]);
+  await until(rig.relay, empty(rig), 'queue empty');
+  assert.equal((await rig.relay.status()).counters.bounced, 0);
+  assert.equal(all.filter((m) => m.subject === 'Undelivered Mail Returned to Sender').length, 0);
+});
+
 test('a recipient refused at RCPT bounces alone; the others are delivered', async (t) => {
   await reset();
   const rig = await startRig(t, { sandbox });

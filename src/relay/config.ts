@@ -202,6 +202,8 @@ export const relayConfigSchema = z
         scanInterval: duration.default(1000),
         /** Send delivery status notifications to the envelope sender. */
         bounces: z.boolean().default(true),
+        /** Tell the sender once when a message is still not delivered after this long (0: never, as Postfix's default). */
+        delayWarning: duration.default(0),
       })
       .strict()
       .prefault({}),

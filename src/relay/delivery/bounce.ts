@@ -1,4 +1,5 @@
-// The delivery status notification (RFC 3464) for recipients that failed:
+// Delivery status notifications (RFC 3464) for recipients that failed, or
+// (delay warnings, when configured) that are still being retried:
 // multipart/report with a human part (the reply and its explanation from
 // src/errors/explain.ts), the machine-readable message/delivery-status, and
 // the original headers. Composed with nodemailer's MIME composer.
@@ -31,28 +32,51 @@ async function originalHeaders(dataPath: string): Promise<string> {
   }
 }
 
-function statusOf(r: RecipientState): string {
+function statusOf(r: RecipientState, action: 'failed' | 'delayed'): string {
   const m = /^\d{3}[ -](\d\.\d{1,3}\.\d{1,3})/.exec(r.reply ?? '');
-  return m?.[1] ?? '5.0.0';
+  return m?.[1] ?? (action === 'failed' ? '5.0.0' : '4.0.0');
 }
 
-export async function buildBounce(opts: {
+export async function buildBounce(opts: { entry: QueueEntry; failed: RecipientState[]; mailbox: string; dataPath: string; reportingMta?: string }): Promise<Buffer> {
+  return buildDsn({ ...opts, recipients: opts.failed, action: 'failed' });
+}
+
+/**
+ * A delay warning (Postfix's delay_warning_time): the message is still
+ * being retried for these recipients, until `retryUntil`; nothing to do yet.
+ */
+export async function buildDelayNotice(opts: { entry: QueueEntry; pending: RecipientState[]; mailbox: string; dataPath: string; retryUntil: Date; reportingMta?: string }): Promise<Buffer> {
+  return buildDsn({ ...opts, recipients: opts.pending, action: 'delayed' });
+}
+
+async function buildDsn(opts: {
   entry: QueueEntry;
-  failed: RecipientState[];
+  recipients: RecipientState[];
+  action: 'failed' | 'delayed';
   mailbox: string;
   dataPath: string;
+  retryUntil?: Date;
   reportingMta?: string;
 }): Promise<Buffer> {
-  const { entry, failed, mailbox } = opts;
+  const { entry, recipients, mailbox, action } = opts;
   const mta = opts.reportingMta ?? os.hostname();
+  const these = recipients.length === 1 ? 'this recipient' : 'these recipients';
+  const intro =
+    action === 'failed'
+      ? [`Your message ${entry.id} (received ${entry.receivedAt}) could not be delivered to ${these}:`]
+      : [
+          `Your message ${entry.id} (received ${entry.receivedAt}) has not been delivered yet to ${these}.`,
+          `The relay keeps trying until ${opts.retryUntil!.toUTCString()}; you do not need to send it again.`,
+          'If it still cannot be delivered by then, you will get another message.',
+        ];
   const human = [
     `This is the smtp365 relay on ${mta}.`,
     '',
-    `Your message ${entry.id} (received ${entry.receivedAt}) could not be delivered to ${failed.length === 1 ? 'this recipient' : 'these recipients'}:`,
+    ...intro,
     '',
-    ...failed.flatMap((r) => [
+    ...recipients.flatMap((r) => [
       `  <${r.address}>`,
-      `    Server said: ${r.reply ?? 'no reply'}`,
+      `    ${action === 'failed' ? 'Server said' : 'Last reply'}: ${r.reply ?? entry.lastError?.reply ?? entry.lastError?.message ?? 'no reply'}`,
       ...(r.explanation ? formatExplanation(r.explanation).split('\n').map((l) => `    ${l}`) : []),
       '',
     ]),
@@ -60,20 +84,22 @@ export async function buildBounce(opts: {
     'The headers of the original message are attached.',
   ].join('\r\n');
   const perMessage = [`Reporting-MTA: dns; ${mta}`, `X-Smtp365-Queue-ID: ${entry.id}`, `Arrival-Date: ${new Date(entry.receivedAt).toUTCString()}`].join('\r\n');
-  const perRecipient = failed.map((r) =>
-    [
+  const perRecipient = recipients.map((r) => {
+    const reply = r.reply ?? (action === 'delayed' ? entry.lastError?.reply : undefined);
+    return [
       `Final-Recipient: rfc822; ${r.address}`,
-      'Action: failed',
-      `Status: ${statusOf(r)}`,
-      ...(r.reply ? [`Diagnostic-Code: smtp; ${r.reply.replace(/[\r\n]+/g, ' ')}`] : []),
-      `Last-Attempt-Date: ${new Date(r.at ?? Date.now()).toUTCString()}`,
-    ].join('\r\n'),
-  );
+      `Action: ${action}`,
+      `Status: ${statusOf({ ...r, ...(reply ? { reply } : {}) }, action)}`,
+      ...(reply ? [`Diagnostic-Code: smtp; ${reply.replace(/[\r\n]+/g, ' ')}`] : []),
+      `Last-Attempt-Date: ${new Date(r.at ?? entry.lastAttemptAt ?? Date.now()).toUTCString()}`,
+      ...(action === 'delayed' && opts.retryUntil ? [`Will-Retry-Until: ${opts.retryUntil.toUTCString()}`] : []),
+    ].join('\r\n');
+  });
   const headers = await originalHeaders(opts.dataPath);
   const composer = new MailComposer({
     from: { name: 'Mail Delivery System', address: mailbox },
     to: entry.from,
-    subject: 'Undelivered Mail Returned to Sender',
+    subject: action === 'failed' ? 'Undelivered Mail Returned to Sender' : 'Delayed Mail (still being retried)',
     headers: { 'Auto-Submitted': 'auto-replied', 'X-Smtp365-Bounce-Of': entry.id },
     text: human,
     attachments: [

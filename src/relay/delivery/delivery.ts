@@ -12,7 +12,7 @@ import type { Logger } from '../log.ts';
 import type { Queue } from '../queue/queue.ts';
 import type { QueueEntry, QueueError, RecipientState } from '../queue/types.ts';
 import { nextDelay } from './backoff.ts';
-import { buildBounce, deliverableSender } from './bounce.ts';
+import { buildBounce, buildDelayNotice, deliverableSender } from './bounce.ts';
 import { explainRecipient, outcomeOf, rejectedOf, replyText, type Outcome } from './classify.ts';
 
 const SMALL_MESSAGE = 256 * 1024;
@@ -32,6 +32,8 @@ export interface DeliverySettings {
   accountPause: number;
   scanInterval: number;
   bounces: boolean;
+  /** ms after arrival a still-pending message earns one delay warning to its sender; 0: never. */
+  delayWarning: number;
 }
 
 export interface AccountHandle {
@@ -480,9 +482,45 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
       return this.finish(entry, now);
     }
     if (entry.recipients.some((r) => r.status === 'pending')) {
-      return this.defer(entry, now.getTime() + nextDelay(entry.attempts, this.settings.minBackoff, this.settings.maxBackoff), qe);
+      const notice = await this.delayNotice(entry, now);
+      await this.defer(entry, now.getTime() + nextDelay(entry.attempts, this.settings.minBackoff, this.settings.maxBackoff), qe);
+      if (notice) this.offer(notice.id, notice.account, notice);
+      return;
     }
     return this.finish(entry, now);
+  }
+
+  /**
+   * One delay warning per message, once it has waited delivery.delayWarning
+   * (transient trouble only: with a broken account it could not go out
+   * either, and the account alert says more). Recorded in the entry, which
+   * defer() then writes.
+   */
+  private async delayNotice(entry: QueueEntry, now: Date): Promise<QueueEntry | undefined> {
+    const after = this.settings.delayWarning;
+    if (!after || !this.settings.bounces || entry.delayWarnedAt || entry.bounceOf) return undefined;
+    if (now.getTime() - Date.parse(entry.receivedAt) < after) return undefined;
+    const handle = this.accounts(entry.account);
+    if (!handle || !deliverableSender(entry.from)) return undefined;
+    try {
+      const pending = entry.recipients.filter((r) => r.status === 'pending');
+      const retryUntil = new Date(Date.parse(entry.lifetimeStart) + this.settings.maxLifetime);
+      const dsn = await buildDelayNotice({ entry, pending, mailbox: handle.mailbox, dataPath: this.queue.dataPath(entry.id), retryUntil });
+      const notice = await this.queue.acceptBuffer(dsn, {
+        from: handle.mailbox,
+        recipients: [entry.from],
+        account: entry.account,
+        client: { address: '127.0.0.1', tls: false, user: 'smtp365-relay' },
+        bounceOf: entry.id,
+      });
+      entry.delayWarnedAt = now.toISOString();
+      entry.delayNoticeId = notice.id;
+      this.log.info('delay warning queued', { id: entry.id, notice: notice.id, to: entry.from, pending: pending.length });
+      return notice;
+    } catch (err) {
+      this.log.error('could not queue the delay warning', { id: entry.id, error: (err as Error).message });
+      return undefined;
+    }
   }
 
   private async defer(entry: QueueEntry, due: number, error: QueueError): Promise<void> {

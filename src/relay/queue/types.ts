@@ -63,6 +63,9 @@ export interface QueueEntry {
   lastError?: QueueError;
   /** Set on a delivery status notification: the id of the message it reports on. */
   bounceOf?: string;
+  /** When a delay warning went to the sender (delivery.delayWarning), and its id: one per message. */
+  delayWarnedAt?: string;
+  delayNoticeId?: string;
   /** Set when the message failed: why, and the id of the DSN sent for it (if any). */
   failedAt?: string;
   failureReason?: string;
