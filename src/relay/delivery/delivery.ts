@@ -506,13 +506,7 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
       const pending = entry.recipients.filter((r) => r.status === 'pending');
       const retryUntil = new Date(Date.parse(entry.lifetimeStart) + this.settings.maxLifetime);
       const dsn = await buildDelayNotice({ entry, pending, mailbox: handle.mailbox, dataPath: this.queue.dataPath(entry.id), retryUntil });
-      const notice = await this.queue.acceptBuffer(dsn, {
-        from: handle.mailbox,
-        recipients: [entry.from],
-        account: entry.account,
-        client: { address: '127.0.0.1', tls: false, user: 'smtp365-relay' },
-        bounceOf: entry.id,
-      });
+      const notice = await this.queueReport(dsn, entry, handle);
       entry.delayWarnedAt = now.toISOString();
       entry.delayNoticeId = notice.id;
       this.log.info('delay warning queued', { id: entry.id, notice: notice.id, to: entry.from, pending: pending.length });
@@ -540,6 +534,17 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     this.emit('deferred', { id: entry.id, account: entry.account, error, nextAttemptAt: entry.nextAttemptAt });
   }
 
+  /** A status report (bounce, delay notice) about `entry`, queued to its sender from the account's mailbox. */
+  private queueReport(dsn: Buffer, entry: QueueEntry, handle: AccountHandle): Promise<QueueEntry> {
+    return this.queue.acceptBuffer(dsn, {
+      from: handle.mailbox,
+      recipients: [entry.from],
+      account: entry.account,
+      client: { address: '127.0.0.1', tls: false, user: 'smtp365-relay' },
+      bounceOf: entry.id,
+    });
+  }
+
   /** No recipient pending: gone if all delivered, else failed/ plus a bounce. */
   private async finish(entry: QueueEntry, now: Date): Promise<void> {
     if (this.controls.has(entry.id)) await this.queue.takeControl(entry.id); // nothing left to hold or delete
@@ -560,13 +565,7 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     if (this.settings.bounces && !entry.bounceOf && handle && deliverableSender(entry.from)) {
       try {
         const dsn = await buildBounce({ entry, failed, mailbox: handle.mailbox, dataPath: this.queue.dataPath(entry.id) });
-        const b = await this.queue.acceptBuffer(dsn, {
-          from: handle.mailbox,
-          recipients: [entry.from],
-          account: entry.account,
-          client: { address: '127.0.0.1', tls: false, user: 'smtp365-relay' },
-          bounceOf: entry.id,
-        });
+        const b = await this.queueReport(dsn, entry, handle);
         bounce = b;
         bounceId = b.id;
         entry.bounceId = b.id;
