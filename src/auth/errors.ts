@@ -75,6 +75,25 @@ export function toAuthError(err: unknown, ctx: MapContext): Smtp365Error {
   if (m?.errorCode) details.msalError = m.errorCode;
   if (m?.correlationId) details.correlationId = m.correlationId;
 
+  // MSAL throttles itself after a 429/5xx from the token endpoint (up to 60 s
+  // without Retry-After): it then throws, without asking, a ServerError that
+  // replays the old answer's description with its numeric AADSTS codes as the
+  // error code and no HTTP status (ThrottlingUtils.preProcess). No response
+  // arrived in this operation, so this is that replay: transient, whatever the
+  // old text says. (Sign-in redirects also give status-less ServerErrors, but
+  // with an OAuth error word such as access_denied as the code.)
+  if (m && m.name === 'ServerError' && m.status === undefined && !server && !ctx.networkFailure && /^(\d+( \d+)*)?$/.test(m.errorCode ?? '')) {
+    const said = m.errorMessage ? redact(firstLine(m.errorMessage)) : '';
+    const explanation = own(
+      'AUTH_NETWORK',
+      'The identity service is temporarily unavailable',
+      `It answered with a server error recently${said ? ` (${said})` : ''}, so requests are held back for up to a minute.`,
+      ['Retry in a minute; smtp365 retries automatically where it can.'],
+      true,
+    );
+    return new Smtp365Error('AUTH_NETWORK', explanation.title, { cause: err, details, explanation, transient: true });
+  }
+
   // The identity service said something: that is the truth to explain.
   // "Keep polling" answers are never why a sign-in failed: when one is the
   // last thing the service said, the failure came after it (the connection).
@@ -152,18 +171,6 @@ export function toAuthError(err: unknown, ctx: MapContext): Smtp365Error {
           true,
         );
     return new Smtp365Error('AUTH_NETWORK', explanation.title, { cause: err, details, explanation, transient: explanation.transient });
-  }
-  // MSAL throttles itself after a 429/5xx from the token endpoint (up to 60 s
-  // without Retry-After) and then throws a ServerError with no text: transient.
-  if (m && m.name === 'ServerError' && !text.trim()) {
-    const explanation = own(
-      'AUTH_NETWORK',
-      'The identity service is temporarily unavailable',
-      'It answered with a server error recently, so requests are held back for up to a minute.',
-      ['Retry in a minute; smtp365 retries automatically where it can.'],
-      true,
-    );
-    return new Smtp365Error('AUTH_NETWORK', explanation.title, { cause: err, details, explanation, transient: true });
   }
   const explanation = own('AUTH_FAILED', `The ${ctx.operation} failed`, text || 'An unexpected error from the sign-in library.', [
     'Run the command again with --verbose for the details.',
