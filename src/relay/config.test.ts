@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { applyOverrides, isLoopback, loadRelayConfig, matchNetwork, parseDuration, parseRelayConfig, parseSize } from './config.ts';
+import { applyOverrides, configWarnings, isLoopback, loadRelayConfig, matchNetwork, parseDuration, parseRelayConfig, parseSize } from './config.ts';
 import { isSmtp365Error } from '../errors/error.ts';
 import { hashPassword } from './users.ts';
 
@@ -27,6 +27,24 @@ test('units: durations and sizes', () => {
   assert.equal(parseSize('35MB'), 35 * 1024 * 1024);
   assert.equal(parseSize('64KB'), 65536);
   assert.throws(() => parseDuration('soon'));
+});
+
+test('authCache and delayWarning: a duration, 0 or false for off; anything else is refused with what is expected', () => {
+  const parse = (v: unknown) => parseRelayConfig({ limits: { authCache: v }, delivery: { delayWarning: v } }, '<t>', 'relay', { SMTP365_HOME: '/tmp/x' });
+  assert.equal(parseRelayConfig({}, '<t>', 'relay', { SMTP365_HOME: '/tmp/x' }).limits.authCache, 900_000, 'remembered 15 min by default');
+  assert.equal(parse('4h').delivery.delayWarning, 4 * 3_600_000);
+  assert.equal(parse(false).limits.authCache, 0);
+  assert.equal(parse(0).delivery.delayWarning, 0);
+  for (const bad of [true, null, 'soon', -5]) {
+    assert.throws(() => parse(bad), (e: Error) => /limits\.authCache: expected a duration such as 15m or 4h .*0 \/ false for off/.test(e.message) && /delivery\.delayWarning: expected a duration/.test(e.message), String(bad));
+  }
+});
+
+test('settings that cannot do what they ask are warned about: delay notices without bounces, or not before the lifetime ends', () => {
+  const c = (delivery: Record<string, unknown>) => parseRelayConfig({ delivery }, '<t>', 'relay', { SMTP365_HOME: '/tmp/x' });
+  assert.deepEqual(configWarnings(c({ delayWarning: '4h' })), []);
+  assert.match(configWarnings(c({ delayWarning: '4h', bounces: false })).join(), /delivery\.bounces is false/);
+  assert.match(configWarnings(c({ delayWarning: '2h', maxLifetime: '1h' })).join(), /not shorter than delivery\.maxLifetime/);
 });
 
 test('errors name the file and the key', async (t) => {

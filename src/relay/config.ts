@@ -30,7 +30,7 @@ export function parseSize(v: string | number): number {
 }
 
 // Durations are milliseconds after parsing (defaults below are in ms).
-const duration = z.union([z.number().nonnegative(), z.string()]).transform((v, ctx) => {
+const duration = z.union([z.number().nonnegative(), z.string()], { error: 'expected a duration such as 30s, 15m, 4h or 5d (a bare number is seconds)' }).transform((v, ctx) => {
   try {
     return parseDuration(v);
   } catch (e) {
@@ -38,6 +38,8 @@ const duration = z.union([z.number().nonnegative(), z.string()]).transform((v, c
     return z.NEVER;
   }
 });
+/** A duration where 0 (or false) turns the feature off. */
+const durationOrOff = z.union([z.literal(false).transform(() => 0), duration], { error: 'expected a duration such as 15m or 4h (a bare number is seconds), or 0 / false for off' });
 const size = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
   try {
     return parseSize(v);
@@ -183,7 +185,7 @@ export const relayConfigSchema = z
         authFailures: z.number().int().positive().default(5),
         authFailureWindow: duration.default(600_000),
         /** How long a relay user's successful AUTH is remembered (no scrypt for a device's next connection); 0: never. */
-        authCache: duration.default(900_000),
+        authCache: durationOrOff.default(900_000),
         socketTimeout: duration.default(300_000),
         /** Wait before the banner (early-talker check); 0 serves connection-per-message devices fastest. */
         greetPause: duration.default(0),
@@ -203,7 +205,7 @@ export const relayConfigSchema = z
         /** Send delivery status notifications to the envelope sender. */
         bounces: z.boolean().default(true),
         /** Tell the sender once when a message is still not delivered after this long (0: never, as Postfix's default). */
-        delayWarning: duration.default(0),
+        delayWarning: durationOrOff.default(0),
       })
       .strict()
       .prefault({}),
@@ -405,4 +407,13 @@ export function matchNetwork<T extends { cidr: string }>(entries: readonly T[], 
     if (s.family === fam && s.list.check(a, fam)) return e;
   }
   return undefined;
+}
+
+/** Settings that are valid but cannot do what they seem to ask: said at start and on reload. */
+export function configWarnings(cfg: Pick<RelayConfig, 'delivery'>): string[] {
+  const d = cfg.delivery;
+  const out: string[] = [];
+  if (d.delayWarning > 0 && !d.bounces) out.push('delivery.delayWarning is set but delivery.bounces is false: no delay notices are sent (they are status reports, as bounces are)');
+  if (d.delayWarning > 0 && d.delayWarning >= d.maxLifetime) out.push('delivery.delayWarning is not shorter than delivery.maxLifetime: a message is bounced before its delay notice would be due');
+  return out;
 }

@@ -8,7 +8,7 @@ import type { Account } from '../config/account.ts';
 import type { TokenProvider } from '../auth/types.ts';
 import type { Mailer } from '../send/types.ts';
 import { Smtp365Error, isSmtp365Error } from '../errors/error.ts';
-import { relayConfigCandidates, type RelayConfig } from './config.ts';
+import { configWarnings, relayConfigCandidates, type RelayConfig } from './config.ts';
 import { Delivery, type AccountAlert, type AccountHandle } from './delivery/delivery.ts';
 import type { BoundListener } from './listener/server.ts';
 import { ListenerGroup, resolveListenerThreads } from './listener/group.ts';
@@ -192,6 +192,7 @@ export class RelayDaemon {
         throw new RelayListenError('smtp', where, err);
       });
       for (const b of bound) log.info('listening', { address: `${b.host}:${b.port}`, tls: b.tls });
+      for (const w of configWarnings(cfg)) log.warn(w);
       if (cfg.metrics) {
         const m = cfg.metrics;
         daemon.metricsServer = await startMetricsServer({ host: m.host, port: m.port, metrics: daemon.metrics, health: () => daemon!.health() }).catch((err: NodeJS.ErrnoException) => {
@@ -380,6 +381,7 @@ export class RelayDaemon {
         if (changedListeners) this.log.warn('listeners and spool change only on restart; other settings reloaded');
         this.config = { ...next, listen: this.config.listen, spool: this.config.spool };
         this.delivery.updateSettings({ ...next.delivery });
+        for (const w of configWarnings(next)) this.log.warn(w);
         if (next.account) this.defaultAccountName = next.account;
       }
       await this.loadUsers();
@@ -388,7 +390,8 @@ export class RelayDaemon {
       this.delivery.resumeAccounts();
       this.log.info('reloaded', { users: this.users.size, networks: this.config.allow.length });
     } catch (err) {
-      this.log.error('reload failed; keeping the previous configuration', { error: (err as Error).message });
+      // One log line: the config errors (one per line in the message) joined with "; ".
+      this.log.error('reload failed; keeping the previous configuration', { error: (err as Error).message.split('\n').map((l) => l.trim()).filter(Boolean).join('; ') });
       throw err;
     }
   }

@@ -74,7 +74,10 @@ export const USER_NAME_RE = /^[A-Za-z0-9._@+-]{1,128}$/;
 
 /** Adds or replaces a user; returns whether it replaced one. */
 export async function addUser(file: string, name: string, password: string, policy: Partial<SenderPolicy> = {}): Promise<boolean> {
-  if (!USER_NAME_RE.test(name)) throw new Smtp365Error('INPUT_INVALID', `Invalid relay user name "${name}": letters, digits and . _ @ + - only`);
+  if (!USER_NAME_RE.test(name)) {
+    const shown = name.length > 40 ? `${name.slice(0, 40)}…` : name;
+    throw new Smtp365Error('INPUT_INVALID', `Invalid relay user name "${shown}": 1 to 128 characters, letters, digits and . _ @ + - only${name.length > 128 ? ` (this one has ${name.length})` : ''}`);
+  }
   if (password.length < 8) throw new Smtp365Error('INPUT_INVALID', 'The password must have at least 8 characters');
   const users = await loadUsersFile(file);
   const i = users.findIndex((u) => u.name === name);

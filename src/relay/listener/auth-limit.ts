@@ -1,10 +1,13 @@
 // Failed AUTH attempts per client address in a sliding window. Past the
 // limit the address gets 421 at connect and 454 at AUTH until the window
-// moves on: password guessing costs a window per few tries.
+// moves on: password guessing costs a window per few tries. A success
+// forgets only that user's failures: a device's typo is forgiven, but
+// someone who knows one password cannot reset the count while guessing
+// another user's.
 import { normalizeIp } from '../config.ts';
 
 export class AuthLimiter {
-  private readonly failures = new Map<string, number[]>();
+  private readonly failures = new Map<string, Array<{ at: number; user: string }>>();
   /** Blocks decided elsewhere (the relay's other listener threads count failures together). */
   private readonly blockedUntil = new Map<string, number>();
   private readonly max: number;
@@ -13,9 +16,9 @@ export class AuthLimiter {
     this.max = max;
     this.windowMs = windowMs;
   }
-  private recent(ip: string, now: number): number[] {
+  private recent(ip: string, now: number): Array<{ at: number; user: string }> {
     const key = normalizeIp(ip);
-    const list = (this.failures.get(key) ?? []).filter((t) => now - t < this.windowMs);
+    const list = (this.failures.get(key) ?? []).filter((f) => now - f.at < this.windowMs);
     if (list.length === 0) this.failures.delete(key);
     else this.failures.set(key, list);
     return list;
@@ -31,21 +34,24 @@ export class AuthLimiter {
   /** Until when `ip` stays blocked after its latest failure (when it is blocked now). */
   blockedFor(ip: string, now = Date.now()): number | undefined {
     const list = this.recent(ip, now);
-    return list.length >= this.max ? list[list.length - this.max]! + this.windowMs : undefined;
+    return list.length >= this.max ? list[list.length - this.max]!.at + this.windowMs : undefined;
   }
   block(ip: string, until: number): void {
     this.blockedUntil.set(normalizeIp(ip), until);
     if (this.blockedUntil.size > 100_000) this.blockedUntil.delete(this.blockedUntil.keys().next().value as string);
   }
-  fail(ip: string, now = Date.now()): number {
+  fail(ip: string, user: string, now = Date.now()): number {
     const list = this.recent(ip, now);
-    list.push(now);
+    list.push({ at: now, user });
     this.failures.set(normalizeIp(ip), list);
     // Keep memory bounded under a spray of addresses.
     if (this.failures.size > 100_000) this.failures.delete(this.failures.keys().next().value as string);
     return list.length;
   }
-  succeed(ip: string): void {
-    this.failures.delete(normalizeIp(ip));
+  succeed(ip: string, user: string): void {
+    const key = normalizeIp(ip);
+    const rest = (this.failures.get(key) ?? []).filter((f) => f.user !== user);
+    if (rest.length === 0) this.failures.delete(key);
+    else this.failures.set(key, rest);
   }
 }

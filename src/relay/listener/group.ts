@@ -155,10 +155,10 @@ export class ListenerGroup {
             for (const r of m.records) log[r.level](r.msg, r.fields);
             break;
           case 'authFailure':
-            this.authFailed(m.ip);
+            this.authFailed(m.ip, m.user);
             break;
           case 'authSuccess':
-            this.authLimiter.succeed(m.ip);
+            this.authLimiter.succeed(m.ip, m.user);
             break;
           case 'stats':
             handle.stats = m.stats;
@@ -192,8 +192,8 @@ export class ListenerGroup {
   }
 
   /** Failures of one address count across threads: past the limit every thread refuses it. */
-  private authFailed(ip: string): void {
-    this.authLimiter.fail(ip);
+  private authFailed(ip: string, user: string): void {
+    this.authLimiter.fail(ip, user);
     const until = this.authLimiter.blockedFor(ip);
     if (until !== undefined) for (const t of this.threads) this.send(t, { type: 'block', ip, until });
   }

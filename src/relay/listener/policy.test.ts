@@ -67,18 +67,24 @@ test('scrypt hashes verify, wrong passwords and garbage do not', async () => {
   assert.equal(await verifyPassword('x', 'md5$abc'), false);
 });
 
-test('failed AUTH limiter: per address, sliding window, reset on success', () => {
+test('failed AUTH limiter: per address, sliding window; a success forgets only that user\'s failures', () => {
   const l = new AuthLimiter(2, 1000);
-  l.fail('10.0.0.1', 0);
+  l.fail('10.0.0.1', 'printer', 0);
   assert.equal(l.blocked('10.0.0.1', 1), false);
-  l.fail('::ffff:10.0.0.1', 2);
+  l.fail('::ffff:10.0.0.1', 'printer', 2);
   assert.equal(l.blocked('10.0.0.1', 3), true);
   assert.equal(l.blocked('10.0.0.2', 3), false);
   assert.equal(l.blocked('10.0.0.1', 1500), false, 'the window moves on');
-  l.fail('10.0.0.3', 0);
-  l.succeed('10.0.0.3');
-  l.fail('10.0.0.3', 1);
+  // A device's own typo is forgiven by its next success.
+  l.fail('10.0.0.3', 'printer', 0);
+  l.succeed('10.0.0.3', 'printer');
+  l.fail('10.0.0.3', 'printer', 1);
   assert.equal(l.blocked('10.0.0.3', 2), false);
+  // Knowing one password does not reset the count while guessing another user's.
+  l.fail('10.0.0.4', 'admin', 0);
+  l.succeed('10.0.0.4', 'printer');
+  l.fail('10.0.0.4', 'admin', 1);
+  assert.equal(l.blocked('10.0.0.4', 2), true);
 });
 
 test('AUTH over plaintext: loopback yes, other peers only over TLS unless configured', () => {

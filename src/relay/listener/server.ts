@@ -31,9 +31,9 @@ export interface ListenerDeps {
   log: Logger;
   onAccepted?: (entry: QueueEntry) => void;
   /** A failed AUTH from this address (the relay counts them across listener threads). */
-  onAuthFailure?: (ip: string) => void;
+  onAuthFailure?: (ip: string, user: string) => void;
   /** A successful AUTH: this address's failures are forgiven. */
-  onAuthSuccess?: (ip: string) => void;
+  onAuthSuccess?: (ip: string, user: string) => void;
   /** A counter in `stats` changed. */
   onStats?: () => void;
 }
@@ -205,17 +205,19 @@ export class RelayListener {
     const name = auth.username ?? '';
     const user = this.deps.users().get(name);
     this.passwords.setTtl(cfg.limits.authCache);
+    const checksBefore = this.passwords.checks;
     const ok = await this.passwords.verify(name, auth.password ?? '', user?.passwordHash);
     if (!ok || !user) {
       this.count('authFailures');
-      const n = this.authLimiter.fail(ip);
-      this.deps.onAuthFailure?.(ip);
+      const n = this.authLimiter.fail(ip, name);
+      this.deps.onAuthFailure?.(ip, name);
       this.deps.log.warn('relay AUTH failed', { client: normalizeIp(ip), user: name, failures: n });
       throw smtpError(535, '5.7.8 Authentication credentials invalid');
     }
-    this.authLimiter.succeed(ip);
-    this.deps.onAuthSuccess?.(ip);
-    this.deps.log.debug('relay AUTH ok', { client: normalizeIp(ip), user: name, method: auth.method, session: session.id });
+    this.authLimiter.succeed(ip, name);
+    this.deps.onAuthSuccess?.(ip, name);
+    // remembered: answered from limits.authCache (or by a check made for another connection at the same time), no scrypt of its own.
+    this.deps.log.debug('relay AUTH ok', { client: normalizeIp(ip), user: name, method: auth.method, session: session.id, remembered: this.passwords.checks === checksBefore });
     return { user: name };
   }
 

@@ -48,7 +48,7 @@ export type FromThread =
   | { type: 'listenError'; code?: string; message: string; address?: string; port?: number }
   | { type: 'accepted'; entries: QueueEntry[] }
   | { type: 'log'; records: LogRecord[] }
-  | { type: 'authFailure'; ip: string }
-  | { type: 'authSuccess'; ip: string }
+  | { type: 'authFailure'; ip: string; user: string }
+  | { type: 'authSuccess'; ip: string; user: string }
   | { type: 'stats'; stats: ThreadStats }
   | { type: 'stopped'; stats: ThreadStats };

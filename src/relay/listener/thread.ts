@@ -65,8 +65,8 @@ const listener = new RelayListener({
     accepted.push(entry);
     flushSoon();
   },
-  onAuthFailure: (ip) => post({ type: 'authFailure', ip }),
-  onAuthSuccess: (ip) => post({ type: 'authSuccess', ip }),
+  onAuthFailure: (ip, user) => post({ type: 'authFailure', ip, user }),
+  onAuthSuccess: (ip, user) => post({ type: 'authSuccess', ip, user }),
   onStats: () => {
     statsChanged = true;
     flushSoon();

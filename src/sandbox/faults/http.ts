@@ -38,7 +38,7 @@ export async function handleFaultRequest(req: IncomingMessage, res: ServerRespon
           items.forEach((item, i) => {
             const parsed = faultSpecSchema.safeParse(item);
             if (!parsed.success) {
-              throw new HttpError(400, 'invalid_fault', (many ? `fault [${i}]: ` : '') + describeIssues(parsed.error) + example);
+              throw new HttpError(400, 'invalid_fault', (many ? `fault [${i}]: ` : '') + describeIssues(parsed.error) + exampleFor(item));
             }
             specs.push(parsed.data as FaultSpec);
           });
@@ -93,3 +93,10 @@ export async function handleFaultRequest(req: IncomingMessage, res: ServerRespon
 const example =
   '. Example: {"stage":"auth","reply":"451 4.7.0 Temporary server error. Please try again later. PRX4","times":2}' +
   ' or {"stage":"token","httpStatus":503,"body":{"error":"temporarily_unavailable"}}';
+const rcptExample = '. Example: {"stage":"rcpt","recipient":"nobody@example.com","reply":"550 5.1.1 RESOLVER.ADR.RecipNotFound; not found","times":null}';
+
+/** The example that fits what the caller was trying to do. */
+function exampleFor(item: unknown): string {
+  const o = (item ?? {}) as Record<string, unknown>;
+  return o.stage === 'rcpt' || 'recipient' in o ? rcptExample : example;
+}

@@ -45,8 +45,8 @@ test('recipient restricts a rcpt fault to one RCPT TO address, case-insensitivel
   assert.equal(f.take('rcpt', 'alex@contoso.onmicrosoft.com', 'someone@example.com'), undefined);
   assert.equal(f.take('rcpt', 'alex@contoso.onmicrosoft.com'), undefined, 'no address known: a recipient fault does not apply');
   assert.match(f.take('rcpt', 'alex@contoso.onmicrosoft.com', 'nobody@EXAMPLE.com')?.reply ?? '', /^550 5\.1\.1/);
-  assert.throws(() => f.add({ stage: 'mail', reply: '550 5.1.1 no', recipient: 'nobody@example.com' }), /recipient applies to the "rcpt" stage only/);
-  assert.throws(() => f.add({ stage: 'rcpt', reply: '550 5.1.1 no', recipient: 'not an address' }), /recipient must be an address/);
+  assert.throws(() => f.add({ stage: 'mail', reply: '550 5.1.1 no', recipient: 'nobody@example.com' }), /recipient: applies to the "rcpt" stage only/);
+  assert.throws(() => f.add({ stage: 'rcpt', reply: '550 5.1.1 no', recipient: 'not an address' }), /recipient: must be one exact address/);
 });
 
 test('probability uses the random source; a miss does not count down', () => {
@@ -75,4 +75,12 @@ test('invalid specs are refused with a readable reason', () => {
   assert.throws(() => f.add({ id: 'mine', stage: 'data', delayMs: 10 }), /already in use/);
   f.clear();
   assert.equal(f.list().length, 0);
+});
+
+test('recipient is one exact address: no second @, no * pattern', () => {
+  const f = new FaultInjector();
+  assert.throws(() => f.add({ stage: 'rcpt', reply: '550 5.1.1 no', recipient: 'a@@b.com' }), /recipient: must be one exact address/);
+  assert.throws(() => f.add({ stage: 'rcpt', reply: '550 5.1.1 no', recipient: '*@example.com' }), /\* is not a wildcard/);
+  f.add({ stage: 'rcpt', reply: '550 5.1.1 no', recipient: 'jürgen@exämple.com' });
+  assert.ok(f.take('rcpt', undefined, 'JÜRGEN@exämple.com'), 'non-ASCII addresses match, without case');
 });

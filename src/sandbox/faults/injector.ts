@@ -27,7 +27,12 @@ export const faultSpecSchema = z
     times: z.number().int().min(1).nullable().optional(),
     probability: z.number().min(0).max(1).optional(),
     match: z.string().min(1).max(500).optional(),
-    recipient: z.string().min(3).max(320).regex(/^[^\s<>]+@[^\s<>]+$/, 'recipient must be an address such as nobody@example.com').optional(),
+    // One exact address (compared without case): no patterns, so a `*` would never match.
+    recipient: z
+      .string({ error: 'must be one address such as nobody@example.com' })
+      .max(320, 'must be at most 320 characters')
+      .regex(/^[^\s<>@*]+@[^\s<>@*]+$/, 'must be one exact address such as nobody@example.com (no patterns: * is not a wildcard)')
+      .optional(),
   })
   .strict()
   .superRefine((f, ctx) => {
@@ -45,7 +50,7 @@ export const faultSpecSchema = z
       ctx.addIssue({ code: 'custom', path: ['reply'], message: `reply is for SMTP stages; use httpStatus and body for the "${f.stage}" stage` });
     }
     if (f.recipient !== undefined && f.stage !== 'rcpt') {
-      ctx.addIssue({ code: 'custom', path: ['recipient'], message: `recipient applies to the "rcpt" stage only, not to "${f.stage}"` });
+      ctx.addIssue({ code: 'custom', path: ['recipient'], message: `applies to the "rcpt" stage only, not to "${f.stage}"` });
     }
     if (f.drop && (f.reply !== undefined || f.httpStatus !== undefined || f.body !== undefined)) {
       ctx.addIssue({ code: 'custom', path: ['drop'], message: 'drop cannot be combined with reply, httpStatus or body' });

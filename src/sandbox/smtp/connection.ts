@@ -125,7 +125,7 @@ export class SandboxConnection extends SMTPConnection {
     }
     this._handlerPending = true;
     // RCPT faults may name one recipient: the address as written, without parsing the whole command.
-    const recipient = stage === 'rcpt' ? /<([^<>\s]+)>/.exec(command.toString('latin1'))?.[1] : undefined;
+    const recipient = stage === 'rcpt' ? /<([^<>\s]+)>/.exec(command.toString('utf8'))?.[1] : undefined;
     void this.#applyFault(stage, this.principal?.mailbox, recipient).then((outcome) => {
       this._handlerPending = false;
       if (outcome === 'proceed') super._onCommand(command, callback);
