@@ -39,3 +39,14 @@ test('the same AADSTS answered by the service in this operation is explained as 
   const redirect = new ServerError('access_denied', 'corr-4', 'AADSTS65004: User declined to consent to access the app.');
   assert.notEqual(toAuthError(redirect, { account, operation: 'sign-in' }).code, 'AUTH_NETWORK');
 });
+
+test('a 5xx or 429 answer is transient even when its text names a non-transient AADSTS code', () => {
+  const body = { url: 'https://login.microsoftonline.com/6f1b3c2a-4d5e-4f60-8a7b-9c0d1e2f3a4b/oauth2/v2.0/token', error: 'invalid_client', error_description: 'AADSTS7000215: Invalid client secret provided.', error_codes: [7000215] };
+  for (const status of [503, 429]) {
+    const live = new ServerError('invalid_client', 'corr-5', body.error_description, undefined, '7000215', status);
+    const e = toAuthError(live, { account, operation: 'token request', serverError: { ...body, status } });
+    assert.equal(e.transient, true, String(status));
+  }
+  const e401 = toAuthError(new ServerError('invalid_client', 'corr-6', body.error_description, undefined, '7000215', 401), { account, operation: 'token request', serverError: { ...body, status: 401 } });
+  assert.equal(e401.transient, false, 'the same text with 401 is the account\'s problem');
+});

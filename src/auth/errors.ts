@@ -135,7 +135,9 @@ export function toAuthError(err: unknown, ctx: MapContext): Smtp365Error {
     if (explanation.aadsts !== undefined) details.aadsts = explanation.aadsts;
     if (fromServer.error) details.error = fromServer.error;
     const message = fromServer.error_description ? redact(firstLine(fromServer.error_description)) : explanation.title;
-    return new Smtp365Error(explanation.code, message, { explanation, cause: err, details });
+    // A 5xx or 429 is the service's trouble, whatever code its text names: retry (the relay defers, it does not raise an account alert).
+    const httpTransient = status !== undefined && (status >= 500 || status === 429);
+    return new Smtp365Error(explanation.code, message, { explanation, cause: err, details, ...(httpTransient ? { transient: true } : {}) });
   }
 
   const code = m?.errorCode ?? '';

@@ -32,11 +32,12 @@ export async function hashPassword(password: string): Promise<string> {
   return ['scrypt', PARAMS.N, PARAMS.r, PARAMS.p, salt.toString('base64'), key.toString('base64')].join('$');
 }
 
-const DUMMY = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
+/** Checked against when the user does not exist: the same cost, and never a match. */
+export const DUMMY_HASH = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
 
 /** `derive` is where scrypt runs (the relay gives it a thread of its own: listener/scrypt-thread.ts). */
 export async function verifyPassword(password: string, stored: string | undefined, derive: (password: string, salt: Buffer, keylen: number, opts: ScryptOptions) => Promise<Buffer> = scrypt): Promise<boolean> {
-  const parts = (stored ?? DUMMY).split('$');
+  const parts = (stored ?? DUMMY_HASH).split('$');
   if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
   const [, n, r, p, saltB64, hashB64] = parts as [string, string, string, string, string, string];
   const expected = Buffer.from(hashB64, 'base64');

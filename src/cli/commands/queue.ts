@@ -147,7 +147,9 @@ export async function run(argv: string[]): Promise<number> {
         `size:      ${e.size} bytes  (${q.dataPath(e.id)})`,
         `attempts:  ${e.attempts}${e.lastAttemptAt ? `, last ${e.lastAttemptAt}` : ''}${e.nextAttemptAt ? `, next ${e.nextAttemptAt}` : ''}`,
       ];
-      if (e.bounceOf) lines.push(`bounce of: ${e.bounceOf}`);
+      // A status report (bounce or delay notice) about another message; and the reports about this one.
+      if (e.bounceOf) lines.push(`report on: ${e.bounceOf}`);
+      if (e.delayNoticeId) lines.push(`delayed:   notice ${e.delayNoticeId} sent ${e.delayWarnedAt ?? ''}`.trimEnd());
       if (e.bounceId) lines.push(`bounce:    ${e.bounceId}`);
       lines.push('recipients:');
       for (const r of e.recipients) {

@@ -482,10 +482,7 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
       return this.finish(entry, now);
     }
     if (entry.recipients.some((r) => r.status === 'pending')) {
-      const notice = await this.delayNotice(entry, now);
-      await this.defer(entry, now.getTime() + nextDelay(entry.attempts, this.settings.minBackoff, this.settings.maxBackoff), qe);
-      if (notice) this.offer(notice.id, notice.account, notice);
-      return;
+      return this.defer(entry, now.getTime() + nextDelay(entry.attempts, this.settings.minBackoff, this.settings.maxBackoff), qe, now);
     }
     return this.finish(entry, now);
   }
@@ -494,7 +491,8 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
    * One delay warning per message, once it has waited delivery.delayWarning
    * (transient trouble only: with a broken account it could not go out
    * either, and the account alert says more). Recorded in the entry, which
-   * defer() then writes.
+   * defer() then writes: a crash between the two sends it twice, never
+   * not at all.
    */
   private async delayNotice(entry: QueueEntry, now: Date): Promise<QueueEntry | undefined> {
     const after = this.settings.delayWarning;
@@ -517,7 +515,8 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     }
   }
 
-  private async defer(entry: QueueEntry, due: number, error: QueueError): Promise<void> {
+  /** `noticeAt`: a transient failure at that time, which may earn the sender a delay notice (see delayNotice). */
+  private async defer(entry: QueueEntry, due: number, error: QueueError, noticeAt?: Date): Promise<void> {
     entry.nextAttemptAt = new Date(due).toISOString();
     // An operator's request made during this attempt is applied now (deferrals are the slow path;
     // a delivered message needs no look, see finish()).
@@ -528,7 +527,10 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
       this.log.info('deleted by operator', { id: entry.id });
       return;
     }
+    // Not for a message the operator just put on hold: nobody is trying until it is released.
+    const notice = noticeAt && ctl !== 'hold' ? await this.delayNotice(entry, noticeAt) : undefined;
     await this.queue.moveActive(entry, ctl === 'hold' ? 'hold' : 'deferred');
+    if (notice) this.offer(notice.id, notice.account, notice);
     if (ctl !== 'hold') this.deferredDue.set(entry.id, due);
     this.log.info(ctl === 'hold' ? 'held by operator' : 'deferred', { id: entry.id, account: entry.account, attempt: entry.attempts, next: entry.nextAttemptAt, error: error.reply ?? error.message });
     this.emit('deferred', { id: entry.id, account: entry.account, error, nextAttemptAt: entry.nextAttemptAt });

@@ -36,9 +36,9 @@ test('a new password (a new stored hash), an unknown user, expiry and ttl 0 all 
   assert.equal(pc.checks, 7, 'ttl 0 remembers nothing');
 });
 
-test('at most `concurrency` scrypt checks run at once; the others wait their turn and all get their answer', async () => {
+test('one scrypt check at a time; identical tries share one, for unknown users too; past maxWaiting: busy, not a wrong password', async () => {
   const stored = await hashPassword('printer-secret-1');
-  const pc = new PasswordCheck({ ttlMs: 0, concurrency: 2 });
+  const pc = new PasswordCheck({ ttlMs: 0, maxWaiting: 3 });
   let peak = 0;
   let done = false;
   const watch = (async () => {
@@ -47,13 +47,36 @@ test('at most `concurrency` scrypt checks run at once; the others wait their tur
       await new Promise((r) => setImmediate(r));
     }
   })();
-  const results = await Promise.all(Array.from({ length: 6 }, (_, i) => pc.verify('printer', i % 2 ? 'printer-secret-1' : 'nope-nope', stored)));
-  done = true;
-  await watch;
-  assert.deepEqual(results, [false, true, false, true, false, true]);
-  assert.equal(pc.checks, 6);
-  assert.equal(peak, 2);
-  assert.equal(pc.inProgress, 0);
+  try {
+    // i = 1 and 3 are the same try: checked once.
+    const results = await Promise.all(Array.from({ length: 4 }, (_, i) => pc.verify('printer', i % 2 ? 'printer-secret-1' : `nope-${i}`, stored)));
+    assert.deepEqual(results, [false, true, false, true]);
+    assert.equal(pc.checks, 3);
+    assert.equal(peak, 1);
+    // Five identical tries at once: one check, whether the user exists or not (timing does not tell).
+    await Promise.all(Array.from({ length: 5 }, () => pc.verify('printer', 'guess-1', stored)));
+    assert.equal(pc.checks, 4);
+    await Promise.all(Array.from({ length: 5 }, () => pc.verify('nobody', 'guess-1', undefined)));
+    assert.equal(pc.checks, 5);
+    // One running, 3 waiting: the fifth different try is refused as busy.
+    const tries = Array.from({ length: 5 }, (_, i) => pc.verify('printer', `other-${i}`, stored).then((v) => v, (e: Error) => e.name));
+    assert.deepEqual(await Promise.all(tries), [false, false, false, false, 'PasswordCheckBusy']);
+  } finally {
+    done = true;
+    await watch;
+    await pc.close();
+  }
+});
+
+test('lowering the lifetime applies to what is remembered already', async () => {
+  const stored = await hashPassword('printer-secret-1');
+  const pc = new PasswordCheck({ ttlMs: 60_000 });
+  await pc.verify('printer', 'printer-secret-1', stored);
+  pc.setTtl(1);
+  await new Promise((r) => setTimeout(r, 5));
+  await pc.verify('printer', 'printer-secret-1', stored);
+  assert.equal(pc.checks, 2);
+  await pc.close();
 });
 
 test('the remembered successes are bounded: the oldest is forgotten first', async () => {
@@ -81,7 +104,7 @@ test('scrypt on its own thread gives the same answers as on the pool; a closed c
 
 test('memory stays bounded when many different passwords are checked (glibc kept a 16 MB buffer per pool thread)', async () => {
   const stored = await hashPassword('printer-secret-1');
-  const pc = new PasswordCheck({ ttlMs: 60_000, concurrency: 4 });
+  const pc = new PasswordCheck({ ttlMs: 60_000 });
   await pc.verify('printer', 'warm-up-1', stored); // the thread and its first buffer
   const before = process.memoryUsage().rss;
   const answers = await Promise.all(Array.from({ length: 32 }, (_, i) => pc.verify('printer', `wrong-${i}`, stored)));

@@ -5,7 +5,7 @@
 // thread the buffer is reused, so memory stays bounded, and checks never
 // queue behind the fsyncs on the pool. Started on first use, unref'd.
 import { scrypt as scryptOnPool, scryptSync, type ScryptOptions } from 'node:crypto';
-import { isMainThread, parentPort, Worker } from 'node:worker_threads';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 
 interface Job {
   id: number;
@@ -16,7 +16,9 @@ interface Job {
 }
 type Reply = { id: number; key: Uint8Array } | { id: number; error: string };
 
-if (!isMainThread && parentPort) {
+// Only in the thread started below (listener threads import this module too).
+const ROLE = 'smtp365-scrypt';
+if (!isMainThread && parentPort && (workerData as { role?: string } | undefined)?.role === ROLE) {
   const port = parentPort;
   port.on('message', (j: Job) => {
     try {
@@ -55,7 +57,7 @@ export class ScryptThread {
     if (this.broken) return undefined;
     if (this.worker) return this.worker;
     const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
-    const w = new Worker(new URL(`./scrypt-thread${ext}`, import.meta.url), { name: 'smtp365-scrypt' });
+    const w = new Worker(new URL(`./scrypt-thread${ext}`, import.meta.url), { name: ROLE, workerData: { role: ROLE } });
     w.unref();
     w.on('message', (m: Reply) => {
       const p = this.pending.get(m.id);
@@ -66,7 +68,7 @@ export class ScryptThread {
       else p.reject(new Error(m.error));
     });
     const fail = (err: Error) => {
-      // Checks waiting on it are refused (the client gets a temporary error and tries again); later ones use the pool.
+      // Checks waiting on it fail (the client gets 454, a temporary error, and tries again); later ones use the pool.
       this.broken = true;
       this.worker = undefined;
       for (const p of this.pending.values()) p.reject(err);

@@ -206,7 +206,14 @@ export class RelayListener {
     const user = this.deps.users().get(name);
     this.passwords.setTtl(cfg.limits.authCache);
     const checksBefore = this.passwords.checks;
-    const ok = await this.passwords.verify(name, auth.password ?? '', user?.passwordHash);
+    let ok: boolean;
+    try {
+      ok = await this.passwords.verify(name, auth.password ?? '', user?.passwordHash);
+    } catch (err) {
+      // Too busy, or the check itself failed: not a wrong password (535 makes devices give up), try again later.
+      this.deps.log.warn('relay AUTH could not be checked now', { client: normalizeIp(ip), user: name, error: (err as Error).message });
+      throw smtpError(454, '4.7.0 Temporary authentication failure, try again later');
+    }
     if (!ok || !user) {
       this.count('authFailures');
       const n = this.authLimiter.fail(ip, name);
