@@ -67,6 +67,22 @@ test('relay users authenticate with PLAIN or LOGIN; wrong passwords are rate-lim
   assert.equal((await rig.relay.status()).counters.authFailures, 4);
 });
 
+test('a successful AUTH is remembered: the next connection with the same password needs no scrypt check; /metrics counts them', async (t) => {
+  await reset();
+  const rig = await startRig(t, { sandbox });
+  for (const pass of [RELAY_PASS, RELAY_PASS, 'wrong-password']) {
+    const c = await open(rig);
+    await c.cmd('EHLO dev.example');
+    assert.match(await c.cmd(`AUTH PLAIN ${plain(RELAY_USER, pass)}`), pass === RELAY_PASS ? /^235 / : /^535 /);
+    c.close();
+  }
+  const metrics = await (await fetch(`${rig.relay.metricsUrl}/metrics`)).text();
+  assert.match(metrics, /smtp365_relay_auth_total\{result="ok"\} 1\n/);
+  assert.match(metrics, /smtp365_relay_auth_total\{result="remembered"\} 1\n/);
+  assert.match(metrics, /smtp365_relay_auth_total\{result="failed"\} 1\n/);
+  assert.match(metrics, /smtp365_relay_connections_total 3\n/);
+});
+
 test('STARTTLS and implicit TLS listeners with the self-signed certificate made on first start', async (t) => {
   await reset();
   const rig = await startRig(t, { sandbox, config: { listen: [{ address: '127.0.0.1:0' }, { address: '127.0.0.1:0', tls: 'implicit' }] } });

@@ -11,15 +11,49 @@ export interface RelayMetrics {
   deferred: client.Counter<'account'>;
   bounced: client.Counter<'account'>;
   accepted: client.Counter;
-  refused: client.Counter<'reason'>;
   tokenRefreshFailures: client.Counter<'account'>;
   latency: client.Histogram<'account'>;
   accountAlert: client.Gauge<'account'>;
 }
 
-export function createMetrics(queueCounts: () => Promise<Record<QueueState, number>>): RelayMetrics {
+/** The listener's counters since start (summed over listener threads). */
+export interface ListenerCounts {
+  connections: number;
+  rejected: number;
+  authFailures: number;
+  authOk: number;
+  authRemembered: number;
+}
+
+export function createMetrics(queueCounts: () => Promise<Record<QueueState, number>>, listenerCounts: () => ListenerCounts): RelayMetrics {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: 'smtp365_relay_' });
+  // Counted by the listener (on its threads, when there are some): read when scraped.
+  const fromListener = (name: string, help: string, read: (c: ListenerCounts) => number) =>
+    new client.Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(read(listenerCounts()));
+      },
+    });
+  fromListener('smtp365_relay_connections_total', 'SMTP connections taken', (c) => c.connections);
+  fromListener('smtp365_relay_refused_total', 'Commands or messages refused by the listener (no permission, sender policy, size, protocol)', (c) => c.rejected);
+  new client.Counter({
+    name: 'smtp365_relay_auth_total',
+    help: 'Relay users\' AUTH attempts: ok (scrypt check), remembered (ok from limits.authCache, no check of its own), failed',
+    labelNames: ['result'],
+    registers: [registry],
+    collect() {
+      const c = listenerCounts();
+      this.reset();
+      this.inc({ result: 'ok' }, c.authOk - c.authRemembered);
+      this.inc({ result: 'remembered' }, c.authRemembered);
+      this.inc({ result: 'failed' }, c.authFailures);
+    },
+  });
   new client.Gauge({
     name: 'smtp365_relay_queue_messages',
     help: 'Messages in the queue, per state (incoming, active, deferred, hold, failed)',
@@ -36,7 +70,6 @@ export function createMetrics(queueCounts: () => Promise<Record<QueueState, numb
     deferred: new client.Counter({ name: 'smtp365_relay_deferred_total', help: 'Delivery attempts that ended in a retry later', labelNames: ['account'], registers: [registry] }),
     bounced: new client.Counter({ name: 'smtp365_relay_bounced_total', help: 'Messages that failed for at least one recipient (moved to failed/)', labelNames: ['account'], registers: [registry] }),
     accepted: new client.Counter({ name: 'smtp365_relay_accepted_total', help: 'Messages accepted (250) and queued', registers: [registry] }),
-    refused: new client.Counter({ name: 'smtp365_relay_refused_total', help: 'Clients refused by the listener', labelNames: ['reason'], registers: [registry] }),
     tokenRefreshFailures: new client.Counter({ name: 'smtp365_relay_token_refresh_failures_total', help: 'Failed token refreshes (background keep-alive and delivery)', labelNames: ['account'], registers: [registry] }),
     latency: new client.Histogram({
       name: 'smtp365_relay_delivery_latency_seconds',

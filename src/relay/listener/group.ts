@@ -46,7 +46,7 @@ interface ThreadHandle {
   stopped?: Promise<void>;
 }
 
-const ZERO: ThreadStats = { accepted: 0, rejected: 0, authFailures: 0, connections: 0 };
+const ZERO: ThreadStats = { accepted: 0, rejected: 0, authFailures: 0, authOk: 0, authRemembered: 0, connections: 0 };
 
 export class ListenerGroup {
   private readonly deps: ListenerGroupDeps;

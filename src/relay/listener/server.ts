@@ -77,7 +77,7 @@ export class RelayListener {
   private stopping = false;
   bound: BoundListener[] = [];
   /** Counters for status and metrics. */
-  readonly stats = { accepted: 0, rejected: 0, authFailures: 0, connections: 0 };
+  readonly stats = { accepted: 0, rejected: 0, authFailures: 0, authOk: 0, authRemembered: 0, connections: 0 };
 
   constructor(deps: ListenerDeps) {
     this.deps = deps;
@@ -224,7 +224,10 @@ export class RelayListener {
     this.authLimiter.succeed(ip, name);
     this.deps.onAuthSuccess?.(ip, name);
     // remembered: answered from limits.authCache (or by a check made for another connection at the same time), no scrypt of its own.
-    this.deps.log.debug('relay AUTH ok', { client: normalizeIp(ip), user: name, method: auth.method, session: session.id, remembered: this.passwords.checks === checksBefore });
+    const remembered = this.passwords.checks === checksBefore;
+    if (remembered) this.stats.authRemembered++;
+    this.count('authOk');
+    this.deps.log.debug('relay AUTH ok', { client: normalizeIp(ip), user: name, method: auth.method, session: session.id, remembered });
     return { user: name };
   }
 

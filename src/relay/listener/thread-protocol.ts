@@ -34,6 +34,9 @@ export interface ThreadStats {
   accepted: number;
   rejected: number;
   authFailures: number;
+  /** Successful AUTHs, and how many of them needed no scrypt check of their own (limits.authCache). */
+  authOk: number;
+  authRemembered: number;
   connections: number;
 }
 
