@@ -133,6 +133,34 @@ test('delayWarning: a message still not delivered after that long earns its send
   assert.equal(all.filter((m) => m.subject === 'Undelivered Mail Returned to Sender').length, 0);
 });
 
+test('a result that cannot be written (disk full) is written at a later scan: not delivered twice, not bounced twice, not left in active/', async (t) => {
+  await reset();
+  const rig = await startRig(t, { sandbox });
+  const q = rig.relay.queue;
+  const diskFull = () => Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+  // Removing a delivered message fails once, and so does moving a bounced one to failed/.
+  const complete = q.complete.bind(q);
+  let completeFailures = 1;
+  q.complete = async (id: string) => {
+    if (completeFailures-- > 0) throw diskFull();
+    return complete(id);
+  };
+  const moveActive = q.moveActive.bind(q);
+  let failedMoveFailures = 1;
+  q.moveActive = async (entry, to) => {
+    if (to === 'failed' && failedMoveFailures-- > 0) throw diskFull();
+    return moveActive(entry, to);
+  };
+  await send(rig, 'delivered, then the disk was full');
+  await until(rig.relay, async () => completeFailures < 0 && (await q.counts()).active + (await q.counts()).deferred + (await q.counts()).incoming === 0, 'the delivered message removed after all');
+  await fault(rig, { stage: 'data-end', reply: '550 5.7.60 SMTP; Client does not have permissions to send as this sender', times: 1 });
+  await send(rig, 'bounced, then the disk was full');
+  await until(rig.relay, async () => (await q.counts()).failed === 1 && failedMoveFailures < 0, 'the bounced message in failed/ after all');
+  await until(rig.relay, empty(rig), 'nothing else queued');
+  const got = await sandboxMessages(rig);
+  assert.deepEqual(got.map((m) => m.subject).sort(), ['Undelivered Mail Returned to Sender', 'delivered, then the disk was full'], 'each once: no second delivery, no second bounce');
+});
+
 test('a recipient refused at RCPT bounces alone; the others are delivered', async (t) => {
   await reset();
   const rig = await startRig(t, { sandbox });

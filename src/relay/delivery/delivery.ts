@@ -88,6 +88,8 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
   private readonly readySet = new Set<string>();
   /** Records this process accepted and has not claimed yet (claim without a read). */
   private readonly known = new Map<string, QueueEntry>();
+  /** Attempts whose result could not be written (disk): id → the entry with its result, in active/. */
+  private readonly stranded = new Map<string, QueueEntry>();
   /** ids with an operator request in ctl/, as of the last scan. */
   private controls = new Map<string, 'hold' | 'delete'>();
   private timer: NodeJS.Timeout | undefined;
@@ -246,6 +248,7 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
 
   private async pump(): Promise<void> {
     const now = Date.now();
+    await this.recordStranded(now);
     // Operators' hold/delete requests for messages that were being delivered when they asked.
     this.controls = await this.queue.pendingControls();
     for (const [id, action] of this.controls) {
@@ -293,6 +296,27 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     if (earliest < now + this.settings.scanInterval && earliest !== this.wakeAt) {
       this.wakeAt = earliest;
       setTimeout(() => this.notify(), Math.max(0, earliest - now) + 5).unref();
+    }
+  }
+
+  /**
+   * Results that could not be written: the entry goes to deferred/, due now,
+   * with what it learned (recipients delivered stay delivered, a bounce
+   * already queued is not queued again); the next attempt then finishes it
+   * (removes it, or moves it to failed/) or goes on delivering.
+   */
+  private async recordStranded(now: number): Promise<void> {
+    for (const [id, entry] of this.stranded) {
+      if (this.inFlight.has(id)) continue;
+      try {
+        entry.nextAttemptAt = new Date(now).toISOString();
+        await this.queue.moveActive(entry, 'deferred');
+        this.stranded.delete(id);
+        this.deferredDue.set(id, now);
+        this.log.info('recorded a delivery result that could not be written before', { id });
+      } catch {
+        return; // still failing: the next scan tries again
+      }
     }
   }
 
@@ -356,8 +380,10 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     this.deferredDue.delete(entry.id);
     const p = this.deliver(entry)
       .catch(async (err: unknown) => {
-        // Recording the result failed (disk): leave it in active/, recovery will retry it.
-        this.log.error('could not record a delivery result', { id: entry.id, error: (err as Error).message });
+        // Recording the result failed (disk full, I/O error): the entry stays in active/ and its
+        // result in memory; each scan tries to record it again (recordStranded), a restart's recovery too.
+        this.stranded.set(entry.id, entry);
+        this.log.error('could not record a delivery result; trying again at each scan', { id: entry.id, error: (err as Error).message });
       })
       .finally(() => {
         w.inFlight--;
@@ -561,10 +587,11 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     entry.failedAt = now.toISOString();
     entry.failureReason ??= failed.map((r) => `<${r.address}>: ${r.reply ?? r.code ?? 'failed'}`).join('; ');
     delete entry.nextAttemptAt;
-    let bounceId: string | undefined;
+    let bounceId: string | undefined = entry.bounceId;
     let bounce: QueueEntry | undefined;
     const handle = this.accounts(entry.account);
-    if (this.settings.bounces && !entry.bounceOf && handle && deliverableSender(entry.from)) {
+    // entry.bounceId: queued by an earlier try whose result could not be written (see recordStranded).
+    if (this.settings.bounces && !entry.bounceOf && !entry.bounceId && handle && deliverableSender(entry.from)) {
       try {
         const dsn = await buildBounce({ entry, failed, mailbox: handle.mailbox, dataPath: this.queue.dataPath(entry.id) });
         const b = await this.queueReport(dsn, entry, handle);
