@@ -8,7 +8,7 @@ import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { withSandbox, sandboxRequest } from './helpers/sandbox.ts';
-import { client, childSetup, startRelayChild, waitFor, MAIN, UNLIMITED } from './relay-helpers.ts';
+import { client, childSetup, startRelayChild, tempDir, waitFor, MAIN, UNLIMITED } from './relay-helpers.ts';
 import { Queue } from '../src/relay/queue/queue.ts';
 
 const exec = promisify(execFile);
@@ -77,4 +77,43 @@ test('queue list/show/hold/release/delete/flush and relay status while the relay
   assert.deepEqual(got.map((m) => m.subject).sort(), expected.sort());
   child.proc.kill('SIGTERM');
   assert.equal(await child.exited, 0);
+});
+
+test('queue delete --all --state STATE [--older-than D]: bulk removal, with clear refusals for what it will not do', async (t) => {
+  const dir = await tempDir(t, 'smtp365-bulk-');
+  const spool = path.join(dir, 'spool');
+  const env = { PATH: process.env.PATH, HOME: dir, SMTP365_HOME: path.join(dir, 'home') };
+  const q = await Queue.open(spool);
+  const ids: string[] = [];
+  for (const daysAgo of [40, 31, 2]) {
+    const e = await q.acceptBuffer(Buffer.from('Subject: x\r\n\r\nx\r\n'), { from: 's@example.com', recipients: ['r@example.com'], account: 'default', client: { address: '127.0.0.1', tls: false } });
+    const c = (await q.claim(e.id, 'incoming'))!;
+    c.failedAt = new Date(Date.now() - daysAgo * 86_400_000).toISOString();
+    await q.moveActive(c, 'failed');
+    ids.push(e.id);
+  }
+  const held = await q.acceptBuffer(Buffer.from('Subject: y\r\n\r\ny\r\n'), { from: 's@example.com', recipients: ['r@example.com'], account: 'default', client: { address: '127.0.0.1', tls: false } });
+  await q.hold(held.id);
+
+  for (const [args, why] of [
+    [['queue', 'delete'], /Give a message id, or --all --state STATE/],
+    [['queue', 'delete', '--all'], /--all needs --state: one of incoming, deferred, hold, failed/],
+    [['queue', 'delete', '--all', '--state', 'active'], /active messages are being delivered/],
+    [['queue', 'delete', ids[0]!, '--all', '--state', 'failed'], /not both/],
+    [['queue', 'delete', '--all', '--state', 'failed', '--older-than', 'soon'], /--older-than: not a duration: "soon"/],
+  ] as const) {
+    const r = await cli(env, ...args, '--spool', spool);
+    assert.equal(r.code, 65, `${args.join(' ')}: ${r.err}`);
+    assert.match(r.err, why);
+  }
+  assert.equal((await q.counts()).failed, 3, 'nothing removed by a refused command');
+
+  const r = await cli(env, 'queue', 'delete', '--all', '--state', 'failed', '--older-than', '30d', '--spool', spool, '--json');
+  assert.equal(r.code, 0, r.err);
+  assert.deepEqual((JSON.parse(r.out) as { results: Array<{ id: string }> }).results.map((x) => x.id).sort(), [ids[0], ids[1]].sort());
+  assert.deepEqual(await q.ids('failed'), [ids[2]]);
+  const human = await cli(env, 'queue', 'delete', '--all', '--state', 'hold', '--spool', spool);
+  assert.equal(human.code, 0, human.err);
+  assert.match(human.out, new RegExp(`${held.id}: hold → deleted`));
+  assert.deepEqual(await q.counts(), { incoming: 0, active: 0, deferred: 0, hold: 0, failed: 1 });
 });

@@ -161,6 +161,18 @@ test('a result that cannot be written (disk full) is written at a later scan: no
   assert.deepEqual(got.map((m) => m.subject).sort(), ['Undelivered Mail Returned to Sender', 'delivered, then the disk was full'], 'each once: no second delivery, no second bounce');
 });
 
+test('delivery.keepFailed: failed/ keeps a bounced message that long, then the relay removes it with its body', async (t) => {
+  await reset();
+  const rig = await startRig(t, { sandbox, config: { delivery: { keepFailed: '2s' } } });
+  await fault(rig, { stage: 'data-end', reply: '550 5.7.60 SMTP; Client does not have permissions to send as this sender', times: 1 });
+  const id = /queued as (\S+)/.exec(await send(rig, 'kept a while'))![1]!;
+  await until(rig.relay, async () => (await rig.relay.queue.counts()).failed === 1, 'in failed/');
+  const failedAt = Date.parse((await rig.relay.queue.read('failed', id)).failedAt!);
+  await until(rig.relay, async () => (await rig.relay.queue.counts()).failed === 0, 'removed after keepFailed', 15_000);
+  assert.ok(Date.now() - failedAt >= 2000, 'not before its time');
+  await assert.rejects(readFile(rig.relay.queue.dataPath(id)), /ENOENT/);
+});
+
 test('a recipient refused at RCPT bounces alone; the others are delivered', async (t) => {
   await reset();
   const rig = await startRig(t, { sandbox });

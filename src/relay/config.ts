@@ -206,6 +206,8 @@ export const relayConfigSchema = z
         bounces: z.boolean().default(true),
         /** Tell the sender once when a message is still not delivered after this long (0: never, as Postfix's default). */
         delayWarning: durationOrOff.default(0),
+        /** failed/ keeps a bounced message (its record and body) this long, then removes it (0: for ever). */
+        keepFailed: durationOrOff.default(30 * 86_400_000),
       })
       .strict()
       .prefault({}),

@@ -7,7 +7,7 @@ import pc from 'picocolors';
 import { EXIT, printJson, reportError } from '../output.ts';
 import { parseCommand } from '../parse.ts';
 import { Smtp365Error } from '../../errors/error.ts';
-import { applyOverrides, loadRelayConfig } from '../../relay/config.ts';
+import { applyOverrides, loadRelayConfig, parseDuration } from '../../relay/config.ts';
 import type { Queue, OperatorResult } from '../../relay/queue/queue.ts';
 import { QUEUE_STATES, type ListedEntry, type QueueState } from '../../relay/queue/types.ts';
 
@@ -177,7 +177,35 @@ export async function run(argv: string[]): Promise<number> {
   );
   common(program.command('hold <id>').description('Park a message: no delivery until released')).action(act(async (o, id) => printResults([await (await openQueue(o)).hold(id!)], 'hold', o.json)));
   common(program.command('release <id>').description('Release a held message for delivery now')).action(act(async (o, id) => printResults([await (await openQueue(o)).release(id!)], 'release', o.json)));
-  common(program.command('delete <id>').description('Delete a message without bouncing it')).action(act(async (o, id) => printResults([await (await openQueue(o)).delete(id!)], 'delete', o.json)));
+  common(
+    program
+      .command('delete [id]')
+      .description('Delete a message without bouncing it; --all --state STATE for every message in a state')
+      .option('--all', 'every message in --state (not active ones: they are being delivered)')
+      .option('--state <state>', 'with --all: incoming, deferred, hold or failed')
+      .option('--older-than <duration>', 'with --all: only those that arrived (failed: failed) longer ago, e.g. 30d'),
+  ).action(
+    act(async (o, id) => {
+      const { all, state, olderThan } = o as Common & { all?: boolean; state?: string; olderThan?: string };
+      const states = ['incoming', 'deferred', 'hold', 'failed'] as const;
+      if (id && (all || state || olderThan)) throw new Smtp365Error('INPUT_INVALID', 'Give a message id, or --all --state STATE, not both');
+      if (!id && !all) throw new Smtp365Error('INPUT_INVALID', `Give a message id, or --all --state STATE (${states.join(', ')})`);
+      if (!all) return printResults([await (await openQueue(o)).delete(id!)], 'delete', o.json);
+      if (!state || !states.includes(state as (typeof states)[number])) {
+        throw new Smtp365Error('INPUT_INVALID', `--all needs --state: one of ${states.join(', ')}${state === 'active' ? ' (active messages are being delivered: delete them one by one, by id)' : ''}`);
+      }
+      let olderThanMs: number | undefined;
+      if (olderThan !== undefined) {
+        try {
+          olderThanMs = parseDuration(olderThan);
+        } catch {
+          throw new Smtp365Error('INPUT_INVALID', `--older-than: not a duration: "${olderThan}" (e.g. 12h, 30d)`);
+        }
+      }
+      const q = await openQueue(o);
+      return printResults(await q.deleteAll(state as (typeof states)[number], olderThanMs !== undefined ? { olderThanMs } : {}), 'delete', o.json);
+    }),
+  );
   common(program.command('flush').description('Deliver every deferred message now and resume paused accounts')).action(
     act(async (o) => {
       const q = await openQueue(o);

@@ -34,6 +34,8 @@ export interface DeliverySettings {
   bounces: boolean;
   /** ms after arrival a still-pending message earns one delay warning to its sender; 0: never. */
   delayWarning: number;
+  /** ms failed/ keeps a message after it failed; 0: for ever. */
+  keepFailed: number;
 }
 
 export interface AccountHandle {
@@ -249,6 +251,7 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
   private async pump(): Promise<void> {
     const now = Date.now();
     await this.recordStranded(now);
+    await this.expireFailed(now);
     // Operators' hold/delete requests for messages that were being delivered when they asked.
     this.controls = await this.queue.pendingControls();
     for (const [id, action] of this.controls) {
@@ -296,6 +299,21 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     if (earliest < now + this.settings.scanInterval && earliest !== this.wakeAt) {
       this.wakeAt = earliest;
       setTimeout(() => this.notify(), Math.max(0, earliest - now) + 5).unref();
+    }
+  }
+
+  private expiredAt = 0;
+
+  /** failed/ past delivery.keepFailed is removed: at start, then every hour (sooner for a short keepFailed). */
+  private async expireFailed(now: number): Promise<void> {
+    const keep = this.settings.keepFailed;
+    if (!keep || now - this.expiredAt < Math.min(3_600_000, Math.max(1000, keep / 4))) return;
+    this.expiredAt = now;
+    try {
+      const gone = await this.queue.deleteAll('failed', { olderThanMs: keep, now });
+      if (gone.length > 0) this.log.info('removed failed messages kept longer than delivery.keepFailed', { count: gone.length, keepFailedS: Math.round(keep / 1000) });
+    } catch (err) {
+      this.log.error('could not remove old failed messages', { error: (err as Error).message });
     }
   }
 

@@ -262,3 +262,28 @@ test('a spool path that is a file, or a directory the relay did not make, is ref
   await Queue.open(path.join(dir, 'spool'));
   await requireSpool(path.join(dir, 'spool'));
 });
+
+test('deleteAll: every message of a state, or only those older than a limit (failed/: by failedAt); never active/', async (t) => {
+  const q = await tempQueue(t);
+  const now = Date.parse('2026-11-26T12:00:00Z');
+  const make = async (failedDaysAgo: number) => {
+    const e = await q.accept(Readable.from([Buffer.from('Subject: x\r\n\r\nx\r\n')]), meta());
+    const claimed = (await q.claim(e.id, 'incoming'))!;
+    claimed.failedAt = new Date(now - failedDaysAgo * 86_400_000).toISOString();
+    await q.moveActive(claimed, 'failed');
+    return e.id;
+  };
+  const old = await make(40);
+  const recent = await make(2);
+  const deferred = await q.accept(Readable.from([Buffer.from('Subject: y\r\n\r\ny\r\n')]), meta());
+  await q.moveActive((await q.claim(deferred.id, 'incoming'))!, 'deferred');
+  const active = await q.accept(Readable.from([Buffer.from('Subject: z\r\n\r\nz\r\n')]), meta());
+  await q.claim(active.id, 'incoming');
+
+  assert.deepEqual(await q.deleteAll('failed', { olderThanMs: 30 * 86_400_000, now }), [{ id: old, from: 'failed', to: 'deleted' }]);
+  assert.deepEqual(await q.ids('failed'), [recent]);
+  await assert.rejects(readFile(q.dataPath(old)), /ENOENT/, 'its body went too');
+  assert.deepEqual((await q.deleteAll('deferred')).map((r) => r.id), [deferred.id]);
+  assert.deepEqual(await q.counts(), { incoming: 0, active: 1, deferred: 0, hold: 0, failed: 1 });
+  assert.deepEqual(await q.deleteAll('hold'), []);
+});

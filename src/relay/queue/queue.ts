@@ -588,6 +588,35 @@ export class Queue {
     return out;
   }
 
+  /**
+   * Deletes every message in `state` (not active/: those are being
+   * delivered), without bouncing; with `olderThanMs`, only those that
+   * arrived (failed/: failed) longer ago than that. For `queue delete --all`
+   * and the relay's expiry of failed/ (delivery.keepFailed).
+   */
+  async deleteAll(state: Exclude<QueueState, 'active'>, opts: { olderThanMs?: number; now?: number } = {}): Promise<OperatorResult[]> {
+    const now = opts.now ?? Date.now();
+    const out: OperatorResult[] = [];
+    for (const id of await this.ids(state)) {
+      if (opts.olderThanMs !== undefined) {
+        const e = await this.read(state, id).catch(() => undefined);
+        if (!e) continue; // moved meanwhile
+        const since = Date.parse((state === 'failed' ? e.failedAt : undefined) ?? e.receivedAt);
+        if (!(now - since > opts.olderThanMs)) continue;
+      }
+      try {
+        await unlink(this.entryPath(state, id));
+      } catch (err) {
+        if (isNotFound(err)) continue; // claimed or moved meanwhile
+        throw err;
+      }
+      await unlink(this.dataPath(id)).catch(() => undefined);
+      out.push({ id, from: state, to: 'deleted' });
+    }
+    if (out.length > 0) await fsyncDir(this.stateDir(state));
+    return out;
+  }
+
   /** Deletes a message without bouncing it. */
   async delete(id: string): Promise<OperatorResult> {
     checkId(id);
