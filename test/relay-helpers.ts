@@ -15,6 +15,7 @@ import { parseRelayConfig, type RelayConfigInput } from '../src/relay/config.ts'
 import { startRelay, type RelayDaemon } from '../src/relay/daemon.ts';
 import { silentLogger, createLogger } from '../src/relay/log.ts';
 import { hashPassword } from '../src/relay/users.ts';
+import { loadTls } from '../src/relay/listener/tls.ts';
 import { withSandbox, sandboxAccount, sandboxRequest, type HasAfter, type Sandbox } from './helpers/sandbox.ts';
 
 export const RELAY_USER = 'printer';
@@ -233,3 +234,19 @@ export function sharedSandbox(use: (sb: Sandbox) => void): () => Promise<void> {
 
 /** AUTH PLAIN's argument. */
 export const plain = (user: string, pass: string) => Buffer.from(`\0${user}\0${pass}`).toString('base64');
+
+/**
+ * Two self-signed certificate pairs (a, b) for localhost, and the paths a
+ * relay's `tls:` reads, holding pair a; install(b) renews them in place.
+ */
+export async function certificatePairs(t: HasAfter, prefix: string) {
+  const dir = await tempDir(t, prefix);
+  const a = await loadTls({ spool: path.join(dir, 'a'), hostname: 'localhost' });
+  const b = await loadTls({ spool: path.join(dir, 'b'), hostname: 'localhost' });
+  const files = { cert: path.join(dir, 'cert.pem'), key: path.join(dir, 'key.pem') };
+  const install = async (p: { cert: string; key: string }, which: Array<'cert' | 'key'> = ['cert', 'key']) => {
+    for (const k of which) await writeFile(files[k], p[k]);
+  };
+  await install(a);
+  return { a, b, files, install };
+}

@@ -8,7 +8,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { RawSmtp } from './helpers/raw-smtp.ts';
 import { sandboxRequest, type Sandbox } from './helpers/sandbox.ts';
-import { client, sandboxMessages, startRig, until, RELAY_PASS, RELAY_USER, type RelayRig, sharedSandbox, plain } from './relay-helpers.ts';
+import { certificatePairs, client, sandboxMessages, startRig, until, RELAY_PASS, RELAY_USER, type RelayRig, sharedSandbox, plain } from './relay-helpers.ts';
 import { addUser, hashPassword, removeUser } from '../src/relay/users.ts';
 
 let sandbox: Sandbox;
@@ -106,6 +106,36 @@ test('STARTTLS and implicit TLS listeners with the self-signed certificate made 
   });
   assert.match(banner, /^220 /);
   s.destroy();
+});
+
+test('SIGHUP reloads a renewed certificate for new TLS sessions (STARTTLS and implicit); a key that does not fit is refused and the old pair kept', async (t) => {
+  await reset();
+  const { a, b, files, install } = await certificatePairs(t, 'smtp365-cert-');
+  const rig = await startRig(t, { sandbox, config: { tls: files, listen: [{ address: '127.0.0.1:0' }, { address: '127.0.0.1:0', tls: 'implicit' }] } });
+  const [starttls, implicit] = rig.relay.listeners;
+  const served = async (): Promise<string[]> => {
+    const c = await RawSmtp.connect(starttls!.port);
+    await c.readText();
+    await c.cmd('EHLO dev.example');
+    await c.cmd('STARTTLS');
+    const viaStarttls = (await c.upgrade({ rejectUnauthorized: false })).getPeerCertificate().fingerprint256;
+    c.close();
+    const s = tls.connect({ port: implicit!.port, host: '127.0.0.1', rejectUnauthorized: false });
+    await new Promise((resolve, reject) => s.once('secureConnect', resolve).once('error', reject));
+    const viaImplicit = s.getPeerCertificate().fingerprint256;
+    s.destroy();
+    return [viaStarttls, viaImplicit];
+  };
+  assert.deepEqual(await served(), [a.fingerprint256, a.fingerprint256]);
+  // Renewed in place (as certbot's deploy hook would, then systemctl reload).
+  await install(b);
+  await rig.relay.reload();
+  assert.deepEqual(await served(), [b.fingerprint256, b.fingerprint256]);
+  assert.equal(rig.relay.tls.fingerprint256, b.fingerprint256, 'status shows the new one');
+  // A botched renewal: the old certificate with the new key. Refused; TLS goes on with the pair that works.
+  await install(a, ['cert']);
+  await rig.relay.reload();
+  assert.deepEqual(await served(), [b.fingerprint256, b.fingerprint256]);
 });
 
 test('allowed networks relay without AUTH; a sender outside the policy is refused or rewritten', async (t) => {

@@ -4,9 +4,10 @@
 // graceful stop reaches them all.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import tls from 'node:tls';
 import { RawSmtp } from './helpers/raw-smtp.ts';
 import type { Sandbox } from './helpers/sandbox.ts';
-import { client, sandboxMessages, startRig, until, RELAY_USER, sharedSandbox, plain } from './relay-helpers.ts';
+import { certificatePairs, client, sandboxMessages, startRig, until, RELAY_USER, sharedSandbox, plain } from './relay-helpers.ts';
 
 let sandbox: Sandbox;
 sharedSandbox((sb) => (sandbox = sb));
@@ -59,4 +60,29 @@ test('failed AUTHs from one address count across threads; a stop reaches every t
   await rig.relay.stop();
   assert.equal(rig.relay.listener.threadCount, 0);
   await assert.rejects(RawSmtp.connect(rig.port), /ECONNREFUSED/);
+});
+
+test('a certificate reloaded by SIGHUP reaches every listener thread', async (t) => {
+  const { b, files, install } = await certificatePairs(t, 'smtp365-cert-threads-');
+  const rig = await startRig(t, { sandbox, config: { listenerThreads: 2, tls: files, listen: [{ address: '127.0.0.1:0', tls: 'implicit' }] } });
+  await install(b);
+  await rig.relay.reload();
+  // The kernel spreads connections over both threads: each must serve the new certificate (the message is async: allow it a moment).
+  await until(
+    rig.relay,
+    async () => {
+      const seen = await Promise.all(
+        Array.from({ length: 12 }, async () => {
+          const s = tls.connect({ port: rig.port, host: '127.0.0.1', rejectUnauthorized: false });
+          await new Promise((resolve, reject) => s.once('secureConnect', resolve).once('error', reject));
+          const f = s.getPeerCertificate().fingerprint256;
+          s.destroy();
+          return f;
+        }),
+      );
+      return seen.every((f) => f === b.fingerprint256);
+    },
+    'every connection served the renewed certificate',
+    10_000,
+  );
 });

@@ -12,6 +12,7 @@ import { configWarnings, relayConfigCandidates, type RelayConfig } from './confi
 import { Delivery, type AccountAlert, type AccountHandle } from './delivery/delivery.ts';
 import type { BoundListener } from './listener/server.ts';
 import { ListenerGroup, resolveListenerThreads } from './listener/group.ts';
+import { createSecureContext } from 'node:tls';
 import { loadTls, type TlsMaterial } from './listener/tls.ts';
 import { createLogger, type Logger } from './log.ts';
 import { createMetrics, startMetricsServer, type MetricsServer, type RelayMetrics } from './metrics.ts';
@@ -101,7 +102,8 @@ export class RelayDaemon {
   readonly delivery: Delivery;
   readonly listener: ListenerGroup;
   readonly metrics: RelayMetrics;
-  readonly tls: TlsMaterial;
+  /** The listeners' certificate; a SIGHUP reloads it (a renewed one is used for new TLS sessions). */
+  tls: TlsMaterial;
   readonly log: Logger;
   private readonly lock: SpoolLock;
   private readonly opts: RelayOptions;
@@ -372,7 +374,27 @@ export class RelayDaemon {
     }
   }
 
-  /** SIGHUP: re-read the config (listeners need a restart to change) and the users; resume paused accounts. */
+  /**
+   * The certificate files again (a renewed certificate, certbot's or an
+   * admin's): when they changed, new TLS sessions use them. A pair that does
+   * not load or whose key does not fit the certificate is refused and the
+   * current one kept, so a botched renewal never breaks STARTTLS.
+   */
+  private async reloadTls(): Promise<void> {
+    const cfg = this.config;
+    try {
+      const next = await loadTls({ spool: this.queue.dir, configured: cfg.tls, ...(cfg.hostname ? { hostname: cfg.hostname } : {}) });
+      if (next.fingerprint256 === this.tls.fingerprint256 && next.key === this.tls.key) return;
+      createSecureContext({ key: next.key, cert: next.cert }); // throws on a key that does not fit
+      this.listener.updateTls(next);
+      this.tls = next;
+      this.log.info('certificate reloaded', { cert: next.certPath, sha256: next.fingerprint256 });
+    } catch (err) {
+      this.log.error('certificate reload failed; keeping the previous certificate', { error: (err as Error).message, cert: cfg.tls?.cert ?? this.tls.certPath });
+    }
+  }
+
+  /** SIGHUP: re-read the config (listeners need a restart to change), the certificate and the users; resume paused accounts. */
   async reload(): Promise<void> {
     try {
       if (this.opts.reloadConfig) {
@@ -384,6 +406,7 @@ export class RelayDaemon {
         for (const w of configWarnings(next)) this.log.warn(w);
         if (next.account) this.defaultAccountName = next.account;
       }
+      await this.reloadTls();
       await this.loadUsers();
       await this.setupAccounts();
       this.listener.update();

@@ -11,6 +11,7 @@ import type { QueueEntry } from '../queue/types.ts';
 import { AuthLimiter } from './auth-limit.ts';
 import { RelayListener, type BoundListener, type ListenerDeps } from './server.ts';
 import type { FromThread, ListenerView, ThreadInit, ThreadStats, ToThread } from './thread-protocol.ts';
+import type { TlsMaterial } from './tls.ts';
 
 export interface ListenerGroupDeps extends ListenerDeps {
   /** Listener threads; 0 = the main thread listens. */
@@ -58,8 +59,12 @@ export class ListenerGroup {
   private stopping = false;
   bound: BoundListener[] = [];
 
+  /** The certificate for threads started from now on (updateTls). */
+  private tls: TlsMaterial;
+
   constructor(deps: ListenerGroupDeps) {
     this.deps = deps;
+    this.tls = deps.tls;
     const l = deps.config().limits;
     this.authLimiter = new AuthLimiter(l.authFailures, l.authFailureWindow);
   }
@@ -110,6 +115,13 @@ export class ListenerGroup {
     return names;
   }
 
+  /** A renewed certificate (SIGHUP): every listener, on every thread, uses it for new TLS sessions. */
+  updateTls(tls: TlsMaterial): void {
+    this.tls = tls;
+    if (this.inProcess) this.inProcess.updateTls(tls);
+    for (const t of this.threads) this.send(t, { type: 'tls', tls });
+  }
+
   /** Config, users or accounts changed (SIGHUP, a sign-in that now works): the threads decide with the new ones. */
   update(): void {
     if (this.threads.length === 0) return;
@@ -125,7 +137,7 @@ export class ListenerGroup {
     const init: ThreadInit = {
       ...this.view(),
       spool: this.deps.spool,
-      tls: this.deps.tls,
+      tls: this.tls,
       logLevel: this.deps.logLevel,
       ...(ports ? { ports } : {}),
     };

@@ -79,8 +79,12 @@ export class RelayListener {
   /** Counters for status and metrics. */
   readonly stats = { accepted: 0, rejected: 0, authFailures: 0, authOk: 0, authRemembered: 0, connections: 0 };
 
+  /** The certificate in use (a SIGHUP may bring a renewed one: updateTls). */
+  private tls: TlsMaterial;
+
   constructor(deps: ListenerDeps) {
     this.deps = deps;
+    this.tls = deps.tls;
     const l = deps.config().limits;
     this.authLimiter = new AuthLimiter(l.authFailures, l.authFailureWindow);
     this.passwords = new PasswordCheck({ ttlMs: l.authCache });
@@ -89,6 +93,12 @@ export class RelayListener {
   private count(key: keyof RelayListener['stats']): void {
     this.stats[key]++;
     this.deps.onStats?.();
+  }
+
+  /** A renewed certificate: new TLS sessions (STARTTLS and implicit) use it; those already open keep theirs. */
+  updateTls(tls: TlsMaterial): void {
+    this.tls = tls;
+    for (const { server, spec } of this.servers) if (spec.tls !== 'none') server.updateSecureContext({ key: tls.key, cert: tls.cert });
   }
 
   /** Refuse `ip` until `until` (ms): its failures, counted over all listener threads, reached the limit. */
@@ -133,8 +143,8 @@ export class RelayListener {
       name: cfg.hostname ?? os.hostname(),
       banner: 'smtp365 relay',
       secure: spec.tls === 'implicit',
-      key: this.deps.tls.key,
-      cert: this.deps.tls.cert,
+      key: this.tls.key,
+      cert: this.tls.cert,
       minVersion: 'TLSv1.2',
       hideSTARTTLS: spec.tls === 'none',
       disabledCommands: spec.tls === 'none' ? ['STARTTLS'] : [],

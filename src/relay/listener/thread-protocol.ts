@@ -28,6 +28,7 @@ export interface ThreadInit extends ListenerView {
 export type ToThread =
   | { type: 'update'; view: ListenerView }
   | { type: 'block'; ip: string; until: number }
+  | { type: 'tls'; tls: TlsMaterial }
   | { type: 'stop'; timeoutMs: number };
 
 export interface ThreadStats {

@@ -76,6 +76,7 @@ const listener = new RelayListener({
 port.on('message', (m: ToThread) => {
   if (m.type === 'update') view = m.view;
   else if (m.type === 'block') listener.blockAddress(m.ip, m.until);
+  else if (m.type === 'tls') listener.updateTls(m.tls);
   else if (m.type === 'stop') {
     void listener.stop(m.timeoutMs).then(() => {
       flush();
