@@ -132,6 +132,11 @@ test('SIGHUP reloads a renewed certificate for new TLS sessions (STARTTLS and im
   await rig.relay.reload();
   assert.deepEqual(await served(), [b.fingerprint256, b.fingerprint256]);
   assert.equal(rig.relay.tls.fingerprint256, b.fingerprint256, 'status shows the new one');
+  const st = await rig.relay.status();
+  assert.equal(st.certificate.notAfter, b.notAfter);
+  assert.ok(Date.parse(b.notAfter) > Date.now() + 9 * 365 * 86_400_000, 'the self-signed pair lasts ten years');
+  const metrics = await (await fetch(`${rig.relay.metricsUrl}/metrics`)).text();
+  assert.match(metrics, new RegExp(`smtp365_relay_certificate_not_after_seconds ${Date.parse(b.notAfter) / 1000}\\n`));
   // A botched renewal: the old certificate with the new key. Refused; TLS goes on with the pair that works.
   await install(a, ['cert']);
   await rig.relay.reload();

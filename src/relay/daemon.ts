@@ -13,7 +13,7 @@ import { Delivery, type AccountAlert, type AccountHandle } from './delivery/deli
 import type { BoundListener } from './listener/server.ts';
 import { ListenerGroup, resolveListenerThreads } from './listener/group.ts';
 import { createSecureContext } from 'node:tls';
-import { loadTls, type TlsMaterial } from './listener/tls.ts';
+import { daysLeft, loadTls, type TlsMaterial } from './listener/tls.ts';
 import { createLogger, type Logger } from './log.ts';
 import { createMetrics, startMetricsServer, type MetricsServer, type RelayMetrics } from './metrics.ts';
 import { acquireSpoolLock, type SpoolLock } from './queue/lock.ts';
@@ -78,7 +78,7 @@ export interface RelayStatus {
   spool: string;
   listeners: BoundListener[];
   metrics: string | null;
-  certificate: { path: string; selfSigned: boolean; fingerprint256: string };
+  certificate: { path: string; selfSigned: boolean; fingerprint256: string; notAfter: string };
   queue: Record<QueueState, number>;
   accounts: AccountStatusLine[];
   counters: { accepted: number; refused: number; authFailures: number; delivered: number; deferred: number; bounced: number };
@@ -129,7 +129,7 @@ export class RelayDaemon {
     this.tls = tls;
     this.log = log;
     this.defaultAccountName = opts.config.account ?? Object.keys(opts.accounts ?? {})[0] ?? 'default';
-    this.metrics = createMetrics(() => this.queue.counts(), () => this.listener.stats);
+    this.metrics = createMetrics(() => this.queue.counts(), () => this.listener.stats, () => this.tls.notAfter);
     const d = opts.config.delivery;
     this.delivery = new Delivery({
       queue,
@@ -195,6 +195,7 @@ export class RelayDaemon {
       });
       for (const b of bound) log.info('listening', { address: `${b.host}:${b.port}`, tls: b.tls });
       for (const w of configWarnings(cfg)) log.warn(w);
+      warnExpiry(tls, log);
       if (cfg.metrics) {
         const m = cfg.metrics;
         daemon.metricsServer = await startMetricsServer({ host: m.host, port: m.port, metrics: daemon.metrics, health: () => daemon!.health() }).catch((err: NodeJS.ErrnoException) => {
@@ -388,7 +389,8 @@ export class RelayDaemon {
       createSecureContext({ key: next.key, cert: next.cert }); // throws on a key that does not fit
       this.listener.updateTls(next);
       this.tls = next;
-      this.log.info('certificate reloaded', { cert: next.certPath, sha256: next.fingerprint256 });
+      this.log.info('certificate reloaded', { cert: next.certPath, sha256: next.fingerprint256, notAfter: next.notAfter });
+      warnExpiry(next, this.log);
     } catch (err) {
       this.log.error('certificate reload failed; keeping the previous certificate', { error: (err as Error).message, cert: cfg.tls?.cert ?? this.tls.certPath });
     }
@@ -434,7 +436,7 @@ export class RelayDaemon {
       spool: this.queue.dir,
       listeners: this.listener.bound,
       metrics: this.metricsServer?.url ?? null,
-      certificate: { path: this.tls.certPath, selfSigned: this.tls.selfSigned, fingerprint256: this.tls.fingerprint256 },
+      certificate: { path: this.tls.certPath, selfSigned: this.tls.selfSigned, fingerprint256: this.tls.fingerprint256, notAfter: this.tls.notAfter },
       queue: await this.queue.counts(),
       accounts: await Promise.all([...this.accounts.entries()].map(async ([name, a]) => {
         const w = workers.get(name);
@@ -531,4 +533,11 @@ function accountsFileProblem(err: Error): string {
 
 function noAccount(why: string, source: string): string {
   return `No smtp365 account can deliver the relay's mail (${why}). Set one up in config.yaml (smtp365 setup, or smtp365 login; see docs/setup.md), then name it with --account NAME or account: in ${source}, or make it the default account`;
+}
+
+/** A certificate that expires within 14 days (or has): clients that verify it will refuse STARTTLS. */
+function warnExpiry(tls: TlsMaterial, log: Logger): void {
+  const days = daysLeft(tls);
+  if (days >= 14) return;
+  log.warn(days < 0 ? 'the relay\'s certificate has expired: clients that check it refuse TLS' : `the relay's certificate expires in ${days} day(s)`, { cert: tls.certPath, notAfter: tls.notAfter, fix: 'renew it, then systemctl reload (SIGHUP) picks it up without a restart' });
 }

@@ -25,9 +25,17 @@ export interface ListenerCounts {
   authRemembered: number;
 }
 
-export function createMetrics(queueCounts: () => Promise<Record<QueueState, number>>, listenerCounts: () => ListenerCounts): RelayMetrics {
+export function createMetrics(queueCounts: () => Promise<Record<QueueState, number>>, listenerCounts: () => ListenerCounts, certificateNotAfter: () => string): RelayMetrics {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: 'smtp365_relay_' });
+  new client.Gauge({
+    name: 'smtp365_relay_certificate_not_after_seconds',
+    help: 'When the listeners\' TLS certificate expires (Unix time): alert on it minus time()',
+    registers: [registry],
+    collect() {
+      this.set(Date.parse(certificateNotAfter()) / 1000);
+    },
+  });
   // Counted by the listener (on its threads, when there are some): read when scraped.
   const fromListener = (name: string, help: string, read: (c: ListenerCounts) => number) =>
     new client.Counter({

@@ -109,7 +109,7 @@ async function runRelay(o: RelayFlags & { json?: boolean; logJson?: boolean; ver
     const label = (s: string) => pc.dim(s.padEnd(13));
     const lines = [`${pc.bold('smtp365 relay')} ${pc.dim(`pid ${st.pid}`)}`];
     for (const l of st.listeners) lines.push(`${label('listening')}${l.host}:${l.port} ${pc.dim(l.tls === 'starttls' ? 'STARTTLS offered' : l.tls === 'implicit' ? 'implicit TLS' : 'no TLS')}`);
-    lines.push(`${label('certificate')}${st.certificate.path}${st.certificate.selfSigned ? pc.dim(' (self-signed; SHA-256 ' + st.certificate.fingerprint256 + ')') : ''}`);
+    lines.push(`${label('certificate')}${certificateText(st.certificate)}`);
     lines.push(`${label('spool')}${st.spool}`);
     if (st.metrics) lines.push(`${label('metrics')}${st.metrics}/metrics  ${pc.dim('health: ' + st.metrics + '/healthz')}`);
     for (const a of st.accounts) lines.push(`${label('account')}${a.name} → ${a.mailbox ?? pc.red('not usable: ' + (a.tokenError ?? 'unknown'))}`);
@@ -118,6 +118,13 @@ async function runRelay(o: RelayFlags & { json?: boolean; logJson?: boolean; ver
   }
   await relay.stopped();
   return EXIT.OK;
+}
+
+/** The listeners' certificate: path, until when (in colour when it is close or past), and the fingerprint to pin a self-signed one. */
+function certificateText(c: RelayStatus['certificate']): string {
+  const days = Math.floor((Date.parse(c.notAfter) - Date.now()) / 86_400_000);
+  const expires = days < 0 ? pc.red(` EXPIRED ${c.notAfter.slice(0, 10)}`) : days < 14 ? pc.yellow(` expires in ${days} day(s)`) : pc.dim(` until ${c.notAfter.slice(0, 10)}`);
+  return `${c.path}${expires}${c.selfSigned ? pc.dim(' (self-signed; SHA-256 ' + c.fingerprint256 + ')') : ''}`;
 }
 
 async function runStatus(o: { config?: string; spool?: string; json?: boolean }): Promise<number> {
@@ -140,7 +147,7 @@ async function runStatus(o: { config?: string; spool?: string; json?: boolean })
     ...(lock ? { pid: lock.pid, since: lock.since } : {}),
     spool: queue.dir,
     queue: counts,
-    ...(live && running ? { listeners: live.listeners, metrics: live.metrics, accounts: live.accounts, counters: live.counters, lastErrors: live.lastErrors, updatedAt: live.updatedAt } : {}),
+    ...(live && running ? { listeners: live.listeners, metrics: live.metrics, certificate: live.certificate, accounts: live.accounts, counters: live.counters, lastErrors: live.lastErrors, updatedAt: live.updatedAt } : {}),
   };
   if (o.json) {
     printJson(out);
@@ -150,6 +157,7 @@ async function runStatus(o: { config?: string; spool?: string; json?: boolean })
   lines.push(`queue: ${Object.entries(counts).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   if (live && running) {
     for (const l of live.listeners) lines.push(`listening: ${l.host}:${l.port} (${l.tls})`);
+    if (live.certificate?.notAfter) lines.push(`certificate: ${certificateText(live.certificate)}`);
     for (const a of live.accounts) {
       lines.push(`account ${a.name} (${a.mailbox ?? '?'}): token ${a.token}${a.tokenError ? ` — ${a.tokenError}` : ''}${a.inFlight ? `, ${a.inFlight} in flight` : ''}`);
       if (a.alert) lines.push(pc.red(`  ALERT ${a.alert.code} since ${a.alert.since}: ${a.alert.message}`) + (a.alert.explanation ? `\n  Fix: ${a.alert.explanation.fix.join(' ')}` : ''));

@@ -19,7 +19,16 @@ export interface TlsMaterial {
   selfSigned: boolean;
   /** SHA-256 fingerprint, for pinning. */
   fingerprint256: string;
+  /** When the certificate expires (ISO 8601). */
+  notAfter: string;
 }
+
+/** Days left before `tls` expires (negative: expired). */
+export function daysLeft(tls: Pick<TlsMaterial, 'notAfter'>, now = Date.now()): number {
+  return Math.floor((Date.parse(tls.notAfter) - now) / 86_400_000);
+}
+
+const expiry = (c: NodeX509) => new Date(c.validTo).toISOString();
 
 async function generate(hostname: string): Promise<{ key: string; cert: string }> {
   x509.cryptoProvider.set(webcrypto as never);
@@ -55,7 +64,7 @@ export async function loadTls(opts: { spool: string; configured?: { cert: string
     try {
       const [cert, key] = await Promise.all([readFile(opts.configured.cert, 'utf8'), readFile(opts.configured.key, 'utf8')]);
       const parsed = new NodeX509(cert);
-      return { cert, key, certPath: opts.configured.cert, keyPath: opts.configured.key, generated: false, selfSigned: parsed.issuer === parsed.subject, fingerprint256: parsed.fingerprint256 };
+      return { cert, key, certPath: opts.configured.cert, keyPath: opts.configured.key, generated: false, selfSigned: parsed.issuer === parsed.subject, fingerprint256: parsed.fingerprint256, notAfter: expiry(parsed) };
     } catch (err) {
       throw new Smtp365Error('CONFIG_INVALID', `relay.tls: cannot load the certificate or key: ${(err as Error).message}`, { cause: err });
     }
@@ -65,7 +74,8 @@ export async function loadTls(opts: { spool: string; configured?: { cert: string
   const keyPath = path.join(dir, 'relay-key.pem');
   try {
     const [cert, key] = await Promise.all([readFile(certPath, 'utf8'), readFile(keyPath, 'utf8')]);
-    return { cert, key, certPath, keyPath, generated: false, selfSigned: true, fingerprint256: new NodeX509(cert).fingerprint256 };
+    const parsed = new NodeX509(cert);
+    return { cert, key, certPath, keyPath, generated: false, selfSigned: true, fingerprint256: parsed.fingerprint256, notAfter: expiry(parsed) };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
@@ -73,5 +83,6 @@ export async function loadTls(opts: { spool: string; configured?: { cert: string
   const { key, cert } = await generate(opts.hostname ?? os.hostname());
   await writeFile(keyPath, key, { mode: 0o600 });
   await writeFile(certPath, cert, { mode: 0o644 });
-  return { cert, key, certPath, keyPath, generated: true, selfSigned: true, fingerprint256: new NodeX509(cert).fingerprint256 };
+  const parsed = new NodeX509(cert);
+  return { cert, key, certPath, keyPath, generated: true, selfSigned: true, fingerprint256: parsed.fingerprint256, notAfter: expiry(parsed) };
 }
