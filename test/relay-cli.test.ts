@@ -101,6 +101,8 @@ test('queue delete --all --state STATE [--older-than D]: bulk removal, with clea
     [['queue', 'delete', '--all', '--state', 'active'], /active messages are being delivered/],
     [['queue', 'delete', ids[0]!, '--all', '--state', 'failed'], /not both/],
     [['queue', 'delete', '--all', '--state', 'failed', '--older-than', 'soon'], /--older-than: not a duration: "soon"/],
+    [['queue', 'delete', '--all', '--state', 'failed', '--older-than', '30'], /a number and a unit: s, m, h or d/],
+    [['queue', 'delete', '--all', '--state', 'failed', '--older-than', '30M'], /a number and a unit/],
   ] as const) {
     const r = await cli(env, ...args, '--spool', spool);
     assert.equal(r.code, 65, `${args.join(' ')}: ${r.err}`);

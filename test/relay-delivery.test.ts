@@ -161,6 +161,43 @@ test('a result that cannot be written (disk full) is written at a later scan: no
   assert.deepEqual(got.map((m) => m.subject).sort(), ['Undelivered Mail Returned to Sender', 'delivered, then the disk was full'], 'each once: no second delivery, no second bounce');
 });
 
+test('a failed write keeps what the attempt decided (an operator\'s hold stays a hold); a write that failed after its rename is not written again later', async (t) => {
+  await reset();
+  const rig = await startRig(t, { sandbox });
+  const q = rig.relay.queue;
+  const eio = () => Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
+  const moveActive = q.moveActive.bind(q);
+  let failHold = 0;
+  let failAfterRename = 0;
+  q.moveActive = async (entry, to) => {
+    if (to === 'hold' && failHold-- > 0) throw eio();
+    if (to === 'deferred' && failAfterRename-- > 0) {
+      await moveActive(entry, to); // renamed into deferred/, then the directory's fsync fails
+      throw eio();
+    }
+    return moveActive(entry, to);
+  };
+  // 1. Held while being delivered; the move to hold/ fails once: it must end in hold/, not be delivered.
+  failHold = 1;
+  await fault(rig, { stage: 'data-end', delayMs: 400, reply: '451 4.7.0 Temporary server error. Please try again later. PRX4', times: 1 });
+  const held = /queued as (\S+)/.exec(await send(rig, 'held, disk trouble'))![1]!;
+  await until(rig.relay, async () => (await q.find(held))?.state === 'active', 'delivery started');
+  await q.hold(held);
+  await until(rig.relay, async () => failHold < 0 && (await q.find(held))?.state === 'hold', 'held after all');
+  // 2. A deferral whose write failed after the rename: the message goes on from deferred/, once.
+  failAfterRename = 1;
+  await fault(rig, { stage: 'rcpt', recipient: 'later@example.com', reply: '451 4.4.4 Temporary lookup failure', times: 1 });
+  await send(rig, 'deferred, disk trouble', ['later@example.com']);
+  const got = await sandboxMessages(rig, 1);
+  assert.deepEqual(got.map((m) => m.subject), ['deferred, disk trouble']);
+  await until(rig.relay, empty(rig), 'delivered and gone');
+  // Several scans later (every 50 ms here): no stale copy written back.
+  await new Promise((r) => setTimeout(r, 600));
+  assert.deepEqual(await q.counts(), { incoming: 0, active: 0, deferred: 0, hold: 1, failed: 0 });
+  assert.equal((await sandboxMessages(rig)).filter((m) => m.subject === 'deferred, disk trouble').length, 1);
+  assert.equal((await sandboxMessages(rig)).filter((m) => m.subject === 'held, disk trouble').length, 0, 'the held one was never delivered');
+});
+
 test('delivery.keepFailed: failed/ keeps a bounced message that long, then the relay removes it with its body', async (t) => {
   await reset();
   const rig = await startRig(t, { sandbox, config: { delivery: { keepFailed: '2s' } } });

@@ -389,6 +389,8 @@ export class RelayDaemon {
       createSecureContext({ key: next.key, cert: next.cert }); // throws on a key that does not fit
       this.listener.updateTls(next);
       this.tls = next;
+      // A new self-signed pair (its files were gone, or tls: was removed from the config): clients that pinned the old one must learn the new fingerprint.
+      if (next.generated || (next.selfSigned && !this.tls.selfSigned)) this.log.warn('now using a self-signed certificate: clients that pinned or trusted the previous one must trust this one', { cert: next.certPath, sha256: next.fingerprint256 });
       this.log.info('certificate reloaded', { cert: next.certPath, sha256: next.fingerprint256, notAfter: next.notAfter });
       warnExpiry(next, this.log);
     } catch (err) {

@@ -196,11 +196,9 @@ export async function run(argv: string[]): Promise<number> {
       }
       let olderThanMs: number | undefined;
       if (olderThan !== undefined) {
-        try {
-          olderThanMs = parseDuration(olderThan);
-        } catch {
-          throw new Smtp365Error('INPUT_INVALID', `--older-than: not a duration: "${olderThan}" (e.g. 12h, 30d)`);
-        }
+        // A unit is required here (and lower case): a bare 30 would be 30 seconds, 30M 30 minutes, and this deletes for good.
+        if (!/^\d+(\.\d+)?(s|m|h|d)$/.test(olderThan.trim())) throw new Smtp365Error('INPUT_INVALID', `--older-than: not a duration: "${olderThan}" (a number and a unit: s, m, h or d, e.g. 12h, 30d)`);
+        olderThanMs = parseDuration(olderThan.trim());
       }
       const q = await openQueue(o);
       return printResults(await q.deleteAll(state as (typeof states)[number], olderThanMs !== undefined ? { olderThanMs } : {}), 'delete', o.json);

@@ -61,6 +61,9 @@ export interface DeliveryEvents {
   alertCleared: [{ account: string }];
 }
 
+/** The write a result still needs: where the message goes (deferred, hold, failed), or removal (delivered; deleted by the operator). */
+type StrandedOp = 'deferred' | 'hold' | 'failed' | 'complete' | 'drop';
+
 interface Worker {
   account: string;
   inFlight: number;
@@ -90,8 +93,8 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
   private readonly readySet = new Set<string>();
   /** Records this process accepted and has not claimed yet (claim without a read). */
   private readonly known = new Map<string, QueueEntry>();
-  /** Attempts whose result could not be written (disk): id → the entry with its result, in active/. */
-  private readonly stranded = new Map<string, QueueEntry>();
+  /** Attempts whose result could not be written (disk): id → the entry with its result (still in active/) and the write it needs. */
+  private readonly stranded = new Map<string, { entry: QueueEntry; op: StrandedOp; reported?: boolean }>();
   /** ids with an operator request in ctl/, as of the last scan. */
   private controls = new Map<string, 'hold' | 'delete'>();
   private timer: NodeJS.Timeout | undefined;
@@ -143,6 +146,13 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     if (this.soon) clearTimeout(this.soon);
     this.watcher?.close();
     await Promise.allSettled([...this.inFlight.values()]);
+    // One last try for results that could not be written: active/ still holds the record from before
+    // the attempt, and a restart would send to every recipient again.
+    await this.recordStranded(Date.now());
+    for (const { entry, op } of this.stranded.values()) {
+      const delivered = entry.recipients.filter((r) => r.status === 'delivered').map((r) => r.address);
+      this.log.error('stopping with a delivery result not written: after the restart these recipients may get the message again', { id: entry.id, result: op, delivered });
+    }
     this.stopped = true;
   }
 
@@ -255,7 +265,7 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     // Operators' hold/delete requests for messages that were being delivered when they asked.
     this.controls = await this.queue.pendingControls();
     for (const [id, action] of this.controls) {
-      if (this.inFlight.has(id)) continue;
+      if (this.inFlight.has(id) || this.stranded.has(id)) continue;
       await this.applyControl(id, action);
     }
     // incoming/: due now, oldest first.
@@ -265,7 +275,7 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
       if (this.stopRequested) return;
       if (++n % SCAN_YIELD_EVERY === 0) await yieldToIo();
       // Still being made durable by the listener: it arrives through offer() once it is.
-      if (this.inFlight.has(id) || this.queue.isAccepting(id)) continue;
+      if (this.inFlight.has(id) || this.stranded.has(id) || this.queue.isAccepting(id)) continue;
       const account = await this.accountFor('incoming', id);
       if (!account) continue;
       if (!this.hasRoom(account, now)) {
@@ -281,7 +291,7 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     for (const id of deferred) {
       if (this.stopRequested) return;
       if (++n % SCAN_YIELD_EVERY === 0) await yieldToIo();
-      if (this.inFlight.has(id)) continue;
+      if (this.inFlight.has(id) || this.stranded.has(id)) continue;
       const account = await this.accountFor('deferred', id);
       const due = this.deferredDue.get(id) ?? 0;
       if (!account || due > now || !this.hasRoom(account, now)) continue;
@@ -310,29 +320,59 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     if (!keep || now - this.expiredAt < Math.min(3_600_000, Math.max(1000, keep / 4))) return;
     this.expiredAt = now;
     try {
-      const gone = await this.queue.deleteAll('failed', { olderThanMs: keep, now });
+      const gone = await this.queue.deleteAll('failed', { olderThanMs: keep, now, trustIdTime: true });
       if (gone.length > 0) this.log.info('removed failed messages kept longer than delivery.keepFailed', { count: gone.length, keepFailedS: Math.round(keep / 1000) });
     } catch (err) {
       this.log.error('could not remove old failed messages', { error: (err as Error).message });
     }
   }
 
+  /** A result written to the queue; when the write fails, the message is stranded: recordStranded writes it later. */
+  private async write(entry: QueueEntry, op: StrandedOp | 'save'): Promise<void> {
+    try {
+      if (op === 'save') await this.queue.saveActive(entry);
+      else if (op === 'complete') await this.queue.complete(entry.id);
+      else if (op === 'drop') await this.queue.dropActive(entry.id);
+      else await this.queue.moveActive(entry, op);
+    } catch (err) {
+      // A partial delivery that could not be saved goes on as a deferral (delivered recipients stay delivered).
+      if (op === 'save') entry.nextAttemptAt = new Date(Date.now() + this.settings.minBackoff).toISOString();
+      this.stranded.set(entry.id, { entry, op: op === 'save' ? 'deferred' : op });
+      throw err;
+    }
+  }
+
   /**
-   * Results that could not be written: the entry goes to deferred/, due now,
-   * with what it learned (recipients delivered stay delivered, a bounce
-   * already queued is not queued again); the next attempt then finishes it
-   * (removes it, or moves it to failed/) or goes on delivering.
+   * Results that could not be written, written now: the message goes where
+   * the attempt sent it (deferred, hold, failed, or removed), with what it
+   * learned (recipients delivered stay delivered, a bounce already queued is
+   * not queued again). A message no longer in active/ was written after all
+   * (the failure came after the rename): nothing to do. Scans leave stranded
+   * messages alone meanwhile.
    */
   private async recordStranded(now: number): Promise<void> {
-    for (const [id, entry] of this.stranded) {
+    for (const [id, s] of this.stranded) {
       if (this.inFlight.has(id)) continue;
+      const { entry, op } = s;
       try {
-        entry.nextAttemptAt = new Date(now).toISOString();
-        await this.queue.moveActive(entry, 'deferred');
+        if ((await this.queue.where(id)) !== 'active') {
+          this.stranded.delete(id);
+          continue;
+        }
+        if (op === 'deferred') {
+          const due = Math.max(now, Date.parse(entry.nextAttemptAt ?? '') || now);
+          entry.nextAttemptAt = new Date(due).toISOString();
+          await this.queue.moveActive(entry, 'deferred');
+          this.deferredDue.set(id, due);
+        } else if (op === 'complete') await this.queue.complete(id);
+        else if (op === 'drop') await this.queue.dropActive(id);
+        else await this.queue.moveActive(entry, op);
         this.stranded.delete(id);
-        this.deferredDue.set(id, now);
-        this.log.info('recorded a delivery result that could not be written before', { id });
-      } catch {
+        this.log.info('recorded a delivery result that could not be written before', { id, result: op });
+        if (op === 'failed' && entry.bounceId) this.offer(entry.bounceId, entry.account);
+      } catch (err) {
+        if (!s.reported) this.log.error('still cannot record a delivery result', { id, result: op, error: (err as Error).message });
+        s.reported = true;
         return; // still failing: the next scan tries again
       }
     }
@@ -398,10 +438,12 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     this.deferredDue.delete(entry.id);
     const p = this.deliver(entry)
       .catch(async (err: unknown) => {
-        // Recording the result failed (disk full, I/O error): the entry stays in active/ and its
-        // result in memory; each scan tries to record it again (recordStranded), a restart's recovery too.
-        this.stranded.set(entry.id, entry);
-        this.log.error('could not record a delivery result; trying again at each scan', { id: entry.id, error: (err as Error).message });
+        if (this.stranded.has(entry.id)) {
+          // Recording the result failed (disk full, I/O error): each scan tries again (recordStranded).
+          this.log.error('could not record a delivery result; trying again at each scan', { id: entry.id, error: (err as Error).message });
+        } else {
+          this.log.error('a delivery attempt failed unexpectedly; the message stays in active/ until the relay restarts', { id: entry.id, error: (err as Error).message });
+        }
       })
       .finally(() => {
         w.inFlight--;
@@ -462,7 +504,7 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     const stillPending = entry.recipients.some((r) => r.status === 'pending');
     if (!stillPending) return this.finish(entry, now);
     // Partly delivered: record who has it before anything else can happen.
-    await this.queue.saveActive(entry);
+    await this.write(entry, 'save');
     const err = new Smtp365Error('SMTP_TEMPORARY', 'Some recipients were refused temporarily', { transient: true });
     return this.afterFailure(entry, err, 'transient', now, true);
   }
@@ -567,13 +609,13 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     const ctl = await this.queue.takeControl(entry.id);
     this.controls.delete(entry.id);
     if (ctl === 'delete') {
-      await this.queue.dropActive(entry.id);
+      await this.write(entry, 'drop');
       this.log.info('deleted by operator', { id: entry.id });
       return;
     }
     // Not for a message the operator just put on hold: nobody is trying until it is released.
     const notice = noticeAt && ctl !== 'hold' ? await this.delayNotice(entry, noticeAt) : undefined;
-    await this.queue.moveActive(entry, ctl === 'hold' ? 'hold' : 'deferred');
+    await this.write(entry, ctl === 'hold' ? 'hold' : 'deferred');
     if (notice) this.offer(notice.id, notice.account, notice);
     if (ctl !== 'hold') this.deferredDue.set(entry.id, due);
     this.log.info(ctl === 'hold' ? 'held by operator' : 'deferred', { id: entry.id, account: entry.account, attempt: entry.attempts, next: entry.nextAttemptAt, error: error.reply ?? error.message });
@@ -597,7 +639,7 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     const failed = entry.recipients.filter((r) => r.status === 'failed');
     const delivered = entry.recipients.filter((r) => r.status === 'delivered');
     if (failed.length === 0) {
-      await this.queue.complete(entry.id);
+      await this.write(entry, 'complete');
       this.log.info('delivered', { id: entry.id, account: entry.account, rcpts: delivered.length, attempts: entry.attempts });
       this.emit('delivered', { id: entry.id, account: entry.account, recipients: delivered.length, latencyMs: now.getTime() - Date.parse(entry.receivedAt) });
       return;
@@ -620,7 +662,7 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
         this.log.error('could not queue the bounce', { id: entry.id, error: (err as Error).message });
       }
     }
-    await this.queue.moveActive(entry, 'failed');
+    await this.write(entry, 'failed');
     this.log.warn('bounced', { id: entry.id, account: entry.account, failed: failed.map((r) => r.address), reason: entry.failureReason, bounce: bounceId });
     this.emit('bounced', { id: entry.id, account: entry.account, recipients: failed.map((r) => r.address), reason: entry.failureReason, ...(bounceId ? { bounceId } : {}) });
     if (bounce) this.offer(bounce.id, bounce.account, bounce);

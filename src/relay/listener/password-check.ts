@@ -83,19 +83,24 @@ export class PasswordCheck {
    * too many checks are waiting.
    */
   async verify(name: string, password: string, stored: string | undefined, now = Date.now()): Promise<boolean> {
+    return (await this.authenticate(name, password, stored, now)).ok;
+  }
+
+  /** verify(), and whether the answer needed no scrypt check of its own (remembered, or shared with a check in progress). */
+  async authenticate(name: string, password: string, stored: string | undefined, now = Date.now()): Promise<{ ok: boolean; remembered: boolean }> {
     const id = this.fingerprint(name, password, stored ?? DUMMY_HASH);
     if (stored !== undefined && this.ttlMs > 0) {
       const at = this.remembered.get(id);
-      if (at !== undefined && now - at < this.ttlMs) return true;
+      if (at !== undefined && now - at < this.ttlMs) return { ok: true, remembered: true };
       if (at !== undefined) this.remembered.delete(id);
     }
     // The same name and password already being checked (devices that connect together, or someone
     // repeating a guess): one check answers all, whether the user exists or not.
     const same = this.inFlight.get(id);
-    if (same) return same;
+    if (same) return { ok: await same, remembered: true };
     const p = this.check(password, stored, id).finally(() => this.inFlight.delete(id));
     this.inFlight.set(id, p);
-    return p;
+    return { ok: await p, remembered: false };
   }
 
   private async check(password: string, stored: string | undefined, id: string): Promise<boolean> {

@@ -215,10 +215,10 @@ export class RelayListener {
     const name = auth.username ?? '';
     const user = this.deps.users().get(name);
     this.passwords.setTtl(cfg.limits.authCache);
-    const checksBefore = this.passwords.checks;
     let ok: boolean;
+    let remembered: boolean;
     try {
-      ok = await this.passwords.verify(name, auth.password ?? '', user?.passwordHash);
+      ({ ok, remembered } = await this.passwords.authenticate(name, auth.password ?? '', user?.passwordHash));
     } catch (err) {
       // Too busy, or the check itself failed: not a wrong password (535 makes devices give up), try again later.
       this.deps.log.warn('relay AUTH could not be checked now', { client: normalizeIp(ip), user: name, error: (err as Error).message });
@@ -234,7 +234,6 @@ export class RelayListener {
     this.authLimiter.succeed(ip, name);
     this.deps.onAuthSuccess?.(ip, name);
     // remembered: answered from limits.authCache (or by a check made for another connection at the same time), no scrypt of its own.
-    const remembered = this.passwords.checks === checksBefore;
     if (remembered) this.stats.authRemembered++;
     this.count('authOk');
     this.deps.log.debug('relay AUTH ok', { client: normalizeIp(ip), user: name, method: auth.method, session: session.id, remembered });

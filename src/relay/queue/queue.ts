@@ -104,6 +104,11 @@ export function newQueueId(): string {
   return Date.now().toString(36).toUpperCase().padStart(9, '0') + rnd;
 }
 
+/** When a message with this id was queued (ms; the id starts with the time), or NaN. */
+export function queuedAt(id: string): number {
+  return parseInt(id.slice(0, 9), 36);
+}
+
 export function isQueueId(id: string): boolean {
   return ID_RE.test(id);
 }
@@ -505,7 +510,8 @@ export class Queue {
     return new Smtp365Error('QUEUE_NOT_FOUND', `No queued message ${id}${what}`, { details: { id } });
   }
 
-  private async where(id: string): Promise<QueueState | undefined> {
+  /** The state a message is in now (undefined: not queued). */
+  async where(id: string): Promise<QueueState | undefined> {
     for (const s of QUEUE_STATES) {
       try {
         await stat(this.entryPath(s, id));
@@ -571,7 +577,16 @@ export class Queue {
     delete entry.failedAt;
     delete entry.failureReason;
     await atomicWrite(this.entryPath('incoming', id), JSON.stringify(entry, null, 1), this.tmp);
-    await unlink(this.entryPath('failed', id)).catch(() => undefined);
+    try {
+      await unlink(this.entryPath('failed', id));
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      // Deleted meanwhile (queue delete, or the relay's expiry of failed/): without its body it cannot go.
+      if (!(await stat(this.dataPath(id)).then(() => true, () => false))) {
+        await unlink(this.entryPath('incoming', id)).catch(() => undefined);
+        throw this.notFound(id, ' (deleted while it was being re-queued)');
+      }
+    }
     return { id, from: 'failed', to: 'incoming' };
   }
 
@@ -594,11 +609,17 @@ export class Queue {
    * arrived (failed/: failed) longer ago than that. For `queue delete --all`
    * and the relay's expiry of failed/ (delivery.keepFailed).
    */
-  async deleteAll(state: Exclude<QueueState, 'active'>, opts: { olderThanMs?: number; now?: number } = {}): Promise<OperatorResult[]> {
+  async deleteAll(state: Exclude<QueueState, 'active'>, opts: { olderThanMs?: number; now?: number; trustIdTime?: boolean } = {}): Promise<OperatorResult[]> {
     const now = opts.now ?? Date.now();
-    const out: OperatorResult[] = [];
+    const gone: string[] = [];
+    let n = 0;
     for (const id of await this.ids(state)) {
       if (opts.olderThanMs !== undefined) {
+        // trustIdTime (the relay's own expiry): queued too recently to qualify, since it failed after it
+        // was queued; no read needed. (Operators' commands read every record.)
+        if (opts.trustIdTime && !(now - queuedAt(id) > opts.olderThanMs)) continue;
+        // A big failed/ must not hold the relay's event loop (records are read synchronously).
+        if (++n % 64 === 0) await new Promise((r) => setImmediate(r));
         const e = await this.read(state, id).catch(() => undefined);
         if (!e) continue; // moved meanwhile
         const since = Date.parse((state === 'failed' ? e.failedAt : undefined) ?? e.receivedAt);
@@ -610,11 +631,16 @@ export class Queue {
         if (isNotFound(err)) continue; // claimed or moved meanwhile
         throw err;
       }
-      await unlink(this.dataPath(id)).catch(() => undefined);
-      out.push({ id, from: state, to: 'deleted' });
+      gone.push(id);
     }
-    if (out.length > 0) await fsyncDir(this.stateDir(state));
-    return out;
+    if (gone.length === 0) return [];
+    // Records first, made durable, then bodies: a crash never leaves a record without its body.
+    await fsyncDir(this.stateDir(state));
+    for (const id of gone) {
+      // Re-queued meanwhile (queue retry of a failed message writes incoming/ before removing failed/): keep its body.
+      if ((await this.where(id)) === undefined) await unlink(this.dataPath(id)).catch(() => undefined);
+    }
+    return gone.map((id) => ({ id, from: state, to: 'deleted' as const }));
   }
 
   /** Deletes a message without bouncing it. */
