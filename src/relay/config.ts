@@ -293,7 +293,7 @@ export function parseRelayConfig(input: unknown, file = '<relay config>', prefix
   return { ...r.data, tls, spool, usersFile, source: file };
 }
 
-/** Where the relay config is looked for: SMTP365_RELAY_CONFIG, else relay.yaml beside config.yaml. */
+/** Where the relay config is looked for: SMTP365_RELAY_CONFIG, else relay.yaml (.yml, .json) in smtp365's config directory (where the default config.yaml is). */
 export function relayConfigCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
   if (env.SMTP365_RELAY_CONFIG) return [path.resolve(expandHome(env.SMTP365_RELAY_CONFIG, env))];
   return ['relay.yaml', 'relay.yml', 'relay.json'].map((f) => path.join(configDir(env), f));

@@ -387,10 +387,11 @@ export class RelayDaemon {
       const next = await loadTls({ spool: this.queue.dir, configured: cfg.tls, ...(cfg.hostname ? { hostname: cfg.hostname } : {}) });
       if (next.fingerprint256 === this.tls.fingerprint256 && next.key === this.tls.key) return;
       createSecureContext({ key: next.key, cert: next.cert }); // throws on a key that does not fit
+      const wasSelfSigned = this.tls.selfSigned;
       this.listener.updateTls(next);
       this.tls = next;
       // A new self-signed pair (its files were gone, or tls: was removed from the config): clients that pinned the old one must learn the new fingerprint.
-      if (next.generated || (next.selfSigned && !this.tls.selfSigned)) this.log.warn('now using a self-signed certificate: clients that pinned or trusted the previous one must trust this one', { cert: next.certPath, sha256: next.fingerprint256 });
+      if (next.generated || (next.selfSigned && !wasSelfSigned)) this.log.warn('now using a self-signed certificate: clients that pinned or trusted the previous one must trust this one', { cert: next.certPath, sha256: next.fingerprint256 });
       this.log.info('certificate reloaded', { cert: next.certPath, sha256: next.fingerprint256, notAfter: next.notAfter });
       warnExpiry(next, this.log);
     } catch (err) {
@@ -404,7 +405,7 @@ export class RelayDaemon {
       if (this.opts.reloadConfig) {
         const next = await this.opts.reloadConfig();
         const changedListeners = JSON.stringify(next.listen) !== JSON.stringify(this.config.listen) || next.spool !== this.config.spool;
-        if (changedListeners) this.log.warn('listeners and spool change only on restart; other settings reloaded');
+        if (changedListeners) this.log.warn('listeners and spool change only on restart (see docs/relay.md, Signals, for what a reload changes)');
         this.config = { ...next, listen: this.config.listen, spool: this.config.spool };
         this.delivery.updateSettings({ ...next.delivery });
         for (const w of configWarnings(next)) this.log.warn(w);

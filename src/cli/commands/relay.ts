@@ -177,7 +177,7 @@ export async function run(argv: string[]): Promise<number> {
   let result: Promise<number> = Promise.resolve(EXIT.OK);
   const program = new Command('smtp365 relay')
     .description('Run the local SMTP relay: devices send with a user name + password (or from allowed networks); the relay queues durably and delivers through Microsoft 365 with OAuth2.')
-    .option('--config <file>', 'the RELAY\'s own config file, relay.yaml (listeners, users, networks, queue; default: relay.yaml beside config.yaml, or SMTP365_RELAY_CONFIG). Not the accounts file')
+    .option('--config <file>', 'the RELAY\'s own config file, relay.yaml (listeners, users, networks, queue; default: SMTP365_RELAY_CONFIG, else relay.yaml in smtp365\'s config directory). Not the accounts file')
     .option('--accounts-config <file>', 'the smtp365 ACCOUNTS config, config.yaml (the Microsoft 365 accounts that deliver; default: SMTP365_CONFIG, else the usual place)')
     .option('--listen <host:port>', 'listen here (repeatable; tls://HOST:PORT for implicit TLS, plain:// for none; default 127.0.0.1:2525 with STARTTLS)', collect)
     .option('--allow <cidr>', 'let this network relay without AUTH (repeatable)', collect)
