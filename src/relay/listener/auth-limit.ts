@@ -1,13 +1,17 @@
 // Failed AUTH attempts per client address in a sliding window. Past the
 // limit the address gets 421 at connect and 454 at AUTH until the window
 // moves on: password guessing costs a window per few tries. A success
-// forgets only that user's failures: a device's typo is forgiven, but
-// someone who knows one password cannot reset the count while guessing
-// another user's.
+// forgets only that user's failures, and at most once per window: a
+// device's typo is forgiven, but someone who knows one password cannot
+// reset the count while guessing another user's, and a device behind the
+// same NAT that logs in for every message cannot keep wiping someone's
+// guesses at its own password.
 import { normalizeIp } from '../config.ts';
 
 export class AuthLimiter {
   private readonly failures = new Map<string, Array<{ at: number; user: string }>>();
+  /** address \0 user → when a success last forgave that user's failures there. */
+  private readonly forgiven = new Map<string, number>();
   /** Blocks decided elsewhere (the relay's other listener threads count failures together). */
   private readonly blockedUntil = new Map<string, number>();
   private readonly max: number;
@@ -48,9 +52,18 @@ export class AuthLimiter {
     if (this.failures.size > 100_000) this.failures.delete(this.failures.keys().next().value as string);
     return list.length;
   }
-  succeed(ip: string, user: string): void {
+  succeed(ip: string, user: string, now = Date.now()): void {
     const key = normalizeIp(ip);
-    const rest = (this.failures.get(key) ?? []).filter((f) => f.user !== user);
+    const list = this.failures.get(key);
+    if (!list?.some((f) => f.user === user)) return;
+    const k = `${key}\0${user}`;
+    const last = this.forgiven.get(k);
+    if (last !== undefined && now - last < this.windowMs) return;
+    this.forgiven.delete(k);
+    this.forgiven.set(k, now);
+    // Bounded like the failures: the oldest forgiveness goes first.
+    if (this.forgiven.size > 100_000) this.forgiven.delete(this.forgiven.keys().next().value as string);
+    const rest = list.filter((f) => f.user !== user);
     if (rest.length === 0) this.failures.delete(key);
     else this.failures.set(key, rest);
   }

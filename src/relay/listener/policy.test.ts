@@ -82,9 +82,24 @@ test('failed AUTH limiter: per address, sliding window; a success forgets only t
   assert.equal(l.blocked('10.0.0.3', 2), false);
   // Knowing one password does not reset the count while guessing another user's.
   l.fail('10.0.0.4', 'admin', 0);
-  l.succeed('10.0.0.4', 'printer');
+  l.succeed('10.0.0.4', 'printer', 0);
   l.fail('10.0.0.4', 'admin', 1);
   assert.equal(l.blocked('10.0.0.4', 2), true);
+  // Forgiven at most once per window: a device logging in as printer for every message (same NAT)
+  // does not keep wiping guesses at printer's password.
+  const n = new AuthLimiter(3, 1000);
+  n.fail('10.0.0.5', 'printer', 0);
+  n.succeed('10.0.0.5', 'printer', 1);
+  n.fail('10.0.0.5', 'printer', 2);
+  n.succeed('10.0.0.5', 'printer', 3);
+  n.fail('10.0.0.5', 'printer', 4);
+  n.succeed('10.0.0.5', 'printer', 5);
+  n.fail('10.0.0.5', 'printer', 6);
+  assert.equal(n.blocked('10.0.0.5', 7), true, 'three failures since the one forgiveness');
+  assert.equal(n.blocked('10.0.0.5', 1200), false, 'the window moves on');
+  n.succeed('10.0.0.5', 'printer', 1300);
+  n.fail('10.0.0.5', 'printer', 1301);
+  assert.equal(n.blocked('10.0.0.5', 1302), false, 'a new window, a new forgiveness');
 });
 
 test('AUTH over plaintext: loopback yes, other peers only over TLS unless configured', () => {
