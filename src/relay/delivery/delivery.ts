@@ -330,16 +330,20 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
   /** A result written to the queue; when the write fails, the message is stranded: recordStranded writes it later. */
   private async write(entry: QueueEntry, op: StrandedOp | 'save'): Promise<void> {
     try {
-      if (op === 'save') await this.queue.saveActive(entry);
-      else if (op === 'complete') await this.queue.complete(entry.id);
-      else if (op === 'drop') await this.queue.dropActive(entry.id);
-      else await this.queue.moveActive(entry, op);
+      await this.apply(entry, op);
     } catch (err) {
       // A partial delivery that could not be saved goes on as a deferral (delivered recipients stay delivered).
       if (op === 'save') entry.nextAttemptAt = new Date(Date.now() + this.settings.minBackoff).toISOString();
       this.stranded.set(entry.id, { entry, op: op === 'save' ? 'deferred' : op });
       throw err;
     }
+  }
+
+  private async apply(entry: QueueEntry, op: StrandedOp | 'save'): Promise<void> {
+    if (op === 'save') await this.queue.saveActive(entry);
+    else if (op === 'complete') await this.queue.complete(entry.id);
+    else if (op === 'drop') await this.queue.dropActive(entry.id);
+    else await this.queue.moveActive(entry, op);
   }
 
   /**
@@ -359,14 +363,10 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
           this.stranded.delete(id);
           continue;
         }
-        if (op === 'deferred') {
-          const due = Math.max(now, Date.parse(entry.nextAttemptAt ?? '') || now);
-          entry.nextAttemptAt = new Date(due).toISOString();
-          await this.queue.moveActive(entry, 'deferred');
-          this.deferredDue.set(id, due);
-        } else if (op === 'complete') await this.queue.complete(id);
-        else if (op === 'drop') await this.queue.dropActive(id);
-        else await this.queue.moveActive(entry, op);
+        const due = Math.max(now, Date.parse(entry.nextAttemptAt ?? '') || now);
+        if (op === 'deferred') entry.nextAttemptAt = new Date(due).toISOString();
+        await this.apply(entry, op);
+        if (op === 'deferred') this.deferredDue.set(id, due);
         this.stranded.delete(id);
         this.log.info('recorded a delivery result that could not be written before', { id, result: op });
         if (op === 'failed' && entry.bounceId) this.offer(entry.bounceId, entry.account);
