@@ -121,6 +121,11 @@ test('delayWarning: a message still not delivered after that long earns its send
   assert.match(raw.replace(/=\r?\n/g, ''), /keeps trying until .+; you do not need to send it again/, 'the human part says what happens next');
   const entry = (await rig.relay.queue.find(id))!;
   assert.ok(entry.delayWarnedAt && entry.delayNoticeId, 'recorded in the queue entry');
+  // Waiting mail shows in the metrics by its age (what an alert on stuck mail looks at).
+  const metrics = await (await fetch(`${rig.relay.metricsUrl}/metrics`)).text();
+  const age = (state: string) => Number(new RegExp(`smtp365_relay_queue_oldest_seconds\\{state="${state}"\\} ([0-9.e+-]+)`).exec(metrics)?.[1]);
+  assert.ok(age('deferred') >= 0.4 || age('active') >= 0.4, `the waiting message is at least 0.4 s old: ${age('deferred')} / ${age('active')}`);
+  assert.equal(age('hold'), 0, 'an empty state is 0');
   // More retries, no second notice.
   await until(rig.relay, async () => ((await rig.relay.queue.find(id))?.attempts ?? 0) >= entry.attempts + 3, 'three more attempts');
   assert.equal((await sandboxMessages(rig)).filter((m) => m.subject === 'Delayed Mail (still being retried)').length, 1, 'one notice per message');

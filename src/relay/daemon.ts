@@ -129,7 +129,7 @@ export class RelayDaemon {
     this.tls = tls;
     this.log = log;
     this.defaultAccountName = opts.config.account ?? Object.keys(opts.accounts ?? {})[0] ?? 'default';
-    this.metrics = createMetrics(() => this.queue.counts(), () => this.listener.stats, () => this.tls.notAfter);
+    this.metrics = createMetrics(() => this.queue.survey(), () => this.listener.stats, () => this.tls.notAfter);
     const d = opts.config.delivery;
     this.delivery = new Delivery({
       queue,

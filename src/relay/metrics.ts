@@ -25,7 +25,7 @@ export interface ListenerCounts {
   authRemembered: number;
 }
 
-export function createMetrics(queueCounts: () => Promise<Record<QueueState, number>>, listenerCounts: () => ListenerCounts, certificateNotAfter: () => string): RelayMetrics {
+export function createMetrics(queueSurvey: () => Promise<Record<QueueState, { count: number; oldest?: number }>>, listenerCounts: () => ListenerCounts, certificateNotAfter: () => string): RelayMetrics {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: 'smtp365_relay_' });
   new client.Gauge({
@@ -68,8 +68,19 @@ export function createMetrics(queueCounts: () => Promise<Record<QueueState, numb
     labelNames: ['state'],
     registers: [registry],
     async collect() {
-      const counts = await queueCounts();
-      for (const s of QUEUE_STATES) this.set({ state: s }, counts[s]);
+      const survey = await queueSurvey();
+      for (const s of QUEUE_STATES) this.set({ state: s }, survey[s].count);
+    },
+  });
+  new client.Gauge({
+    name: 'smtp365_relay_queue_oldest_seconds',
+    help: 'Age of the oldest message in each state (0 when there is none): mail stuck in incoming or deferred shows here first',
+    labelNames: ['state'],
+    registers: [registry],
+    async collect() {
+      const survey = await queueSurvey();
+      const now = Date.now();
+      for (const s of QUEUE_STATES) this.set({ state: s }, survey[s].oldest !== undefined ? Math.max(0, (now - survey[s].oldest) / 1000) : 0);
     },
   });
   return {

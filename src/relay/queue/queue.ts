@@ -306,6 +306,21 @@ export class Queue {
     return names.filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -5)).sort();
   }
 
+  /** Per state: how many, and when the oldest was queued (ms; its id says), for metrics. */
+  async survey(): Promise<Record<QueueState, { count: number; oldest?: number }>> {
+    const out = {} as Record<QueueState, { count: number; oldest?: number }>;
+    for (const s of QUEUE_STATES) {
+      const ids = await this.ids(s);
+      let oldest: number | undefined;
+      for (const id of ids) {
+        const t = queuedAt(id);
+        if (Number.isFinite(t) && (oldest === undefined || t < oldest)) oldest = t;
+      }
+      out[s] = { count: ids.length, ...(oldest !== undefined ? { oldest } : {}) };
+    }
+    return out;
+  }
+
   async counts(): Promise<Record<QueueState, number>> {
     const out = {} as Record<QueueState, number>;
     for (const s of QUEUE_STATES) out[s] = (await this.ids(s)).length;
