@@ -399,29 +399,39 @@ export class RelayDaemon {
     }
   }
 
-  /** SIGHUP: re-read the config (listeners need a restart to change), the certificate and the users; resume paused accounts. */
+  /**
+   * SIGHUP: re-read the config (listeners need a restart to change), the
+   * certificate and the users; resume paused accounts. A relay.yaml that no
+   * longer parses keeps the previous configuration, but the certificate, the
+   * users and the accounts are reloaded all the same (a certbot deploy hook
+   * must not depend on relay.yaml being valid).
+   */
   async reload(): Promise<void> {
-    try {
-      if (this.opts.reloadConfig) {
+    let configError: unknown;
+    if (this.opts.reloadConfig) {
+      try {
         const next = await this.opts.reloadConfig();
         const changedListeners = JSON.stringify(next.listen) !== JSON.stringify(this.config.listen) || next.spool !== this.config.spool;
         if (changedListeners) this.log.warn('listeners and spool change only on restart (see docs/relay.md, Signals, for what a reload changes)');
         this.config = { ...next, listen: this.config.listen, spool: this.config.spool };
-        this.delivery.updateSettings({ ...next.delivery });
+        // Connections per account and the scan timer are set up at start: those two stay as they were.
+        const d = this.delivery.currentSettings();
+        this.delivery.updateSettings({ ...next.delivery, maxConnections: d.maxConnections, scanInterval: d.scanInterval });
         for (const w of configWarnings(next)) this.log.warn(w);
         if (next.account) this.defaultAccountName = next.account;
+      } catch (err) {
+        configError = err;
+        // One log line: the config errors (one per line in the message) joined with "; ".
+        this.log.error('reload failed; keeping the previous configuration', { error: (err as Error).message.split('\n').map((l) => l.trim()).filter(Boolean).join('; ') });
       }
-      await this.reloadTls();
-      await this.loadUsers();
-      await this.setupAccounts();
-      this.listener.update();
-      this.delivery.resumeAccounts();
-      this.log.info('reloaded', { users: this.users.size, networks: this.config.allow.length });
-    } catch (err) {
-      // One log line: the config errors (one per line in the message) joined with "; ".
-      this.log.error('reload failed; keeping the previous configuration', { error: (err as Error).message.split('\n').map((l) => l.trim()).filter(Boolean).join('; ') });
-      throw err;
     }
+    await this.reloadTls();
+    await this.loadUsers();
+    await this.setupAccounts();
+    this.listener.update();
+    this.delivery.resumeAccounts();
+    this.log.info('reloaded', { users: this.users.size, networks: this.config.allow.length, ...(configError ? { config: 'previous (relay.yaml did not load)' } : {}) });
+    if (configError) throw configError;
   }
 
   async health(): Promise<{ ok: boolean; body: Record<string, unknown> }> {

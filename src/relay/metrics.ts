@@ -28,6 +28,12 @@ export interface ListenerCounts {
 export function createMetrics(queueSurvey: () => Promise<Record<QueueState, { count: number; oldest?: number }>>, listenerCounts: () => ListenerCounts, certificateNotAfter: () => string): RelayMetrics {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: 'smtp365_relay_' });
+  // One look at the spool per scrape, shared by the gauges that need it (prom-client collects them together).
+  let pending: Promise<Record<QueueState, { count: number; oldest?: number }>> | undefined;
+  const survey = () => {
+    pending ??= queueSurvey().finally(() => setImmediate(() => (pending = undefined)));
+    return pending;
+  };
   new client.Gauge({
     name: 'smtp365_relay_certificate_not_after_seconds',
     help: 'When the listeners\' TLS certificate expires (Unix time): alert on it minus time()',
@@ -68,19 +74,19 @@ export function createMetrics(queueSurvey: () => Promise<Record<QueueState, { co
     labelNames: ['state'],
     registers: [registry],
     async collect() {
-      const survey = await queueSurvey();
-      for (const s of QUEUE_STATES) this.set({ state: s }, survey[s].count);
+      const seen = await survey();
+      for (const s of QUEUE_STATES) this.set({ state: s }, seen[s].count);
     },
   });
   new client.Gauge({
     name: 'smtp365_relay_queue_oldest_seconds',
-    help: 'Age of the oldest message in each state (0 when there is none): mail stuck in incoming or deferred shows here first',
+    help: 'Age since it was queued of the oldest message in each state (0 when there is none): alert on deferred (a flush or retry brings old ids back to incoming)',
     labelNames: ['state'],
     registers: [registry],
     async collect() {
-      const survey = await queueSurvey();
+      const seen = await survey();
       const now = Date.now();
-      for (const s of QUEUE_STATES) this.set({ state: s }, survey[s].oldest !== undefined ? Math.max(0, (now - survey[s].oldest) / 1000) : 0);
+      for (const s of QUEUE_STATES) this.set({ state: s }, seen[s].oldest !== undefined ? Math.max(0, (now - seen[s].oldest) / 1000) : 0);
     },
   });
   return {

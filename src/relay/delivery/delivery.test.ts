@@ -25,7 +25,8 @@ function acceptingMailer(sent: string[]): Mailer {
   };
 }
 
-test('stop() writes a result that could not be written before, so a restart does not send the message again', async (t) => {
+/** A queue in a temp dir and a Delivery over it that sends through acceptingMailer. */
+async function rig(t: { after: (fn: () => Promise<void>) => void }) {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'smtp365-delivery-'));
   const q = await Queue.open(dir);
   t.after(async () => {
@@ -34,6 +35,11 @@ test('stop() writes a result that could not be written before, so a restart does
   });
   const sent: string[] = [];
   const d = new Delivery({ queue: q, log: silentLogger, settings, accounts: () => ({ mailer: acceptingMailer(sent), mailbox: 'alex@contoso.com' }) });
+  return { q, d, sent };
+}
+
+test('stop() writes a result that could not be written before, so a restart does not send the message again', async (t) => {
+  const { q, d, sent } = await rig(t);
   // The disk is full until the relay is being stopped.
   let diskFull = true;
   const complete = q.complete.bind(q);
@@ -54,4 +60,32 @@ test('stop() writes a result that could not be written before, so a restart does
   diskFull = false;
   await d.stop();
   assert.equal(await q.where(e.id), undefined, 'written at stop: nothing left for a restart to send again');
+});
+
+test('one result that keeps failing does not hold back the others', async (t) => {
+  const { q, d, sent } = await rig(t);
+  const meta = (to: string) => ({ from: 'alex@contoso.com', recipients: [to], account: 'a', client: { address: '127.0.0.1', tls: false } });
+  const a = await q.acceptBuffer(Buffer.from('Subject: a\r\n\r\na\r\n'), meta('a@example.com'));
+  const b = await q.acceptBuffer(Buffer.from('Subject: b\r\n\r\nb\r\n'), meta('b@example.com'));
+  // A's removal always fails (a file the relay cannot remove); B's only while the disk is full.
+  let diskFull = true;
+  const complete = q.complete.bind(q);
+  let refused = 0;
+  q.complete = async (id: string) => {
+    if (id === a.id || diskFull) {
+      refused++;
+      throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
+    }
+    return complete(id);
+  };
+  d.start();
+  d.offer(a.id, 'a', a); // A first: it is the first stranded one the retries meet
+  for (let i = 0; i < 200 && refused < 1; i++) await new Promise((r) => setTimeout(r, 10));
+  d.offer(b.id, 'a', b);
+  for (let i = 0; i < 200 && sent.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 50 && refused < 3; i++) await new Promise((r) => setTimeout(r, 10));
+  diskFull = false;
+  await d.stop();
+  assert.equal(await q.where(b.id), undefined, 'B written although A still fails');
+  assert.equal(await q.where(a.id), 'active', 'A stays for the restart (and is logged)');
 });

@@ -117,6 +117,10 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     this.settings = s;
   }
 
+  currentSettings(): DeliverySettings {
+    return { ...this.settings };
+  }
+
   private startedAt = 0;
 
   start(): void {
@@ -359,21 +363,26 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
       if (this.inFlight.has(id)) continue;
       const { entry, op } = s;
       try {
-        if ((await this.queue.where(id)) !== 'active') {
-          this.stranded.delete(id);
-          continue;
+        const written = (await this.queue.where(id)) !== 'active';
+        if (!written) {
+          if (op === 'deferred') {
+            const due = Math.max(now, Date.parse(entry.nextAttemptAt ?? '') || now);
+            entry.nextAttemptAt = new Date(due).toISOString();
+            await this.apply(entry, op);
+            this.deferredDue.set(id, due);
+          } else {
+            await this.apply(entry, op);
+          }
+          this.log.info('recorded a delivery result that could not be written before', { id, result: op });
         }
-        const due = Math.max(now, Date.parse(entry.nextAttemptAt ?? '') || now);
-        if (op === 'deferred') entry.nextAttemptAt = new Date(due).toISOString();
-        await this.apply(entry, op);
-        if (op === 'deferred') this.deferredDue.set(id, due);
         this.stranded.delete(id);
-        this.log.info('recorded a delivery result that could not be written before', { id, result: op });
+        // The operator's request this result carried out is done with (see defer()).
+        if (op === 'hold' || op === 'drop') await this.queue.takeControl(id).catch(() => undefined);
         if (op === 'failed' && entry.bounceId) this.offer(entry.bounceId, entry.account);
       } catch (err) {
         if (!s.reported) this.log.error('still cannot record a delivery result', { id, result: op, error: (err as Error).message });
         s.reported = true;
-        return; // still failing: the next scan tries again
+        // Still failing: the next scan tries again; the others are tried now.
       }
     }
   }
@@ -605,17 +614,23 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
   private async defer(entry: QueueEntry, due: number, error: QueueError, noticeAt?: Date): Promise<void> {
     entry.nextAttemptAt = new Date(due).toISOString();
     // An operator's request made during this attempt is applied now (deferrals are the slow path;
-    // a delivered message needs no look, see finish()).
-    const ctl = await this.queue.takeControl(entry.id);
+    // a delivered message needs no look, see finish()). The request is removed only once it is carried
+    // out: if the write fails and the relay stops before it succeeds, recovery still finds it.
+    const ctl = await this.queue.peekControl(entry.id).catch((err: unknown) => {
+      this.log.error('could not read an operator request; going on without it', { id: entry.id, error: (err as Error).message });
+      return undefined;
+    });
     this.controls.delete(entry.id);
     if (ctl === 'delete') {
       await this.write(entry, 'drop');
+      await this.queue.takeControl(entry.id).catch(() => undefined);
       this.log.info('deleted by operator', { id: entry.id });
       return;
     }
     // Not for a message the operator just put on hold: nobody is trying until it is released.
     const notice = noticeAt && ctl !== 'hold' ? await this.delayNotice(entry, noticeAt) : undefined;
     await this.write(entry, ctl === 'hold' ? 'hold' : 'deferred');
+    if (ctl === 'hold') await this.queue.takeControl(entry.id).catch(() => undefined);
     if (notice) this.offer(notice.id, notice.account, notice);
     if (ctl !== 'hold') this.deferredDue.set(entry.id, due);
     this.log.info(ctl === 'hold' ? 'held by operator' : 'deferred', { id: entry.id, account: entry.account, attempt: entry.attempts, next: entry.nextAttemptAt, error: error.reply ?? error.message });
@@ -635,7 +650,7 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
 
   /** No recipient pending: gone if all delivered, else failed/ plus a bounce. */
   private async finish(entry: QueueEntry, now: Date): Promise<void> {
-    if (this.controls.has(entry.id)) await this.queue.takeControl(entry.id); // nothing left to hold or delete
+    if (this.controls.has(entry.id)) await this.queue.takeControl(entry.id).catch(() => undefined); // nothing left to hold or delete
     const failed = entry.recipients.filter((r) => r.status === 'failed');
     const delivered = entry.recipients.filter((r) => r.status === 'delivered');
     if (failed.length === 0) {

@@ -54,12 +54,15 @@ export class AuthLimiter {
   }
   succeed(ip: string, user: string, now = Date.now()): void {
     const key = normalizeIp(ip);
-    const list = this.failures.get(key);
-    if (!list?.some((f) => f.user === user)) return;
+    const list = this.recent(ip, now);
+    if (!list.some((f) => f.user === user)) return;
+    // Forgivenesses older than a window are over (the map is in time order: they are at the front).
+    for (const [k, at] of this.forgiven) {
+      if (now - at < this.windowMs) break;
+      this.forgiven.delete(k);
+    }
     const k = `${key}\0${user}`;
-    const last = this.forgiven.get(k);
-    if (last !== undefined && now - last < this.windowMs) return;
-    this.forgiven.delete(k);
+    if (this.forgiven.has(k)) return;
     this.forgiven.set(k, now);
     // Bounded like the failures: the oldest forgiveness goes first.
     if (this.forgiven.size > 100_000) this.forgiven.delete(this.forgiven.keys().next().value as string);

@@ -97,9 +97,16 @@ test('failed AUTH limiter: per address, sliding window; a success forgets only t
   n.fail('10.0.0.5', 'printer', 6);
   assert.equal(n.blocked('10.0.0.5', 7), true, 'three failures since the one forgiveness');
   assert.equal(n.blocked('10.0.0.5', 1200), false, 'the window moves on');
+  // A new window, a new forgiveness: two failures, forgiven, two more: not blocked (with three it would be).
+  n.fail('10.0.0.5', 'printer', 1250);
+  n.fail('10.0.0.5', 'printer', 1260);
   n.succeed('10.0.0.5', 'printer', 1300);
   n.fail('10.0.0.5', 'printer', 1301);
-  assert.equal(n.blocked('10.0.0.5', 1302), false, 'a new window, a new forgiveness');
+  n.fail('10.0.0.5', 'printer', 1302);
+  assert.equal(n.blocked('10.0.0.5', 1303), false, 'forgiven again in the new window');
+  n.succeed('10.0.0.5', 'printer', 1304);
+  n.fail('10.0.0.5', 'printer', 1305);
+  assert.equal(n.blocked('10.0.0.5', 1306), true, 'but only once in it');
 });
 
 test('AUTH over plaintext: loopback yes, other peers only over TLS unless configured', () => {

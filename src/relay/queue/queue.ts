@@ -310,13 +310,18 @@ export class Queue {
   async survey(): Promise<Record<QueueState, { count: number; oldest?: number }>> {
     const out = {} as Record<QueueState, { count: number; oldest?: number }>;
     for (const s of QUEUE_STATES) {
-      const ids = await this.ids(s);
-      let oldest: number | undefined;
-      for (const id of ids) {
-        const t = queuedAt(id);
-        if (Number.isFinite(t) && (oldest === undefined || t < oldest)) oldest = t;
+      const names = await readdir(this.stateDir(s)).catch((err: unknown) => (isNotFound(err) ? ([] as string[]) : Promise.reject(err)));
+      let count = 0;
+      let first: string | undefined;
+      for (const name of names) {
+        if (!name.endsWith('.json')) continue;
+        const id = name.slice(0, -5);
+        if (!isQueueId(id)) continue;
+        count++;
+        // Fixed-width base36 time first: the smallest id is the oldest (no sort, no parse per name).
+        if (first === undefined || id < first) first = id;
       }
-      out[s] = { count: ids.length, ...(oldest !== undefined ? { oldest } : {}) };
+      out[s] = { count, ...(first !== undefined ? { oldest: queuedAt(first) } : {}) };
     }
     return out;
   }
@@ -428,6 +433,14 @@ export class Queue {
   }
 
   /** Takes (and removes) a pending operator request for an active message. */
+  /** The operator's request for a message in active/, left in place (takeControl removes it). */
+  async peekControl(id: string): Promise<ControlAction | undefined> {
+    for (const action of ['delete', 'hold'] as const) {
+      if (await stat(path.join(this.dir, 'ctl', `${id}.${action}`)).then(() => true, (err: unknown) => (isNotFound(err) ? false : Promise.reject(err)))) return action;
+    }
+    return undefined;
+  }
+
   async takeControl(id: string): Promise<ControlAction | undefined> {
     for (const action of ['delete', 'hold'] as const) {
       const f = path.join(this.dir, 'ctl', `${id}.${action}`);
