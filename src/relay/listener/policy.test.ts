@@ -88,24 +88,18 @@ test('failed AUTH limiter: per address, sliding window; a success forgets only t
   // Forgiven at most once per window: a device logging in as printer for every message (same NAT)
   // does not keep wiping guesses at printer's password.
   const n = new AuthLimiter(3, 1000);
-  n.fail('10.0.0.5', 'printer', 0);
-  n.succeed('10.0.0.5', 'printer', 1);
-  n.fail('10.0.0.5', 'printer', 2);
-  n.succeed('10.0.0.5', 'printer', 3);
-  n.fail('10.0.0.5', 'printer', 4);
-  n.succeed('10.0.0.5', 'printer', 5);
-  n.fail('10.0.0.5', 'printer', 6);
+  // f = a failed AUTH, s = a successful one, each at the time given (ms).
+  const play = (events: Array<[number, 'f' | 's']>) => {
+    for (const [at, what] of events) if (what === 'f') n.fail('10.0.0.5', 'printer', at);
+    else n.succeed('10.0.0.5', 'printer', at);
+  };
+  play([[0, 'f'], [1, 's'], [2, 'f'], [3, 's'], [4, 'f'], [5, 's'], [6, 'f']]);
   assert.equal(n.blocked('10.0.0.5', 7), true, 'three failures since the one forgiveness');
   assert.equal(n.blocked('10.0.0.5', 1200), false, 'the window moves on');
   // A new window, a new forgiveness: two failures, forgiven, two more: not blocked (with three it would be).
-  n.fail('10.0.0.5', 'printer', 1250);
-  n.fail('10.0.0.5', 'printer', 1260);
-  n.succeed('10.0.0.5', 'printer', 1300);
-  n.fail('10.0.0.5', 'printer', 1301);
-  n.fail('10.0.0.5', 'printer', 1302);
+  play([[1250, 'f'], [1260, 'f'], [1300, 's'], [1301, 'f'], [1302, 'f']]);
   assert.equal(n.blocked('10.0.0.5', 1303), false, 'forgiven again in the new window');
-  n.succeed('10.0.0.5', 'printer', 1304);
-  n.fail('10.0.0.5', 'printer', 1305);
+  play([[1304, 's'], [1305, 'f']]);
   assert.equal(n.blocked('10.0.0.5', 1306), true, 'but only once in it');
 });
 
