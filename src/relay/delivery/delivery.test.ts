@@ -9,7 +9,7 @@ import path from 'node:path';
 import { Queue } from '../queue/queue.ts';
 import { silentLogger } from '../log.ts';
 import type { Mailer, OutgoingMessage, SendResult } from '../../send/types.ts';
-import { Delivery, type DeliverySettings } from './delivery.ts';
+import { Delivery, type AccountHandle, type DeliverySettings } from './delivery.ts';
 
 const settings: DeliverySettings = { maxConnections: 3, minBackoff: 50, maxBackoff: 200, maxLifetime: 86_400_000, accountPause: 100, scanInterval: 60_000, bounces: true, delayWarning: 0, keepFailed: 0 };
 
@@ -26,7 +26,7 @@ function acceptingMailer(sent: string[]): Mailer {
 }
 
 /** A queue in a temp dir and a Delivery over it that sends through acceptingMailer. */
-async function rig(t: { after: (fn: () => Promise<void>) => void }) {
+async function rig(t: { after: (fn: () => Promise<void>) => void }, accounts?: (sent: string[]) => (name: string) => AccountHandle | undefined) {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'smtp365-delivery-'));
   const q = await Queue.open(dir);
   t.after(async () => {
@@ -34,7 +34,7 @@ async function rig(t: { after: (fn: () => Promise<void>) => void }) {
     await rm(dir, { recursive: true, force: true });
   });
   const sent: string[] = [];
-  const d = new Delivery({ queue: q, log: silentLogger, settings, accounts: () => ({ mailer: acceptingMailer(sent), mailbox: 'alex@contoso.com' }) });
+  const d = new Delivery({ queue: q, log: silentLogger, settings, accounts: accounts?.(sent) ?? (() => ({ mailer: acceptingMailer(sent), mailbox: 'alex@contoso.com' })) });
   return { q, d, sent };
 }
 
@@ -88,4 +88,31 @@ test('one result that keeps failing does not hold back the others', async (t) =>
   await d.stop();
   assert.equal(await q.where(b.id), undefined, 'B written although A still fails');
   assert.equal(await q.where(a.id), 'active', 'A stays for the restart (and is logged)');
+});
+
+test('an attempt that fails unexpectedly (a bug, not the disk) defers the message instead of leaving it in active/', async (t) => {
+  let lookups = 0;
+  const { q, d, sent } = await rig(t, (sent) => () => {
+    if (++lookups === 1) throw new TypeError("Cannot read properties of undefined (reading 'mailbox')");
+    return { mailer: acceptingMailer(sent), mailbox: 'alex@contoso.com' };
+  });
+  const deferred: string[] = [];
+  const e = await q.acceptBuffer(Buffer.from('Subject: x\r\n\r\nx\r\n'), { from: 'alex@contoso.com', recipients: ['r@example.com'], account: 'a', client: { address: '127.0.0.1', tls: false } });
+  const delivered = new Promise<void>((resolve) => d.on('delivered', () => resolve()));
+  d.start();
+  d.offer(e.id, 'a', e);
+  // Deferred first, with the failure recorded for `queue show`; then tried again after minBackoff, without a restart.
+  for (let i = 0; i < 300 && deferred.length === 0; i++) {
+    if ((await q.where(e.id)) === 'deferred') deferred.push((await q.read('deferred', e.id)).lastError?.code ?? '');
+    else await new Promise((r) => setTimeout(r, 2));
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<string>((resolve) => (timer = setTimeout(() => void q.where(e.id).then((w) => resolve(`not delivered within 5 s; the message is in ${w}/`)), 5000)));
+  const outcome = await Promise.race([delivered.then(() => 'delivered'), late]);
+  clearTimeout(timer);
+  await d.stop();
+  assert.equal(outcome, 'delivered');
+  assert.deepEqual(deferred, ['INTERNAL']);
+  assert.deepEqual(sent, ['r@example.com']);
+  assert.equal(await q.where(e.id), undefined);
 });

@@ -451,7 +451,14 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
           // Recording the result failed (disk full, I/O error): each scan tries again (recordStranded).
           this.log.error('could not record a delivery result; trying again at each scan', { id: entry.id, error: (err as Error).message });
         } else {
-          this.log.error('a delivery attempt failed unexpectedly; the message stays in active/ until the relay restarts', { id: entry.id, error: (err as Error).message });
+          // A bug, not the disk: the message must not sit in active/ until a restart. It is deferred
+          // with what this attempt learned (recipients Microsoft accepted stay delivered); the next
+          // scan writes that, or finds the attempt got as far as writing its result after all.
+          const message = (err as Error)?.message ?? String(err);
+          entry.lastError = { code: 'INTERNAL', message, transient: true, at: new Date().toISOString() };
+          entry.nextAttemptAt = new Date(Date.now() + this.settings.minBackoff).toISOString();
+          this.stranded.set(entry.id, { entry, op: 'deferred' });
+          this.log.error('a delivery attempt failed unexpectedly; the message is deferred and tried again', { id: entry.id, error: message });
         }
       })
       .finally(() => {
