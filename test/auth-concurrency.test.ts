@@ -52,7 +52,8 @@ function runChild(t: TestContext, env: Record<string, string>): Promise<Array<{ 
 
 async function setup(t: TestContext) {
   const tokenRequests: string[] = [];
-  const sb = await withSandbox(t, { deviceCodeIntervalSeconds: 1, quiet: false, log: (line) => tokenRequests.push(line) });
+  // Strict rotation (Entra lets an earlier refresh token work on): a lost rotation would show as 70008.
+  const sb = await withSandbox(t, { deviceCodeIntervalSeconds: 1, quiet: false, log: (line) => tokenRequests.push(line), identity: { refreshTokenReuse: false } });
   const h = await fs.mkdtemp(path.join(os.tmpdir(), 'smtp365-auth-conc-'));
   t.after(() => fs.rm(h, { recursive: true, force: true }));
   const account: Account = sandboxAccount(sb.info);

@@ -86,7 +86,8 @@ test('device code: prompt, approval, tokens for SMTP.Send, state, and the cache 
 });
 
 test('refresh ahead of expiry rotates the refresh token; the old one is dead (70008 if replayed)', async (t) => {
-  const sb = await withSandbox(t, { deviceCodeIntervalSeconds: 1 });
+  // Strict rotation (Entra itself lets an earlier refresh token work on): the newest must be what was kept.
+  const sb = await withSandbox(t, { deviceCodeIntervalSeconds: 1, identity: { refreshTokenReuse: false } });
   const h = await home(t);
   const account = sandboxAccount(sb.info);
   const provider = createTokenProvider(account, { home: h });

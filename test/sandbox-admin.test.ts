@@ -2,7 +2,7 @@
 // YAML, errors naming the key), state kept across restarts, and the
 // `smtp365 sandbox` command's contract.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -130,7 +130,7 @@ test('admin API: tenant, mailboxes, apps, users, Exchange service principals, cl
   // Reset: back to the default tenant, no sessions, no faults.
   sb.faults.add({ stage: 'token', httpStatus: 500, times: null });
   const reset = await sandboxRequest(info, 'POST', `${info.admin}/reset`);
-  assert.deepEqual(reset.json()['reset'], ['directory', 'sessions', 'faults', 'messages']);
+  assert.deepEqual(reset.json()['reset'], ['directory', 'sessions', 'faults', 'messages', 'settings']);
   assert.equal(sb.directory.user('new@contoso.onmicrosoft.com'), undefined);
   assert.equal(sb.directory.app(appId), undefined);
   assert.equal(sb.directory.tenant(info.tenantId)!.smtpClientAuthenticationDisabled, true);
@@ -259,4 +259,38 @@ test('the SMTP side\'s admin routes (event log, limits) answer on the sandbox\'s
   assert.equal(limits.status, 200, limits.text);
   const read = await sandboxRequest(sb.info, 'GET', `${sb.info.admin}/smtp/limits`);
   assert.match(read.text, /"recipientsPerDay":\s*5/);
+});
+
+test('settings: where Microsoft is uncertain, changeable at run time and validated; the CLI sets the SMTP ones', async (t) => {
+  const sb = await withSandbox(t, { smtp: { authFailureDelayMs: 0 } });
+  const view = (await admin(sb, 'GET', '/settings')).json();
+  assert.deepEqual(view, {
+    identity: { refreshTokenReuse: true, slowDown: true },
+    smtp: { authFailureDelayMs: 0, sendAsDeniedStyle: '5.7.60', securityDefaultsBlockOAuth: false },
+  });
+  const patched = await admin(sb, 'PATCH', '/settings', { smtp: { authFailureDelayMs: 6000, sendAsDeniedStyle: '5.2.252' } });
+  assert.equal(patched.status, 200, patched.text);
+  assert.deepEqual(patched.json()['smtp'], { authFailureDelayMs: 6000, sendAsDeniedStyle: '5.2.252', securityDefaultsBlockOAuth: false });
+  assert.equal(sb.smtp.behaviour.authFailureDelayMs, 6000, 'the sessions read the same object');
+  for (const [body, message] of [
+    [{ smtp: { sendAsDeniedStyle: '5.7.61' } }, /smtp\.sendAsDeniedStyle: must be "5\.7\.60" or "5\.2\.252"/],
+    [{ smtp: { authFailureDelayMs: -1 } }, /smtp\.authFailureDelayMs/],
+    [{ identity: { rotate: true } }, /rotate/],
+    [{ limits: {} }, /limits/],
+  ] as const) {
+    const r = await admin(sb, 'PATCH', '/settings', body);
+    assert.equal(r.status, 400, r.text);
+    assert.equal(r.json()['error'], 'invalid_settings');
+    assert.match(String(r.json()['message']), message);
+  }
+  assert.equal((await admin(sb, 'GET', '/settings')).json<{ smtp: { authFailureDelayMs: number } }>().smtp.authFailureDelayMs, 6000, 'a bad patch changes nothing');
+  assert.equal((await admin(sb, 'DELETE', '/settings')).status, 405);
+  await admin(sb, 'POST', '/reset', {});
+  assert.deepEqual((await admin(sb, 'GET', '/settings')).json(), view);
+
+  // The CLI: the SMTP settings as flags, checked before anything starts.
+  const cli = path.join(repoRoot, 'src', 'cli', 'main.ts');
+  const bad = spawnSync(process.execPath, [cli, 'sandbox', '--send-as-denied-style', '5.7.1'], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(bad.status, 64, bad.stderr);
+  assert.match(bad.stderr, /5\.7\.60 \(the classic reply\) or 5\.2\.252/);
 });

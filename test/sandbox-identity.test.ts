@@ -19,7 +19,7 @@ function assertAad(res: SandboxResponse, status: number, error: string, code: nu
   assert.match(String(b['timestamp']), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/);
   assert.match(String(b['trace_id']), /^[0-9a-f-]{36}$/);
   assert.match(String(b['correlation_id']), /^[0-9a-f-]{36}$/);
-  assert.equal(b['error_uri'], `${new URL(String(b['error_uri'])).origin}/error?code=${code}`);
+  assert.equal(b['error_uri'], `https://login.microsoftonline.com/error?code=${code}`);
   return b;
 }
 
@@ -82,6 +82,10 @@ test('device code: pending, slow_down, approval, both grant spellings, tokens sh
   const poll = (grant: string) => token(sb, { grant_type: grant, client_id: sb.info.publicClientId, device_code: dc.device_code, client_info: '1' });
   assertAad(await poll('device_code'), 400, 'authorization_pending', 70016);
   assertAad(await poll('device_code'), 400, 'slow_down', 70016);
+  // slow_down is UNCONFIRMED for Entra: it can be turned off.
+  assert.equal((await admin(sb, 'PATCH', '/settings', { identity: { slowDown: false } })).status, 200);
+  assertAad(await poll('device_code'), 400, 'authorization_pending', 70016);
+  assertAad(await poll('device_code'), 400, 'authorization_pending', 70016);
   const pending = (await admin(sb, 'GET', '/device-codes')).json<{ deviceCodes: Array<{ userCode: string }> }>();
   assert.ok(pending.deviceCodes.some((d) => d.userCode === dc.user_code));
   assert.equal((await admin(sb, 'POST', '/device-codes/approve', { userCode: dc.user_code.toLowerCase(), upn: sb.info.users[0]!.upn })).status, 200);
@@ -191,9 +195,17 @@ test('password grant (ROPC): 50034 unknown user, 50126 wrong password, 50076 MFA
   await admin(sb, 'PATCH', `/users/${alex.upn}`, { accountEnabled: true });
   await admin(sb, 'PATCH', '/tenant', { conditionalAccessBlockedUsers: [alex.upn] });
   assertAad(await ropc(alex.upn, alex.password), 400, 'invalid_grant', 53003);
+  await admin(sb, 'PATCH', '/tenant', { conditionalAccessBlockedUsers: [], securityDefaults: true });
+  const sd = assertAad(await ropc(alex.upn, alex.password), 400, 'invalid_grant', 530035);
+  assert.match(String(sd['error_description']), /blocked by security defaults/);
+  // MSAL for Python asks home realm discovery first: every sandbox user is Managed.
+  const realm = await sandboxRequest(sb.info, 'GET', `/common/userrealm/${encodeURIComponent(alex.upn)}?api-version=1.0`);
+  assert.equal(realm.status, 200);
+  assert.deepEqual(realm.json(), { ver: '1.0', account_type: 'Managed', domain_name: sb.info.tenantDomain, cloud_instance_name: 'microsoftonline.com', cloud_audience_urn: 'urn:federation:MicrosoftOnline' });
+  assert.equal((await sandboxRequest(sb.info, 'GET', '/common/userrealm/someone@elsewhere.example?api-version=1.0')).json()['account_type'], 'Unknown');
 });
 
-test('refresh tokens rotate; the old one is retired (70008); 90 days unused 700082; revoked 50173; sign-in frequency 70043', async (t) => {
+test('refresh tokens rotate (an earlier one still works, as at Entra, or is refused with 70008 when strict); 90 days unused 700082; revoked 50173; sign-in frequency 70043', async (t) => {
   const sb = await withSandbox(t);
   const pub = sb.info.publicClientId;
   const refresh = (rt: unknown, tenant?: string) => token(sb, { grant_type: 'refresh_token', client_id: pub, refresh_token: String(rt), scope: SMTP_SCOPE, client_info: '1' }, tenant);
@@ -202,7 +214,13 @@ test('refresh tokens rotate; the old one is retired (70008); 90 days unused 7000
   assert.equal(second.status, 200, second.text);
   const rt2 = second.json()['refresh_token'];
   assert.notEqual(rt2, first['refresh_token']);
+  // Entra does not revoke a refresh token when it is used: a retry after a lost answer works.
+  assert.equal((await refresh(first['refresh_token'])).status, 200);
+  const strict = await admin(sb, 'PATCH', '/settings', { identity: { refreshTokenReuse: false } });
+  assert.equal(strict.json<{ identity: { refreshTokenReuse: boolean } }>().identity.refreshTokenReuse, false);
   assertAad(await refresh(first['refresh_token']), 400, 'invalid_grant', 70008);
+  assert.deepEqual((await admin(sb, 'POST', '/reset', { settings: true })).json(), { reset: ['settings'] });
+  assert.equal((await refresh(first['refresh_token'])).status, 200, 'reset puts the default back');
   assertAad(await refresh('garbage'), 400, 'invalid_grant', 9002313);
   // 89 days idle is fine; the new token then lives another 90.
   sb.clock.advance(89 * 86400);

@@ -38,7 +38,8 @@ test('admin API: add, list, get, delete faults; invalid input gets a clear 400',
   assert.equal((await fetch(`${sb.adminUrl}/admin/faults/${id}`)).status, 404);
 
   for (const [spec, message] of [
-    [{ stage: 'auth', reply: 'not a reply' }, /reply must be an SMTP reply/],
+    [{ stage: 'auth', reply: 'not a reply' }, /reply must be an SMTP refusal/],
+    [{ stage: 'auth', reply: '235 2.7.0 Authentication successful' }, /reply must be an SMTP refusal \(4xx or 5xx\)/],
     [{ stage: 'later', drop: true }, /stage must be one of: connect, ehlo/],
     [{ stage: 'auth' }, /at least one of/],
     [{ stage: 'auth', drop: true, times: -1 }, /times/],

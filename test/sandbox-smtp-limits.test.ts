@@ -129,16 +129,22 @@ test('more than 3 authenticated connections for a mailbox: 432 4.3.2 on the 4th'
   assert.equal(await sendMessage(conns[3]!, ALEX, [MEGAN], mime(ALEX, MEGAN, '4th')), '432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded');
   for (let i = 0; i < 3; i++) assert.match(await sendMessage(conns[i]!, ALEX, [MEGAN], mime(ALEX, MEGAN, `#${i}`)), QUEUED);
   assert.match(await sendMessage(other, MEGAN, [ALEX], mime(MEGAN, ALEX, 'megan')), QUEUED, 'other mailboxes are not affected');
+  // A session that said QUIT no longer submits: its slot is free at once, even while the client keeps its socket open.
+  conns[0]!.socket.allowHalfOpen = true;
   assert.equal(await conns[0]!.cmd('QUIT'), '221 2.0.0 Service closing transmission channel');
-  await conns[0]!.waitClosed();
-  // The server sees the close a moment later; then the 4th is among three.
+  assert.match(await sendMessage(conns[3]!, ALEX, [MEGAN], mime(ALEX, MEGAN, '4th again')), QUEUED);
+  // And a connection that simply goes away frees its slot too (the server sees the close a moment later).
+  const fifth = await openAuthed(sb.port, sb.caPem, ALEX, sb.userToken(ALEX));
+  t.after(() => fifth.close());
+  assert.equal(await sendMessage(fifth, ALEX, [MEGAN], mime(ALEX, MEGAN, '5th')), '432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded');
+  conns[1]!.close();
   for (let i = 0; i < 50; i++) {
-    const r = await sendMessage(conns[3]!, ALEX, [MEGAN], mime(ALEX, MEGAN, '4th again'));
+    const r = await sendMessage(fifth, ALEX, [MEGAN], mime(ALEX, MEGAN, '5th again'));
     if (r.startsWith('250 ')) return;
     assert.equal(r, '432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded');
     await new Promise((r) => setTimeout(r, 20));
   }
-  assert.fail('the 4th connection never got room after one closed');
+  assert.fail('the 5th connection never got room after one closed');
 });
 
 test('30 messages per minute: the excess gets a 4xx (reject mode), room again after a minute', async (t) => {

@@ -152,6 +152,17 @@ test('mechanisms: PLAIN is unrecognized, LOGIN is Basic auth and refused, malfor
   assert.match(await c.cmd(Buffer.from('wrong').toString('base64')), AUTH_FAILED);
   assert.equal(await c.cmd('AUTH LOGIN ' + Buffer.from(ALEX).toString('base64')), '334 UGFzc3dvcmQ6');
   assert.equal(await c.cmd(Buffer.from('Sandbox-Pass-1').toString('base64')), '235 2.7.0 Authentication successful');
+
+  // A password is not enough for a user who must use MFA; Security Defaults block Basic auth for everyone.
+  const login = async (upn: string, password: string): Promise<string> => {
+    const d = await openSecure(sb.port, sb.caPem);
+    t.after(() => d.close());
+    assert.equal(await d.cmd('AUTH LOGIN ' + Buffer.from(upn).toString('base64')), '334 UGFzc3dvcmQ6');
+    return d.cmd(Buffer.from(password).toString('base64'));
+  };
+  assert.match(await login(MEGAN, 'Sandbox-Pass-2'), AUTH_FAILED, 'per-user MFA');
+  sb.directory.data.tenants[0]!.securityDefaults = true;
+  assert.match(await login(ALEX, 'Sandbox-Pass-1'), SECURITY_DEFAULTS);
 });
 
 test('token checks: signature, expiry, audience, scope, mailbox rights', async (t) => {
@@ -195,8 +206,13 @@ test('SMTP AUTH switches, security defaults, Conditional Access, disabled user',
   mbx.smtpClientAuthenticationDisabled = null;
   assert.equal(await authReply(sb, t, ALEX, sb.userToken(ALEX)), '235 2.7.0 Authentication successful');
 
+  // Security Defaults block legacy (Basic) authentication; a token from a modern sign-in gets through,
+  // unless the sandbox is told Microsoft refuses it too (UNCONFIRMED either way).
   tenant.securityDefaults = true;
+  assert.equal(await authReply(sb, t, ALEX, sb.userToken(ALEX)), '235 2.7.0 Authentication successful');
+  sb.smtp.behaviour.securityDefaultsBlockOAuth = true;
   assert.match(await authReply(sb, t, ALEX, sb.userToken(ALEX)), SECURITY_DEFAULTS);
+  sb.smtp.behaviour.securityDefaultsBlockOAuth = false;
   tenant.securityDefaults = false;
   tenant.conditionalAccessBlockedUsers = [ALEX];
   assert.match(await authReply(sb, t, ALEX, sb.userToken(ALEX)), CONDITIONAL_ACCESS);

@@ -86,9 +86,14 @@ test('SMTP AUTH disabled for the tenant or the mailbox: 5.7.139 with the Set-CAS
 
 test('security defaults (delegated sign-in): 535 5.7.139 explained as policy', async (t) => {
   const s = await sendSandbox(t);
-  await s.admin('PATCH', '/tenant', { securityDefaults: true });
   const account = s.account();
-  const mailer = createMailer({ account, tokenProvider: s.provider(account), retry: false });
+  const provider = s.provider(account);
+  // Signed in before Security Defaults were turned on (they refuse the password flow itself: AADSTS530035).
+  await provider.getAccessToken();
+  await s.admin('PATCH', '/tenant', { securityDefaults: true });
+  // Where Microsoft refuses XOAUTH2 under Security Defaults too (UNCONFIRMED; the sandbox lets it through by default).
+  await s.admin('PATCH', '/settings', { smtp: { securityDefaultsBlockOAuth: true } });
+  const mailer = createMailer({ account, tokenProvider: provider, retry: false });
   t.after(() => mailer.close());
   const e = await mailer.send({ to: MEGAN, subject: 'x', text: 'y' }).then(
     () => assert.fail('refused'),

@@ -464,8 +464,13 @@ const IDENTITY_RULES: Record<number, IdentityBuilder> = {
   530035: () => ({
     code: 'AUTH_BLOCKED_BY_POLICY',
     title: 'Blocked by Security Defaults',
-    cause: 'Security Defaults refused the sign-in.',
-    fix: ['Ask an administrator.'],
+    cause: 'Security Defaults refuse legacy and password sign-ins (the password flow, ROPC, among them).',
+    portal: 'Entra admin center › Identity › Overview › Properties › Manage security defaults',
+    fix: [
+      'Sign in with the device code (smtp365 login) or the browser (smtp365 login --browser) instead of a password.',
+      'For a daemon without a person: the app-only flow (client secret or certificate) is not affected.',
+      'Or ask an administrator to replace Security Defaults with Conditional Access policies that allow this sign-in.',
+    ],
   }),
   500011: () => ({
     code: 'AUTH_RESOURCE_NOT_FOUND',

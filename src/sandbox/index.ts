@@ -20,9 +20,10 @@ import type { SandboxDirectory, SandboxInfo } from './state/model.ts';
 import { buildScenario, DEFAULT_SCENARIO, readScenarioFile, ScenarioError } from './state/scenario.ts';
 import { loadOrCreateSigningKey } from './tokens/keys.ts';
 import { TokenIssuer } from './tokens/issuer.ts';
-import { ensureFirstPartyApps, IdentityService } from './identity/service.ts';
+import { ensureFirstPartyApps, IdentityService, type IdentityBehaviour } from './identity/service.ts';
 import { handleIdentityRequest } from './identity/routes.ts';
 import { handleAdminRequest } from './admin/routes.ts';
+import { handleSettingsRequest, SandboxSettings } from './admin/settings.ts';
 import { handleGraphRequest } from './graph/routes.ts';
 import { startSmtpSandbox, type SmtpSandboxDeps, type SmtpSandboxHandle } from './smtp/server.ts';
 
@@ -51,8 +52,10 @@ export interface SandboxOptions {
   quiet?: boolean;
   /** Receives one line per HTTP request (method, path, status) — never bodies. */
   log?: (line: string) => void;
+  /** Identity behaviour where Entra's is uncertain (also PATCH {admin}/settings): refresh token reuse, slow_down. */
+  identity?: Partial<IdentityBehaviour>;
   /** SMTP side settings passed through (banner host name, AUTH refusal delay, limits, send-as reply style, events). */
-  smtp?: Pick<SmtpSandboxDeps, 'hostname' | 'authFailureDelayMs' | 'limits' | 'sendAsDeniedStyle' | 'onEvent'>;
+  smtp?: Pick<SmtpSandboxDeps, 'hostname' | 'authFailureDelayMs' | 'limits' | 'sendAsDeniedStyle' | 'securityDefaultsBlockOAuth' | 'onEvent'>;
 }
 
 export interface Sandbox {
@@ -69,6 +72,8 @@ export interface Sandbox {
   url: string;
   /** The SMTP side: its events (auth results with reasons, rejections) and limits. */
   smtp: SmtpSandboxHandle;
+  /** Behaviour where Microsoft's is uncertain (identity and SMTP), as GET/PATCH {admin}/settings. */
+  settings: SandboxSettings;
   close(): Promise<void>;
 }
 
@@ -119,6 +124,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     faults,
     authority: () => authority,
     deviceCodeIntervalSeconds: options.deviceCodeIntervalSeconds ?? 5,
+    behaviour: { refreshTokenReuse: options.identity?.refreshTokenReuse ?? true, slowDown: options.identity?.slowDown ?? true },
     autoApprove: options.autoApproveDeviceCodes ?? false,
     sessionsFile: path.join(stateDir, 'sessions.json'),
   });
@@ -140,8 +146,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     directory.ensureResourcePrincipals();
     ensureFirstPartyApps(directory);
   };
-  const ctx = { directory, clock, issuer, identity, faults, messages, stateDir, info: () => info, resetDirectory };
-  const smtpRef: { handle?: SmtpSandboxHandle } = {};
+  const smtpRef: { handle?: SmtpSandboxHandle; settings?: SandboxSettings } = {};
+  const ctx = { directory, clock, issuer, identity, faults, messages, stateDir, info: () => info, resetDirectory, resetSettings: () => smtpRef.settings?.reset() };
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', authority || 'https://localhost');
     res.on('finish', () => log?.(`${req.method} ${url.pathname} ${res.statusCode}`));
@@ -151,6 +157,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
         if (await handleMailRequest(req, res, url, messages)) return;
         // The SMTP side starts after the HTTP server; its admin routes answer once it's up.
         if (smtpRef.handle && (await handleSmtpRequest(req, res, url, smtpRef.handle))) return;
+        if (smtpRef.settings && (await handleSettingsRequest(req, res, url, smtpRef.settings))) return;
         if (await handleAdminRequest(req, res, url, ctx)) return;
       } else if (url.pathname === '/mail' || url.pathname.startsWith('/mail/')) {
         if (await handleMailRequest(req, res, url, messages)) return;
@@ -193,6 +200,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     throw e;
   }
   smtpRef.handle = smtp;
+  const settings = new SandboxSettings(identity.behaviour, smtp.behaviour);
+  smtpRef.settings = settings;
 
   const tenant = directory.data.tenants[0];
   if (!tenant) throw new ScenarioError('the scenario has no tenant');
@@ -232,6 +241,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     tls,
     url: authority,
     smtp,
+    settings,
     close() {
       closed ??= (async () => {
         identity.close();

@@ -19,7 +19,14 @@ interface SandboxCliOptions {
   autoApprove?: number;
   autoApproveAs?: string;
   deviceCodeInterval?: number;
+  authFailureDelay?: number;
+  sendAsDeniedStyle?: '5.7.60' | '5.2.252';
   log?: boolean;
+}
+
+function sendAsStyle(v: string): '5.7.60' | '5.2.252' {
+  if (v !== '5.7.60' && v !== '5.2.252') throw new InvalidArgumentError('5.7.60 (the classic reply) or 5.2.252 (SendAsDenied)');
+  return v;
 }
 
 function port(v: string): number {
@@ -56,6 +63,8 @@ export async function run(argv: string[]): Promise<number> {
     .option('--auto-approve <ms>', 'approve device codes by themselves after this many milliseconds', nonNegative)
     .option('--auto-approve-as <upn>', 'the user auto-approved sign-ins are for (default: the first user without MFA)')
     .option('--device-code-interval <seconds>', 'polling interval announced for device codes (default 5)', nonNegative)
+    .option('--auth-failure-delay <ms>', 'how long a refused SMTP AUTH takes to answer (default 100; Microsoft: 5000-6000)', nonNegative)
+    .option('--send-as-denied-style <reply>', 'refusal for a From without SendAs: 5.7.60 (default) or 5.2.252', sendAsStyle)
     .option('--log', 'log each HTTP request (method, path, status) to stderr');
   const early = parseCommand(cmd, argv);
   if (early !== undefined) return early;
@@ -73,6 +82,7 @@ export async function run(argv: string[]): Promise<number> {
       tokenLifetimeSeconds: o.tokenLifetime,
       autoApproveDeviceCodes: o.autoApprove !== undefined ? { afterMs: o.autoApprove, upn: o.autoApproveAs } : false,
       deviceCodeIntervalSeconds: o.deviceCodeInterval,
+      smtp: { authFailureDelayMs: o.authFailureDelay, sendAsDeniedStyle: o.sendAsDeniedStyle },
       log: o.log ? (l) => process.stderr.write(`${new Date().toISOString()} ${l}\n`) : undefined,
     });
   } catch (e) {

@@ -18,4 +18,6 @@ export interface AdminContext {
   info: () => SandboxInfo;
   /** Puts the directory back as the sandbox started (scenario or default tenant). */
   resetDirectory: () => void;
+  /** Puts /admin/settings back as the sandbox started. */
+  resetSettings: () => void;
 }

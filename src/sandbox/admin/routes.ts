@@ -72,7 +72,7 @@ const userPatch = z.strictObject({
 const approveBody = z.strictObject({ userCode: z.string().min(1), upn: email.optional(), mfa: z.boolean().optional() });
 const declineBody = z.strictObject({ userCode: z.string().min(1) });
 const clockBody = z.strictObject({ advanceSeconds: z.number().nonnegative().max(10 * 365 * 86400) });
-const resetBody = z.strictObject({ directory: z.boolean().optional(), sessions: z.boolean().optional(), faults: z.boolean().optional(), messages: z.boolean().optional() });
+const resetBody = z.strictObject({ directory: z.boolean().optional(), sessions: z.boolean().optional(), faults: z.boolean().optional(), messages: z.boolean().optional(), settings: z.boolean().optional() });
 const exoSpBody = z.strictObject({ appId: guid, objectId: guid.optional(), tenant: z.string().optional(), displayName: z.string().optional() });
 
 function parse<T>(schema: z.ZodType<T>, body: unknown): T {
@@ -137,8 +137,13 @@ export async function handleAdminRequest(req: IncomingMessage, res: ServerRespon
           done.push('faults');
         }
         if (all || b.messages) {
-          ctx.messages.clear();
+          // Back to the start: the sending quotas too (DELETE /messages keeps them, as deleting Sent Items does).
+          ctx.messages.clear({ quotas: true });
           done.push('messages');
+        }
+        if (all || b.settings) {
+          ctx.resetSettings();
+          done.push('settings');
         }
         sendJson(res, 200, { reset: done });
         return true;
@@ -183,7 +188,8 @@ export async function handleAdminRequest(req: IncomingMessage, res: ServerRespon
 
 const ROUTES = [
   'GET /admin/state',
-  'POST /admin/reset {directory?, sessions?, faults?, messages?} (all when empty)',
+  'POST /admin/reset {directory?, sessions?, faults?, messages?, settings?} (all when empty)',
+  'GET|PATCH /admin/settings {identity?: {refreshTokenReuse?, slowDown?}, smtp?: {authFailureDelayMs?, sendAsDeniedStyle?, securityDefaultsBlockOAuth?}}',
   'GET|POST /admin/clock {advanceSeconds}',
   'GET /admin/device-codes',
   'POST /admin/device-codes/approve {userCode, upn?, mfa?}',

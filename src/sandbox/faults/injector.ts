@@ -12,8 +12,12 @@ import type { FaultSpec, FaultStage } from '../state/model.ts';
 export const FAULT_STAGES = ['connect', 'ehlo', 'starttls', 'auth', 'mail', 'rcpt', 'data', 'data-end', 'token', 'devicecode'] as const satisfies readonly FaultStage[];
 const SMTP_STAGES: ReadonlySet<FaultStage> = new Set(['connect', 'ehlo', 'starttls', 'auth', 'mail', 'rcpt', 'data', 'data-end']);
 
-/** An SMTP reply line (or lines, CRLF-separated): 3-digit code, then space or dash. */
-const SMTP_REPLY = /^[2-5][0-9][0-9]([ -][^\r\n]*)?(\r?\n[2-5][0-9][0-9]([ -][^\r\n]*)?)*$/;
+/**
+ * A refusal (4xx or 5xx), one line or several (CRLF-separated): 3-digit code, then space or dash.
+ * A success reply would tell the client it got through while the session did not (not authenticated,
+ * no sender, no greeting recorded): a state Microsoft never produces.
+ */
+const SMTP_REPLY = /^[45][0-9][0-9]([ -][^\r\n]*)?(\r?\n[45][0-9][0-9]([ -][^\r\n]*)?)*$/;
 
 export const faultSpecSchema = z
   .object({
@@ -41,7 +45,7 @@ export const faultSpecSchema = z
       ctx.addIssue({ code: 'custom', message: 'a fault needs at least one of: reply, httpStatus, body, drop, delayMs' });
     }
     if (smtp && f.reply !== undefined && !SMTP_REPLY.test(f.reply)) {
-      ctx.addIssue({ code: 'custom', path: ['reply'], message: 'reply must be an SMTP reply such as "451 4.7.0 Temporary server error. Please try again later. PRX4"' });
+      ctx.addIssue({ code: 'custom', path: ['reply'], message: 'reply must be an SMTP refusal (4xx or 5xx) such as "451 4.7.0 Temporary server error. Please try again later. PRX4"' });
     }
     if (smtp && (f.httpStatus !== undefined || f.body !== undefined)) {
       ctx.addIssue({ code: 'custom', path: ['httpStatus'], message: `httpStatus/body apply to the token and devicecode stages, not to the SMTP stage "${f.stage}"` });

@@ -34,7 +34,8 @@ export function aadError(status: number, error: string, code: number, text: stri
     timestamp,
     trace_id: traceId,
     correlation_id: correlationId,
-    error_uri: `${o.authority ?? 'https://login.microsoftonline.com'}/error?code=${code}`,
+    // Microsoft's own page for the code, as Entra answers (the sandbox serves no such page).
+    error_uri: `https://login.microsoftonline.com/error?code=${code}`,
   };
   if (o.suberror) body['suberror'] = o.suberror;
   if (o.claims) body['claims'] = o.claims;

@@ -61,6 +61,16 @@ export async function handleIdentityRequest(req: IncomingMessage, res: ServerRes
     });
     return true;
   }
+  // Home realm discovery, which MSAL for Python asks before the password flow: every sandbox user is "Managed" (no federation).
+  if (tenantSeg === 'common' && rest[0] === 'userrealm' && rest.length === 2 && method === 'GET') {
+    const upn = rest[1]!;
+    const domain = upn.includes('@') ? upn.slice(upn.lastIndexOf('@') + 1) : '';
+    const known = id.directory.data.tenants.find((t) => t.domain.toLowerCase() === domain.toLowerCase());
+    sendJson(res, 200, known
+      ? { ver: '1.0', account_type: 'Managed', domain_name: known.domain, cloud_instance_name: 'microsoftonline.com', cloud_audience_urn: 'urn:federation:MicrosoftOnline' }
+      : { ver: '1.0', account_type: 'Unknown', cloud_instance_name: 'microsoftonline.com' });
+    return true;
+  }
   if ((path === 'discovery/v2.0/keys' || path === 'discovery/keys') && method === 'GET') {
     if (!id.resolveTenantSegment(tenantSeg) && tenantSeg !== 'consumers') {
       sendReply(res, id.tenantNotFound(tenantSeg, ctx, 'invalid_tenant'));

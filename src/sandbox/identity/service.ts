@@ -23,6 +23,22 @@ const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 /** Authority path segments that are not one tenant. */
 const MULTI_TENANT = new Set(['common', 'organizations']);
 
+/**
+ * How Entra behaves where the reference is uncertain, changeable while the
+ * sandbox runs (PATCH {admin}/settings).
+ */
+export interface IdentityBehaviour {
+  /**
+   * Entra does not revoke a refresh token when it is used ("The Microsoft
+   * identity platform doesn't revoke old refresh tokens when used to fetch new
+   * access tokens"): true (default) accepts an earlier one until it expires;
+   * false refuses it with AADSTS70008, to prove a client always keeps the newest.
+   */
+  refreshTokenReuse: boolean;
+  /** RFC 8628 `slow_down` for device-code polls under half the interval (UNCONFIRMED for Entra; default true). */
+  slowDown: boolean;
+}
+
 export interface IdentityOptions {
   directory: Directory;
   clock: SandboxClock;
@@ -30,6 +46,8 @@ export interface IdentityOptions {
   faults: FaultInjector;
   authority: () => string;
   deviceCodeIntervalSeconds: number;
+  /** Shared with the admin API: changes apply to the next request. */
+  behaviour: IdentityBehaviour;
   autoApprove: { afterMs: number; upn?: string } | false;
   /** Where refresh token sessions are kept (only their hashes), so sign-ins survive a restart with the same state dir. */
   sessionsFile?: string;
@@ -144,6 +162,11 @@ export class IdentityService {
 
   get directory(): Directory {
     return this.#o.directory;
+  }
+
+  /** The live behaviour switches (the admin API's /settings changes them). */
+  get behaviour(): IdentityBehaviour {
+    return this.#o.behaviour;
   }
 
   get authority(): string {
@@ -563,7 +586,7 @@ export class IdentityService {
     switch (entry.status) {
       case 'pending':
         // RFC 8628 slow_down for clients that ignore the interval (polling at under half of it).
-        if (last !== null && nowMs - last < (entry.interval * 1000) / 2) {
+        if (this.#o.behaviour.slowDown && last !== null && nowMs - last < (entry.interval * 1000) / 2) {
           throw this.#err(400, 'slow_down', 70016, `The client is polling too frequently. Poll at most every ${entry.interval} seconds.`, ctx);
         }
         throw this.#err(400, 'authorization_pending', 70016, 'OAuth 2.0 device flow error. Authorization is pending. Continue polling.', ctx);
@@ -599,7 +622,7 @@ export class IdentityService {
     }
     const now = this.#o.clock.nowSeconds();
     const issued = aadTimestamp(session.issuedAt * 1000);
-    if (session.retired) {
+    if (session.retired && !this.#o.behaviour.refreshTokenReuse) {
       throw this.#err(400, 'invalid_grant', 70008, 'The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource.', ctx);
     }
     if (now - session.issuedAt > REFRESH_IDLE_LIFETIME) {
@@ -626,7 +649,7 @@ export class IdentityService {
     const scope = p.get('scope') ?? 'openid profile offline_access';
     const withOffline = /(^|\s)offline_access(\s|$)/.test(scope) ? scope : `${scope} offline_access`;
     const reply = this.#delegatedReply({ tenant, app, user, scope: withOffline, auth, amr: session.amr, authTime: session.authTime, authTimeMs, clientInfo, interactive: false }, ctx);
-    // Rotation: the new refresh token replaces this one.
+    // Rotation: the client should keep the new refresh token; whether this one still works is behaviour.refreshTokenReuse.
     session.retired = true;
     this.#saveSessions();
     return reply;
@@ -722,6 +745,10 @@ export class IdentityService {
       throw this.#err(400, 'invalid_grant', 50126, 'Error validating credentials due to invalid username or password.', ctx);
     }
     this.#checkUserCanGetTokens(tenant, user, ctx);
+    if (tenant.securityDefaults) {
+      // Security Defaults refuse the password flow outright (it cannot do MFA).
+      throw this.#err(400, 'invalid_grant', 530035, 'Access has been blocked by security defaults. This is due to the request using legacy auth or being deemed unsafe by security defaults policies. For more information please visit https://aka.ms/securitydefaults', ctx);
+    }
     if (user.mfaRequired) {
       const parsed = this.#parseScopes(p.get('scope') ?? '', tenant, ctx);
       throw this.#err(

@@ -250,7 +250,11 @@ export class MessageStore extends EventEmitter {
     return { messages, recipients: idx.totals[idx.times.length]! - idx.totals[lo]!, oldestMs: messages > 0 ? idx.times[lo]! : null };
   }
 
-  /** Sent Items per mailbox, by time: times sorted, totals[i] = recipients of the first i. Made on first use, kept current by save(), dropped by remove/clear/load. */
+  /**
+   * What each mailbox submitted, by time: times sorted, totals[i] = recipients
+   * of the first i. Made from Sent Items on first use (after a restart: from
+   * the mail kept), then kept current by save() and kept when mail is deleted.
+   */
   #sent: Map<string, SentIndex> | undefined;
 
   #sentIndex(): Map<string, SentIndex> {
@@ -309,17 +313,24 @@ export class MessageStore extends EventEmitter {
   remove(id: string): boolean {
     const i = this.#messages.findIndex((x) => x.id === id);
     if (i < 0) return false;
+    this.#sentIndex(); // counted before it goes: deleting mail does not give sending quota back
     const [m] = this.#messages.splice(i, 1);
-    this.#sent = undefined;
     fs.rmSync(m!.rawPath, { force: true });
     this.#writeIndexSync();
     return true;
   }
 
-  clear(): void {
+  /**
+   * Removes all captured mail. What the mailboxes sent still counts toward
+   * the daily and per-minute limits (as deleting Sent Items does at
+   * Microsoft) unless `quotas` resets them too (POST /admin/reset).
+   */
+  clear(opts: { quotas?: boolean } = {}): void {
+    if (opts.quotas) this.#sent = undefined;
+    else this.#sentIndex();
     for (const m of this.#messages) fs.rmSync(m.rawPath, { force: true });
     this.#messages = [];
-    this.#sent = undefined;
+    if (opts.quotas) this.#sent = new Map();
     this.#writeIndexSync();
     this.emit('cleared');
   }

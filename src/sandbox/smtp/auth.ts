@@ -7,6 +7,7 @@
 
 import type { Directory } from '../state/directory.ts';
 import { WELL_KNOWN, type SandboxAccessTokenClaims, type SandboxMailbox, type SandboxTenant } from '../state/model.ts';
+import type { SmtpBehaviour } from './context.ts';
 
 export type VerifyToken = (jwt: string) => { ok: true; claims: SandboxAccessTokenClaims } | { ok: false; reason: 'malformed' | 'signature' | 'expired' | 'not-yet-valid' };
 
@@ -68,7 +69,7 @@ function isSmtpAudience(aud: unknown): boolean {
   return (WELL_KNOWN.smtpAudiences as readonly string[]).includes(a) || a === WELL_KNOWN.exchangeAppId;
 }
 
-export function decideXoauth2(dir: Directory, verifyToken: VerifyToken, user: string, jwt: string): AuthDecision {
+export function decideXoauth2(dir: Directory, verifyToken: VerifyToken, user: string, jwt: string, behaviour: Pick<SmtpBehaviour, 'securityDefaultsBlockOAuth'> = { securityDefaultsBlockOAuth: false }): AuthDecision {
   const v = verifyToken(jwt);
   if (!v.ok) return fail(`the access token is ${v.reason === 'malformed' ? 'not a token the sandbox issued (malformed)' : v.reason === 'signature' ? 'not signed by the sandbox (signature)' : v.reason}`);
   const c = v.claims;
@@ -90,7 +91,8 @@ export function decideXoauth2(dir: Directory, verifyToken: VerifyToken, user: st
     if (!u.accountEnabled) return fail(`the user ${u.upn} is disabled`);
     const sw = smtpAuthSwitch(mailbox, tenant);
     if (sw) return sw;
-    if (tenant.securityDefaults) return fail(`security defaults are on for ${tenant.domain}`, 'security-defaults');
+    // Security Defaults block legacy authentication; a token from a modern sign-in gets through unless told otherwise.
+    if (tenant.securityDefaults && behaviour.securityDefaultsBlockOAuth) return fail(`security defaults are on for ${tenant.domain} (and securityDefaultsBlockOAuth)`, 'security-defaults');
     if (tenant.conditionalAccessBlockedUsers.some((x) => x.toLowerCase() === u.upn.toLowerCase())) {
       return fail(`a Conditional Access policy blocks ${u.upn}`, 'conditional-access');
     }
@@ -128,6 +130,8 @@ export function decideBasic(dir: Directory, username: string, password: string):
   if (tenant.securityDefaults) return fail(`security defaults are on for ${tenant.domain}`, 'security-defaults');
   if (!u || !mailbox || u.password !== password) return fail(`wrong user name or password for ${username}`);
   if (!u.accountEnabled) return fail(`the user ${u.upn} is disabled`);
+  // Per-user MFA: a password alone is not enough, and SMTP AUTH LOGIN cannot ask for more.
+  if (u.mfaRequired) return fail(`${u.upn} must use multi-factor authentication, which AUTH LOGIN cannot do`);
   const sw = smtpAuthSwitch(mailbox, tenant);
   if (sw) return sw;
   if (tenant.conditionalAccessBlockedUsers.some((x) => x.toLowerCase() === u.upn.toLowerCase())) return fail(`a Conditional Access policy blocks ${u.upn}`, 'conditional-access');

@@ -233,7 +233,7 @@ export class SandboxConnection extends SMTPConnection {
     if (initial.trim() === '*') return this.#refuse({ ok: false, refusal: 'failed', detail: 'the client cancelled the exchange (*)' }, null, cb);
     const parsed = parseXoauth2(initial);
     if (!parsed) return this.#refuse({ ok: false, refusal: 'failed', detail: 'malformed XOAUTH2 response (expected base64 of "user=…^Aauth=Bearer …^A^A")' }, null, cb);
-    await this.#authenticate(parsed.user, () => decideXoauth2(this.ctx.deps.directory, this.ctx.deps.verifyToken, parsed.user, parsed.token), cb);
+    await this.#authenticate(parsed.user, () => decideXoauth2(this.ctx.deps.directory, this.ctx.deps.verifyToken, parsed.user, parsed.token, this.ctx.behaviour), cb);
   }
 
   #loginUser(line: string, cb: Callback): void {
@@ -282,7 +282,7 @@ export class SandboxConnection extends SMTPConnection {
     }[d.refusal];
     this.ctx.event({ type: 'auth', ok: false, connection: this.id, mailbox: user, refusal: d.refusal, detail: d.detail, reply: line });
     // Microsoft takes seconds to refuse (reference §1); the delay is configurable.
-    if (this.ctx.authFailureDelayMs > 0) await sleep(this.ctx.authFailureDelayMs);
+    if (this.ctx.behaviour.authFailureDelayMs > 0) await sleep(this.ctx.behaviour.authFailureDelayMs);
     if (!this._closed) this.reply(line);
     cb();
   }
@@ -575,7 +575,7 @@ export class SandboxConnection extends SMTPConnection {
       const senders = [...(mailFrom ? [mailFrom.toLowerCase()] : []), ...summary.fromAddresses];
       const denied = senders.find((a) => !maySendAs(ctx.deps.directory, p, a));
       if (denied) {
-        return reject('send-as', ctx.sendAsDeniedStyle === '5.2.252' ? R.sendAsDeniedStoreDrv(p.mailbox, denied, ctx.hosts) : R.sendAsDenied);
+        return reject('send-as', ctx.behaviour.sendAsDeniedStyle === '5.2.252' ? R.sendAsDeniedStoreDrv(p.mailbox, denied, ctx.hosts) : R.sendAsDenied);
       }
 
       const now = ctx.deps.clock.nowMs();
@@ -633,6 +633,8 @@ export class SandboxConnection extends SMTPConnection {
   }
 
   override handler_QUIT(_command: Buffer, callback: Callback): void {
+    // A session that said QUIT no longer submits: its slot is free even if the client closes late.
+    this.ctx.unregister(this);
     this.reply(R.quit);
     this.close();
     callback();

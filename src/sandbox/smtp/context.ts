@@ -26,6 +26,24 @@ export interface SmtpLimits {
   messagesPerMinute: { limit: number; mode: 'reject' | 'delay' | 'off'; reply: string };
 }
 
+/**
+ * How Microsoft's side behaves where it is not certain or varies (reference
+ * file: UNCONFIRMED), changeable while the sandbox runs (PATCH {admin}/settings).
+ */
+export interface SmtpBehaviour {
+  /** How long a refused AUTH takes to answer (Microsoft: 5–6 s observed). */
+  authFailureDelayMs: number;
+  /** The refusal for a From without SendAs: the classic 5.7.60 or the newer 5.2.252 SendAsDenied. */
+  sendAsDeniedStyle: '5.7.60' | '5.2.252';
+  /**
+   * Security Defaults block legacy (Basic) authentication; whether they also
+   * refuse XOAUTH2 with "535 5.7.139 … security defaults policy" is not
+   * documented (default false: a token from an interactive, MFA-capable
+   * sign-in gets through).
+   */
+  securityDefaultsBlockOAuth: boolean;
+}
+
 export interface SmtpSandboxDeps {
   directory: Directory;
   clock: SandboxClock;
@@ -41,6 +59,8 @@ export interface SmtpSandboxDeps {
   limits?: Partial<Omit<SmtpLimits, 'messagesPerMinute'>> & { messagesPerMinute?: Partial<SmtpLimits['messagesPerMinute']> };
   /** Which refusal a From without SendAs gets: the classic 5.7.60 (default) or the newer 5.2.252. */
   sendAsDeniedStyle?: '5.7.60' | '5.2.252';
+  /** Whether Security Defaults also refuse XOAUTH2 (default false: they block Basic auth; see SmtpBehaviour). */
+  securityDefaultsBlockOAuth?: boolean;
   /** Called for each notable event (auth results with the reason, rejections, faults). */
   onEvent?: (event: SmtpEvent) => void;
 }
@@ -66,8 +86,8 @@ export interface SmtpContext {
   deps: SmtpSandboxDeps;
   hosts: ReplyHosts;
   limits: SmtpLimits;
-  authFailureDelayMs: number;
-  sendAsDeniedStyle: '5.7.60' | '5.2.252';
+  /** Shared with the handle: changes apply to the next command of every session. */
+  behaviour: SmtpBehaviour;
   event(e: SmtpEventInput): void;
   registerAuthenticated(c: RankedConnection): void;
   unregister(c: RankedConnection): void;

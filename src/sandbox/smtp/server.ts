@@ -7,10 +7,10 @@ import type net from 'node:net';
 import type tls from 'node:tls';
 import { SMTPServer, type SMTPServerSession } from 'smtp-server';
 import { SandboxConnection } from './connection.ts';
-import type { RankedConnection, SmtpContext, SmtpEvent, SmtpEventInput, SmtpLimits, SmtpSandboxDeps } from './context.ts';
+import type { RankedConnection, SmtpContext, SmtpEvent, SmtpEventInput, SmtpBehaviour, SmtpLimits, SmtpSandboxDeps } from './context.ts';
 import { R, type ReplyHosts } from './replies.ts';
 
-export type { SmtpSandboxDeps, SmtpEvent, SmtpLimits } from './context.ts';
+export type { SmtpSandboxDeps, SmtpEvent, SmtpLimits, SmtpBehaviour } from './context.ts';
 
 export const DEFAULT_LIMITS: SmtpLimits = {
   maxRecipientsPerMessage: 500,
@@ -31,6 +31,8 @@ export interface SmtpSandboxHandle {
   events(): SmtpEvent[];
   /** The limits in force; change its fields to change them at run time. */
   limits: SmtpLimits;
+  /** Behaviour where Microsoft's is uncertain; change its fields to change it at run time. */
+  behaviour: SmtpBehaviour;
 }
 
 class SandboxSmtpServer extends SMTPServer {
@@ -61,8 +63,11 @@ export async function startSmtpSandbox(deps: SmtpSandboxDeps, listen: { host: st
     deps,
     hosts,
     limits,
-    authFailureDelayMs: deps.authFailureDelayMs ?? 100,
-    sendAsDeniedStyle: deps.sendAsDeniedStyle ?? '5.7.60',
+    behaviour: {
+      authFailureDelayMs: deps.authFailureDelayMs ?? 100,
+      sendAsDeniedStyle: deps.sendAsDeniedStyle ?? '5.7.60',
+      securityDefaultsBlockOAuth: deps.securityDefaultsBlockOAuth ?? false,
+    },
     event(e: SmtpEventInput) {
       const full = { ...e, at: new Date(deps.clock.nowMs()).toISOString() } as SmtpEvent;
       log.push(full);
@@ -133,6 +138,7 @@ export async function startSmtpSandbox(deps: SmtpSandboxDeps, listen: { host: st
   return {
     port,
     limits,
+    behaviour: ctx.behaviour,
     events: () => log.map((e) => ({ ...e })),
     close() {
       closing ??= new Promise<void>((resolve) => {
