@@ -21,11 +21,14 @@ const account = {
 test("MSAL's throttling replay of an earlier 5xx is transient, whatever the old description's AADSTS code", () => {
   // As ThrottlingUtils.preProcess throws it: the numeric codes as errorCode, the old description, no status.
   const replay = new ServerError('50196', 'corr-1', 'AADSTS50196: The server terminated an operation because it encountered a loop.');
-  const e = toAuthError(replay, { account, operation: 'token request' });
+  const e = toAuthError(replay, { account, operation: 'token request', throttledUntil: Date.now() + 42_000 });
   assert.equal(e.code, 'AUTH_NETWORK');
   assert.equal(e.transient, true);
-  assert.match(e.explanation?.cause ?? '', /held back for up to a minute/);
+  assert.match(e.explanation?.cause ?? '', /held back for 4[12] s more/);
   assert.match(e.explanation?.cause ?? '', /AADSTS50196/);
+  // How long a retry must wait, for the retry loops: sooner only replays the old answer.
+  assert.ok(e.retryAfterMs! > 40_000 && e.retryAfterMs! <= 42_000, String(e.retryAfterMs));
+  assert.equal(toAuthError(replay, { account, operation: 'token request' }).retryAfterMs, 60_000, "MSAL's default when the time is not known");
   // No error_codes in the old body: an empty code, as before.
   assert.equal(toAuthError(new ServerError('', 'corr-2', ''), { account, operation: 'token request' }).transient, true);
 });

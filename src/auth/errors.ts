@@ -63,10 +63,28 @@ export interface MapContext {
   serverError?: IdentityErrorBody;
   /** The last failed connection (MSAL's discovery hides its cause). */
   networkFailure?: Error;
+  /** Until when MSAL holds token requests back after a 429/5xx (epoch ms), when known. */
+  throttledUntil?: number;
 }
 
 /** Maps anything thrown while getting a token into a Smtp365Error with an explanation. */
 export function toAuthError(err: unknown, ctx: MapContext): Smtp365Error {
+  const e = mapAuthError(err, ctx);
+  // After a 429/5xx MSAL holds token requests back (see HttpsNetworkClient.throttledUntil): a
+  // transient failure says so, so retry loops wait it out rather than spend attempts on replays.
+  const left = ctx.throttledUntil !== undefined ? ctx.throttledUntil - Date.now() : 0;
+  if (!e.transient || e.retryAfterMs !== undefined || left <= 0) return e;
+  return new Smtp365Error(e.code, e.message, {
+    transient: true,
+    ...(e.smtp ? { smtp: e.smtp } : {}),
+    ...(e.explanation ? { explanation: e.explanation } : {}),
+    cause: e.cause ?? err,
+    details: { ...(e.details ?? {}), retryAfterMs: left },
+    retryAfterMs: left,
+  });
+}
+
+function mapAuthError(err: unknown, ctx: MapContext): Smtp365Error {
   if (err instanceof Smtp365Error) return err;
   const ectx = explainContext(ctx.account);
   const server = ctx.serverError;
@@ -84,14 +102,17 @@ export function toAuthError(err: unknown, ctx: MapContext): Smtp365Error {
   // with an OAuth error word such as access_denied as the code.)
   if (m && m.name === 'ServerError' && m.status === undefined && !server && !ctx.networkFailure && /^(\d+( \d+)*)?$/.test(m.errorCode ?? '')) {
     const said = m.errorMessage ? redact(firstLine(m.errorMessage)) : '';
+    // The wait left, so a retry loop waits it out instead of spending its attempts on replays.
+    const retryAfterMs = ctx.throttledUntil !== undefined ? Math.max(0, ctx.throttledUntil - Date.now()) : 60_000;
+    const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
     const explanation = own(
       'AUTH_NETWORK',
       'The identity service is temporarily unavailable',
-      `It answered with a server error recently${said ? ` (${said})` : ''}, so requests are held back for up to a minute.`,
-      ['Retry in a minute; smtp365 retries automatically where it can.'],
+      `It answered with a server error recently${said ? ` (${said})` : ''}, so token requests are held back for ${seconds} s more.`,
+      [`Retry in ${seconds} s; smtp365 waits that long by itself where its retry budget allows.`],
       true,
     );
-    return new Smtp365Error('AUTH_NETWORK', explanation.title, { cause: err, details, explanation, transient: true });
+    return new Smtp365Error('AUTH_NETWORK', explanation.title, { cause: err, details: { ...details, retryAfterMs }, explanation, transient: true, retryAfterMs });
   }
 
   // The identity service said something: that is the truth to explain.

@@ -44,6 +44,13 @@ export class HttpsNetworkClient implements INetworkModule {
   lastError: IdentityErrorBody | undefined;
   /** The last request that failed to connect or complete (TLS, refused, timeout). */
   lastFailure: Error | undefined;
+  /**
+   * Until when MSAL refuses to ask the identity service again (epoch ms). After
+   * a 429 or 5xx, or any refusal with Retry-After, MSAL throttles itself: for
+   * Retry-After seconds, else 60 s, at most an hour (msal-common's
+   * ThrottlingUtils). Retrying sooner only replays the old answer.
+   */
+  throttledUntil: number | undefined;
 
   /** Set when the CA file cannot be used; raised when the client is first needed (not at construction). */
   readonly configError: Smtp365Error | undefined;
@@ -100,6 +107,10 @@ export class HttpsNetworkClient implements INetworkModule {
                 error: status >= 500 || status === 429 ? 'temporarily_unavailable' : 'invalid_response',
                 error_description: `HTTP ${status} from ${u.host}${u.pathname}: the reply is not JSON`,
               };
+            }
+            if (status === 429 || status >= 500 || (hdrs['retry-after'] !== undefined && (status < 200 || status >= 300))) {
+              const seconds = Number.parseInt(hdrs['retry-after'] ?? '', 10);
+              this.throttledUntil = Date.now() + Math.min(seconds > 0 ? seconds : 60, 3600) * 1000;
             }
             if (status >= 400 && parsed && typeof parsed === 'object' && 'error' in parsed) {
               this.lastError = { ...(parsed as IdentityErrorInput), status, url: `${u.origin}${u.pathname}` };

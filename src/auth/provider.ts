@@ -360,7 +360,7 @@ class MsalTokenProvider implements AccountTokenProvider {
           result = await this.acquire(true);
         }
       } catch (err) {
-        const e = toAuthError(err, { account: this.account, operation: 'token refresh', serverError: network.lastError, networkFailure: network.lastFailure });
+        const e = toAuthError(err, { account: this.account, operation: 'token refresh', serverError: network.lastError, networkFailure: network.lastFailure, throttledUntil: network.throttledUntil });
         meta.lastError = { code: e.code, message: e.message, transient: e.transient, at: new Date().toISOString(), ...(typeof e.explanation?.aadsts === 'number' ? { aadsts: e.explanation.aadsts } : {}) };
         if (this.loaded || this.changedMsal) await this.persist(meta).catch(() => undefined);
         this.flight.set(undefined);
@@ -525,7 +525,7 @@ class MsalTokenProvider implements AccountTokenProvider {
             cause: err,
             explanation: { code: 'AUTH_CANCELLED', transient: false, title: 'The browser sign-in was not finished in time', cause: 'Nobody completed the sign-in page; smtp365 stopped waiting.', fix: ['Run smtp365 login --browser again, or use the device code: smtp365 login'] },
           })
-        : toAuthError(err, { account: a, operation: 'sign-in', serverError: network.lastError, networkFailure: network.lastFailure });
+        : toAuthError(err, { account: a, operation: 'sign-in', serverError: network.lastError, networkFailure: network.lastFailure, throttledUntil: network.throttledUntil });
       this.log({ type: 'sign-in', level: 'error', message: e.message, error: e });
       throw e;
     } finally {

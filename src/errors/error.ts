@@ -17,6 +17,8 @@ export interface Smtp365ErrorOptions {
   cause?: unknown;
   /** Extra machine-readable facts (never secrets). */
   details?: Record<string, unknown>;
+  /** A retry before this many ms is pointless (the other side, or a library acting for it, said so). */
+  retryAfterMs?: number;
 }
 
 /**
@@ -30,6 +32,7 @@ export class Smtp365Error extends Error {
   readonly smtp: SmtpReply | undefined;
   readonly explanation: Explanation | undefined;
   readonly details: Record<string, unknown> | undefined;
+  readonly retryAfterMs: number | undefined;
 
   constructor(code: ErrorCode, message: string, options: Smtp365ErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -39,6 +42,7 @@ export class Smtp365Error extends Error {
     this.smtp = options.smtp;
     this.explanation = options.explanation;
     this.details = options.details;
+    this.retryAfterMs = options.retryAfterMs;
   }
 
   toJSON(): Record<string, unknown> {
@@ -49,6 +53,7 @@ export class Smtp365Error extends Error {
       ...(this.smtp ? { smtp: this.smtp } : {}),
       ...(this.explanation ? { explanation: this.explanation } : {}),
       ...(this.details ? { details: this.details } : {}),
+      ...(this.retryAfterMs !== undefined ? { retryAfterMs: this.retryAfterMs } : {}),
     };
   }
 }

@@ -422,7 +422,7 @@ class MailerImpl implements Smtp365Mailer {
         const deferred = result.rejected.filter((r) => r.reply.code >= 400 && r.reply.code < 500);
         const delay = backoffDelay(this.policy, attempt);
         if (deferred.length > 0 && attempt < this.policy.maxAttempts && delay <= this.policy.budgetMs - (Date.now() - started) && job.restartable() && !this.closed) {
-          this.log.warn?.(`${deferred.length} recipient(s) deferred (${deferred[0]!.reply.code}); retrying them in ${delay} ms`, { attempt, delayMs: delay });
+          this.log.warn?.(`${deferred.length} recipient(s) deferred (${deferred[0]!.reply.code}); retrying them in ${waitText(delay)}`, { attempt, delayMs: delay });
           done = { accepted: result.accepted, rejected: result.rejected.filter((r) => !deferred.includes(r)), first: done?.first ?? result };
           job = { ...job, envelope: { ...job.envelope, to: deferred.map((r) => r.address) } };
           await sleep(delay, signal);
@@ -449,7 +449,8 @@ class MailerImpl implements Smtp365Mailer {
           this.log.info?.('A pooled connection was closed by the server; sending on a new one');
           continue;
         }
-        const delay = backoffDelay(this.policy, attempt);
+        // Not sooner than the other side allows (MSAL holds token requests back up to a minute after a 5xx).
+        const delay = Math.max(backoffDelay(this.policy, attempt), err.retryAfterMs ?? 0);
         const budgetLeft = this.policy.budgetMs - (Date.now() - started);
         const retry = err.transient && attempt < this.policy.maxAttempts && delay <= budgetLeft && job.restartable() && !this.closed;
         if (!retry) {
@@ -463,7 +464,7 @@ class MailerImpl implements Smtp365Mailer {
           this.counters.failed++;
           throw withAttempts(err, attempt, err.transient && !job.restartable());
         }
-        this.log.warn?.(`Attempt ${attempt} failed (${err.code}); retrying in ${delay} ms`, {
+        this.log.warn?.(`Attempt ${attempt} failed (${err.code}); retrying in ${waitText(delay)}`, {
           code: err.code,
           reply: err.smtp ? redact(`${err.smtp.code} ${err.smtp.enhanced ?? ''} ${err.smtp.text}`) : undefined,
           attempt,
@@ -713,6 +714,7 @@ function withDetails(err: Smtp365Error, extra: Record<string, unknown>): Smtp365
     ...(err.explanation ? { explanation: err.explanation } : {}),
     cause: (err as Error).cause ?? err,
     details: { ...(err.details ?? {}), ...extra },
+    ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}),
   });
   return e;
 }
@@ -871,4 +873,9 @@ export function smtp365Transport(options: OpenMailerOptions | MailerOptions | { 
 
 export function createMailer(options: MailerOptions): Smtp365Mailer {
   return new MailerImpl(options);
+}
+
+/** "800 ms", "60 s": a wait as a person reads it in a retry note. */
+function waitText(ms: number): string {
+  return ms < 10_000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`;
 }

@@ -584,7 +584,9 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
       return this.finish(entry, now);
     }
     if (entry.recipients.some((r) => r.status === 'pending')) {
-      return this.defer(entry, now.getTime() + nextDelay(entry.attempts, this.settings.minBackoff, this.settings.maxBackoff), qe, now);
+      // Not before the other side allows (MSAL holds token requests back after a 5xx: a sooner try only replays it).
+      const wait = Math.max(nextDelay(entry.attempts, this.settings.minBackoff, this.settings.maxBackoff), err.retryAfterMs ?? 0);
+      return this.defer(entry, now.getTime() + wait, qe, now);
     }
     return this.finish(entry, now);
   }

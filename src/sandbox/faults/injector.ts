@@ -26,6 +26,7 @@ export const faultSpecSchema = z
     reply: z.string().min(3).max(2000).optional(),
     httpStatus: z.number().int().min(100).max(599).optional(),
     body: z.unknown().optional(),
+    retryAfterSeconds: z.number().int().min(0).max(86_400).optional(),
     drop: z.boolean().optional(),
     delayMs: z.number().int().min(0).max(600_000).optional(),
     times: z.number().int().min(1).nullable().optional(),
@@ -52,6 +53,9 @@ export const faultSpecSchema = z
     }
     if (!smtp && f.reply !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['reply'], message: `reply is for SMTP stages; use httpStatus and body for the "${f.stage}" stage` });
+    }
+    if (f.retryAfterSeconds !== undefined && (smtp || f.httpStatus === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['retryAfterSeconds'], message: 'goes with httpStatus, at the token and devicecode stages' });
     }
     if (f.recipient !== undefined && f.stage !== 'rcpt') {
       ctx.addIssue({ code: 'custom', path: ['recipient'], message: `applies to the "rcpt" stage only, not to "${f.stage}"` });

@@ -187,7 +187,11 @@ async function applyFault(req: IncomingMessage, res: ServerResponse, id: Identit
     const status = f.httpStatus ?? 400;
     const body = f.body ?? aadError(status, 'temporarily_unavailable', 90033, 'A transient error has occurred. Please try again.', { correlationId: ctx.correlationId, authority: id.authority }).body;
     const text = typeof body === 'string' ? body : JSON.stringify(body);
-    res.writeHead(status, { 'content-type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json; charset=utf-8', 'cache-control': 'no-store' });
+    res.writeHead(status, {
+      'content-type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json; charset=utf-8',
+      'cache-control': 'no-store',
+      ...(f.retryAfterSeconds !== undefined ? { 'retry-after': String(f.retryAfterSeconds) } : {}),
+    });
     res.end(text);
     return true;
   }

@@ -231,6 +231,8 @@ export interface FaultSpec {
   httpStatus?: number;
   /** JSON body for the token endpoint (error object). */
   body?: unknown;
+  /** Token and device code stages: a Retry-After header (seconds) with the status, as Entra sends with 429. */
+  retryAfterSeconds?: number;
   /** Drop the connection (SMTP) or destroy the socket (HTTP). */
   drop?: boolean;
   /** Delay before acting (ms); with no reply/drop, the stage then proceeds normally. */
