@@ -9,6 +9,8 @@ import { createReadStream } from 'node:fs';
 import { PassThrough, Readable } from 'node:stream';
 import { createSecureContext, rootCertificates, type ConnectionOptions } from 'node:tls';
 import type Mail from 'nodemailer/lib/mailer/index.js';
+import type { Transport } from 'nodemailer/lib/mailer/index.js';
+import type { ResultCallback } from 'nodemailer/lib/errors.js';
 import type MailMessage from 'nodemailer/lib/mailer/mail-message.js';
 import type SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import type { SMTPConnectionCustomAuthContext, SMTPConnectionSendInfo, SMTPEnvelope } from 'nodemailer/lib/smtp-connection/index.js';
@@ -736,16 +738,19 @@ export interface Smtp365SentMessageInfo {
   attempts: number;
 }
 
-export interface Smtp365Transport {
+/** What every smtp365 nodemailer transport has; T is what sendMail() resolves with. */
+interface Smtp365TransportOf<T> extends Transport<T> {
   name: string;
   version: string;
   supportsAbortSignal: boolean;
-  /** Set by nodemailer's Mail when the transport is wrapped. */
-  mailer?: Mail<unknown> | undefined;
-  send(mail: MailMessage<unknown>, callback: (err: Error | null, info?: SendResult) => void): void;
+  send(mail: MailMessage<T>, callback: ResultCallback<T>): void;
   verify(callback?: (err: Error | null, ok?: true) => void): Promise<true> | void;
   isIdle(): boolean;
   close(): void;
+}
+
+/** The transport under a Mailer's own composer (sendMail() resolves with the SendResult as is). */
+export interface Smtp365Transport extends Smtp365TransportOf<SendResult> {
   /** The smtp365 Mailer underneath (stats, verify). */
   readonly smtp365: Smtp365Mailer;
 }
@@ -760,7 +765,7 @@ function smtp365TransportFor(impl: MailerImpl): Smtp365Transport {
     send(mail, callback) {
       impl[PRIVATE](mail).then(
         (r) => callback(null, r),
-        (e: unknown) => callback(e as Error),
+        (e: unknown) => callback(e as NodemailerError),
       );
     },
     verify(callback) {
@@ -797,7 +802,11 @@ export async function openMailer(options: OpenMailerOptions = {}): Promise<Smtp3
   return createMailer({ ...rest, account: resolved });
 }
 
-export interface Smtp365NodemailerTransport extends Omit<Smtp365Transport, 'smtp365'> {
+/**
+ * Typed for nodemailer: `nodemailer.createTransport(smtp365Transport())` is a
+ * Mail<Smtp365SentMessageInfo>, so `info.messageId` and `info.accepted` are typed.
+ */
+export interface Smtp365NodemailerTransport extends Smtp365TransportOf<Smtp365SentMessageInfo> {
   /** The smtp365 Mailer underneath (stats(), verify()), once the account is resolved. */
   getMailer(): Promise<Smtp365Mailer>;
 }
@@ -843,9 +852,9 @@ export function smtp365Transport(options: OpenMailerOptions | MailerOptions | { 
         .then(
           (r) => {
             const info: Smtp365SentMessageInfo = { ...r, rejected: r.rejected.map((x) => x.address), rejectedErrors: r.rejected, pending: [] };
-            callback(null, info as unknown as SendResult);
+            callback(null, info);
           },
-          (e: unknown) => callback(e as Error),
+          (e: unknown) => callback(e as NodemailerError),
         );
     },
     verify(callback) {
