@@ -101,7 +101,7 @@ test('smtp365 send: a whole message on stdin, and piped text as the body', async
   assert.match(withAttachment, /filename="?report\.txt/);
 });
 
-test('smtp365 send refuses before sending: line breaks in addresses, two addresses without a comma, a URL to attach, --attach with a whole message', async (t) => {
+test('smtp365 send refuses before sending: line breaks in addresses, two addresses without a comma, a URL or data: URI to attach, headers it writes itself, over-long headers, build flags with a whole message', async (t) => {
   const s = await sendSandbox(t);
   const env = childEnv(s);
   const refused = async (args: string[], expected: RegExp, input?: string) => {
@@ -115,11 +115,25 @@ test('smtp365 send refuses before sending: line breaks in addresses, two address
   await refused(['--from', `${ALEX}\r\nBcc: evil@example.com`, '--to', MEGAN], /contains a line break/);
   await refused(['--to', `${MEGAN} ops@example.com`], /several addresses: separate them with commas/);
   await refused(['--to', MEGAN, '--attach', 'https://127.0.0.1:1/report.pdf'], /--attach takes a file, not a URL/);
-  const r = await smtp365(['send', '--to', MEGAN, '--attach', MAIN], env, `Subject: whole\n\nbody\n`);
-  assert.equal(r.code, 65, r.stderr);
-  assert.match(r.stderr, /whole message .*--attach cannot add to it/);
-  const r2 = await smtp365(['send', '--stdin', '--attach', MAIN], env, `To: ${MEGAN}\nSubject: whole\n\nbody\n`);
-  assert.equal(r2.code, 65, r2.stderr);
+  await refused(['--to', MEGAN, '--attach', 'data:text/plain;base64,aGVsbG8='], /--attach takes a file, not a URL: data:/);
+  await refused(['--to', MEGAN, '--header', 'Content-Type: text/html'], /smtp365 writes Content-Type itself/);
+  await refused(['--to', MEGAN, '--header', `X-Long: ${'x'.repeat(1000)}`], /at most 998/);
+  // A whole message is sent as it is: flags that would build one are a usage error (64), not silently dropped.
+  const whole = `To: ${MEGAN}\nSubject: whole\n\nbody\n`;
+  const usage = async (args: string[], expected: RegExp) => {
+    const r = await smtp365(['send', ...args], env, whole);
+    assert.equal(r.code, 64, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, expected, args.join(' '));
+  };
+  await usage(['--to', MEGAN, '--attach', MAIN], /whole message .*--attach cannot change it/);
+  await usage(['--stdin', '--attach', MAIN], /--attach cannot change it/);
+  await usage(['--stdin', '--header', 'X-Job: nightly'], /--stdin reads a whole message .*--header cannot change it.*into the message itself/);
+  await usage(['--stdin', '--reply-to', 'ops@example.com'], /--reply-to cannot change it/);
+  await usage(['--header', 'X-Job: nightly', '--reply-to', 'ops@example.com'], /stdin holds a whole message .*--header, --reply-to cannot change it/);
+  await usage(['--stdin', '--text', 'x'], /--text cannot change it/);
+  const j = await smtp365(['send', '--stdin', '--header', 'X-Job: nightly', '--json'], env, whole);
+  assert.equal(j.code, 64);
+  assert.equal((JSON.parse(j.stdout) as { error: { code: string } }).error.code, 'INPUT_INVALID');
   // A display name with an @ inside quotes and angle brackets is fine.
   const ok = await smtp365(['send', '--to', `"ops@site" <${MEGAN}>`, '--subject', 'named', '--text', 'x', '-q'], env);
   assert.equal(ok.code, 0, ok.stderr);
