@@ -174,6 +174,14 @@ test('smtp365 sendmail with recipients as arguments (git send-email, mail): a lo
   x = await smtp365(['sendmail', 'root'], { ...env, SMTP365_LOCAL_RECIPIENT: 'admin@example.com' }, 'Subject: for root\n\ny\n');
   assert.equal(x.code, 0, x.stderr);
   assert.deepEqual(s.messages()[1]?.rcptTo, ['admin@example.com']);
+  // a comma inside a quoted name does not split the address (the same list parser as -t)
+  x = await smtp365(['sendmail', '-i', '--', `"Doe, John" <${MEGAN}>`, 'ops@example.com,"Roe, Jane" <jane@example.com>'], env, 'Subject: named\n\ny\n');
+  assert.equal(x.code, 0, x.stderr);
+  assert.deepEqual(s.messages()[2]?.rcptTo, [MEGAN, 'ops@example.com', 'jane@example.com']);
+  x = await smtp365(['sendmail', '-i', `${MEGAN} ops@example.com`], env, 'Subject: x\n\ny\n');
+  assert.equal(x.code, 65, 'two addresses without a comma are refused, not half-sent');
+  assert.match(x.stderr, /separate them with commas/);
+  assert.equal(s.messages().length, 3);
 });
 
 test('exit codes follow sysexits: 64 usage, 65 bad input, 75 temporary, 77 permission, 78 configuration; --json errors', async (t) => {
@@ -252,6 +260,14 @@ test('--json: a usage error is JSON on stdout too (exit 64), as every other erro
   assert.match(out.error.message, /unknown option '--bogus'/);
   const plain = await smtp365(['send', '--bogus'], childEnv(s));
   assert.equal(plain.stdout, '', 'without --json, stdout stays empty');
+  // sendmail --json: usage errors are JSON on stdout too, as for send --json
+  for (const args of [['sendmail', '-Z', '--json'], ['sendmail', '--json'], ['sendmail', '-bs', '--json']]) {
+    const u = await smtp365(args, childEnv(s), 'Subject: x\n\n');
+    assert.equal(u.code, 64, args.join(' '));
+    const err = JSON.parse(u.stdout) as { ok: boolean; error: { code: string; message: string } };
+    assert.equal(err.ok, false);
+    assert.equal(err.error.code, 'INPUT_INVALID');
+  }
   const verify = await smtp365(['sendmail', '-bv', '--json', MEGAN], childEnv(s));
   assert.equal(verify.code, 0, verify.stderr);
   assert.deepEqual((JSON.parse(verify.stdout) as { recipients: Array<{ address: string }> }).recipients.map((r) => r.address), [MEGAN]);
