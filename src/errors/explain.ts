@@ -31,6 +31,8 @@ export interface ExplainContext {
   smtpResource?: string;
   /** The configuration file in use. */
   configPath?: string;
+  /** The recipients the server refused (RCPT), to name them. */
+  recipients?: string[];
 }
 
 export interface Explanation {
@@ -77,6 +79,12 @@ function enableSmtpAuthFix(ctx: ExplainContext): Pick<Explanation, 'fix' | 'port
 function relogin(ctx: ExplainContext): string {
   const account = ctx.accountName && ctx.accountName !== 'default' ? ` --account ${ctx.accountName}` : '';
   return ctx.appOnly ? 'Check the client secret or certificate of the app.' : `Sign in again: smtp365 login${account}`;
+}
+
+/** "a, b and c", or "a, b, c and 4 more": enough to recognise a list without flooding a line. */
+export function listSome(items: string[], max = 3): string {
+  if (items.length <= max) return items.length > 1 ? `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}` : (items[0] ?? '');
+  return `${items.slice(0, max).join(', ')} and ${items.length - max} more`;
 }
 
 // ---------------------------------------------------------------- SMTP replies
@@ -308,9 +316,9 @@ const SMTP_RULES: SmtpRule[] = [
   },
   {
     match: (r) => r.command === 'RCPT' && r.code >= 500,
-    build: () => ({
+    build: (_r, ctx) => ({
       code: 'SMTP_RECIPIENT_REJECTED',
-      title: 'A recipient was rejected',
+      title: ctx.recipients?.length ? `Microsoft refused ${ctx.recipients.length === 1 ? 'the recipient' : 'every recipient'}: ${listSome(ctx.recipients)}` : 'A recipient was rejected',
       cause: 'The server refused a recipient address.',
       fix: ['Check the recipient address.'],
     }),

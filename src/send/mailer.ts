@@ -567,8 +567,10 @@ class MailerImpl implements Smtp365Mailer {
   private toError(raw: unknown, from: string | undefined): Smtp365Error {
     const original = unwrapOriginal(raw);
     if (original) return original;
-    const err = classifyError(raw, { ...this.explainContext(from), host: this.account.smtpHost, port: this.account.smtpPort });
     const ne = raw as NodemailerError;
+    // Every recipient refused: the explanation names them (not only --json's details).
+    const recipients = (ne?.rejectedErrors ?? []).map((e) => (e as { recipient?: string }).recipient).filter((r): r is string => !!r);
+    const err = classifyError(raw, { ...this.explainContext(from), host: this.account.smtpHost, port: this.account.smtpPort, ...(recipients.length ? { recipients } : {}) });
     if (ne?.rejectedErrors?.length && !err.details?.rejected) {
       return withDetails(err, {
         rejected: ne.rejectedErrors.map((e) => ({ address: (e as { recipient?: string }).recipient, reply: typeof e.response === 'string' ? redact(e.response) : undefined })),

@@ -12,7 +12,7 @@ import { addAccountOptions, resolveOptionsFromFlags, type AccountFlagValues } fr
 import { resolveAccount } from '../../config/load.ts';
 import type { Account } from '../../config/account.ts';
 import type { Smtp365Mailer, MailerLogger, SendProgress } from '../../send/mailer.ts';
-import type { SendResult } from '../../send/types.ts';
+import type { RejectedRecipient, SendResult } from '../../send/types.ts';
 import type { AccessToken, GetTokenOptions, TokenProvider } from '../../auth/types.ts';
 import { connectEarly, type EarlyConnection } from '../../send/early-connection.ts';
 import { reportError, printJson, EXIT } from '../output.ts';
@@ -184,12 +184,23 @@ export function progressLine(enabled: boolean): { onProgress?: (p: SendProgress)
   };
 }
 
+const temporary = (x: RejectedRecipient) => x.reply.code >= 400 && x.reply.code < 500;
+
 /**
  * 0 when every recipient was accepted; 67 (EX_NOUSER) when Microsoft refused
- * some of them, so a script learns of it although the others got the message.
+ * some of them for good, so a script learns of it although the others got the
+ * message; 75 (EX_TEMPFAIL) when the only failures are deferrals (4xx) still
+ * there after the retries: those recipients may succeed later.
  */
 export function resultExitCode(r: SendResult): number {
-  return r.rejected.length > 0 ? EXIT.NOUSER : EXIT.OK;
+  if (r.rejected.length === 0) return EXIT.OK;
+  return r.rejected.every(temporary) ? EXIT.TEMPFAIL : EXIT.NOUSER;
+}
+
+/** "Rejected x: 550 5.1.10 …" or "Deferred x (temporary: 451 4.4.3 …)". */
+function refusalLine(x: RejectedRecipient): string {
+  const reply = [x.reply.code, x.reply.enhanced, x.reply.text].filter(Boolean).join(' ');
+  return temporary(x) ? `Deferred ${x.address} (temporary: ${reply})` : `Rejected ${x.address}: ${reply}`;
 }
 
 /** Prints a SendResult: one line for people, the object for --json. */
@@ -200,13 +211,13 @@ export function printResult(r: SendResult, json: boolean | undefined, quiet: boo
   }
   if (quiet) {
     // Even quiet, a refused recipient is news: say it on stderr.
-    for (const x of r.rejected) process.stderr.write(`Rejected ${x.address}: ${[x.reply.code, x.reply.enhanced, x.reply.text].filter(Boolean).join(' ')}\n`);
+    for (const x of r.rejected) process.stderr.write(refusalLine(x) + '\n');
     return;
   }
   const lines = [`Sent ${r.messageId || '(no Message-ID)'} to ${r.accepted.join(', ')}`];
   lines.push(`  Server said: ${r.response}`);
   if (r.attempts > 1) lines.push(`  After ${r.attempts} attempts`);
-  for (const x of r.rejected) lines.push(`  Rejected ${x.address}: ${[x.reply.code, x.reply.enhanced, x.reply.text].filter(Boolean).join(' ')}`);
+  for (const x of r.rejected) lines.push('  ' + refusalLine(x));
   process.stdout.write(lines.join('\n') + '\n');
 }
 
