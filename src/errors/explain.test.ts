@@ -77,3 +77,14 @@ test('a list of refused recipients is named, up to three, then "and N more"', ()
   const e = explainSmtpReply({ code: 550, enhanced: '5.1.10', text: 'RecipientNotFound', command: 'RCPT' }, { recipients: ['a@x.com', 'b@x.com'] });
   assert.equal(e.title, 'Microsoft refused every recipient: a@x.com and b@x.com');
 });
+
+test('SendAs refused for an app-only account: the fix grants the app\'s service principal, not a user', () => {
+  const reply = { code: 554, enhanced: '5.2.252', text: 'SendAsDenied; not allowed', command: 'DATA' };
+  const app = explainSmtpReply(reply, { mailbox: 'scanner@contoso.com', from: 'sales@contoso.com', appOnly: true, servicePrincipalId: 'sp-1' });
+  assert.match(app.fix.join(' '), /grant the app's service principal SendAs on sales@contoso\.com/);
+  assert.ok(!/grant scanner@contoso\.com SendAs/.test(app.fix.join(' ')), app.fix.join(' '));
+  assert.equal(app.portal, undefined, 'the portal page adds users, not service principals');
+  assert.deepEqual(app.powershell, ['Add-RecipientPermission -Identity sales@contoso.com -Trustee sp-1 -AccessRights SendAs -Confirm:$false']);
+  const user = explainSmtpReply(reply, { mailbox: 'alex@contoso.com', from: 'sales@contoso.com' });
+  assert.match(user.fix.join(' '), /grant alex@contoso\.com SendAs on sales@contoso\.com/);
+});

@@ -319,7 +319,7 @@ class MailerImpl implements Smtp365Mailer {
   async [PRIVATE](mail: MailMessage<unknown>): Promise<SendResult> {
     const data = mail.data as Mail.Options & { _smtp365?: PrivateSendData };
     const priv = data._smtp365 ?? {};
-    const estimate = priv.validated ?? (await validateMailOptions(this.withDefaultFrom(data), this.maxBytes));
+    const estimate = priv.validated ?? (await validateMailOptions(this.withDefaultFrom(data), this.maxBytes, this.account.user));
     if (!data.from && !(data.envelope as { from?: unknown } | undefined)?.from) {
       mail.message.setHeader('From', this.account.user);
     }
@@ -358,14 +358,14 @@ class MailerImpl implements Smtp365Mailer {
     options.signal?.throwIfAborted();
     if (isRawMessage(message)) return this.sendRaw(message, options);
     const data = this.withDefaultFrom(message as Mail.Options);
-    const estimate = await validateMailOptions(data, this.maxBytes);
+    const estimate = await validateMailOptions(data, this.maxBytes, this.account.user);
     const composer = await this.getComposer();
     const priv: PrivateSendData = { validated: estimate, ...(options.onProgress ? { onProgress: options.onProgress } : {}) };
     return composer.sendMail({ ...data, ...(options.signal ? { signal: options.signal } : {}), _smtp365: priv } as Mail.Options);
   }
 
   private async sendRaw(message: RawMessage, options: SendOptions): Promise<SendResult> {
-    const estimate = await validateRawMessage(message, this.maxBytes);
+    const estimate = await validateRawMessage(message, this.maxBytes, this.account.user);
     const raw = message.raw;
     const streamed = isOneShotStream(raw);
     let used = false;
