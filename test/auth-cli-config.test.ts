@@ -27,6 +27,13 @@ test('app-only from the environment: token without login; login --json proves it
   assert.equal(bad.code, 77);
   assert.match(bad.stderr, /AUTH_BAD_CLIENT_CREDENTIALS/);
   assert.ok(!bad.stderr.includes('Wrong~Secret~Value~123'), 'the secret is masked');
+  // --json too: stdout holds a token or nothing (a script reads it as the token), the error goes to stderr.
+  for (const args of [['token', '--json', '--force'], ['token', '--json', '--bogus']]) {
+    const j = await cli(t, args, { ...env, SMTP365_CLIENT_SECRET: 'Wrong~Secret~Value~123' });
+    assert.notEqual(j.code, 0, args.join(' '));
+    assert.equal(j.stdout, '', `${args.join(' ')}: nothing on stdout`);
+    assert.match(j.stderr, /AUTH_BAD_CLIENT_CREDENTIALS|unknown option '--bogus'/);
+  }
 });
 
 test('bad configuration: exit 78 naming the variable; usage errors exit 64', async (t) => {

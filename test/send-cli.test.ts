@@ -101,7 +101,7 @@ test('smtp365 send: a whole message on stdin, and piped text as the body', async
   assert.match(withAttachment, /filename="?report\.txt/);
 });
 
-test('smtp365 send refuses before sending: line breaks in addresses, two addresses without a comma, a URL to attach, --attach with a whole message', async (t) => {
+test('smtp365 send refuses before sending: line breaks in addresses, two addresses without a comma, a URL or data: URI to attach, headers it writes itself, over-long headers, build flags with a whole message', async (t) => {
   const s = await sendSandbox(t);
   const env = childEnv(s);
   const refused = async (args: string[], expected: RegExp, input?: string) => {
@@ -115,11 +115,25 @@ test('smtp365 send refuses before sending: line breaks in addresses, two address
   await refused(['--from', `${ALEX}\r\nBcc: evil@example.com`, '--to', MEGAN], /contains a line break/);
   await refused(['--to', `${MEGAN} ops@example.com`], /several addresses: separate them with commas/);
   await refused(['--to', MEGAN, '--attach', 'https://127.0.0.1:1/report.pdf'], /--attach takes a file, not a URL/);
-  const r = await smtp365(['send', '--to', MEGAN, '--attach', MAIN], env, `Subject: whole\n\nbody\n`);
-  assert.equal(r.code, 65, r.stderr);
-  assert.match(r.stderr, /whole message .*--attach cannot add to it/);
-  const r2 = await smtp365(['send', '--stdin', '--attach', MAIN], env, `To: ${MEGAN}\nSubject: whole\n\nbody\n`);
-  assert.equal(r2.code, 65, r2.stderr);
+  await refused(['--to', MEGAN, '--attach', 'data:text/plain;base64,aGVsbG8='], /--attach takes a file, not a URL: data:/);
+  await refused(['--to', MEGAN, '--header', 'Content-Type: text/html'], /smtp365 writes Content-Type itself/);
+  await refused(['--to', MEGAN, '--header', `X-Long: ${'x'.repeat(1000)}`], /at most 998/);
+  // A whole message is sent as it is: flags that would build one are a usage error (64), not silently dropped.
+  const whole = `To: ${MEGAN}\nSubject: whole\n\nbody\n`;
+  const usage = async (args: string[], expected: RegExp) => {
+    const r = await smtp365(['send', ...args], env, whole);
+    assert.equal(r.code, 64, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, expected, args.join(' '));
+  };
+  await usage(['--to', MEGAN, '--attach', MAIN], /whole message .*--attach cannot change it/);
+  await usage(['--stdin', '--attach', MAIN], /--attach cannot change it/);
+  await usage(['--stdin', '--header', 'X-Job: nightly'], /--stdin reads a whole message .*--header cannot change it.*into the message itself/);
+  await usage(['--stdin', '--reply-to', 'ops@example.com'], /--reply-to cannot change it/);
+  await usage(['--header', 'X-Job: nightly', '--reply-to', 'ops@example.com'], /stdin holds a whole message .*--header, --reply-to cannot change it/);
+  await usage(['--stdin', '--text', 'x'], /--text cannot change it/);
+  const j = await smtp365(['send', '--stdin', '--header', 'X-Job: nightly', '--json'], env, whole);
+  assert.equal(j.code, 64);
+  assert.equal((JSON.parse(j.stdout) as { error: { code: string } }).error.code, 'INPUT_INVALID');
   // A display name with an @ inside quotes and angle brackets is fine.
   const ok = await smtp365(['send', '--to', `"ops@site" <${MEGAN}>`, '--subject', 'named', '--text', 'x', '-q'], env);
   assert.equal(ok.code, 0, ok.stderr);
@@ -160,6 +174,14 @@ test('smtp365 sendmail with recipients as arguments (git send-email, mail): a lo
   x = await smtp365(['sendmail', 'root'], { ...env, SMTP365_LOCAL_RECIPIENT: 'admin@example.com' }, 'Subject: for root\n\ny\n');
   assert.equal(x.code, 0, x.stderr);
   assert.deepEqual(s.messages()[1]?.rcptTo, ['admin@example.com']);
+  // a comma inside a quoted name does not split the address (the same list parser as -t)
+  x = await smtp365(['sendmail', '-i', '--', `"Doe, John" <${MEGAN}>`, 'ops@example.com,"Roe, Jane" <jane@example.com>'], env, 'Subject: named\n\ny\n');
+  assert.equal(x.code, 0, x.stderr);
+  assert.deepEqual(s.messages()[2]?.rcptTo, [MEGAN, 'ops@example.com', 'jane@example.com']);
+  x = await smtp365(['sendmail', '-i', `${MEGAN} ops@example.com`], env, 'Subject: x\n\ny\n');
+  assert.equal(x.code, 65, 'two addresses without a comma are refused, not half-sent');
+  assert.match(x.stderr, /separate them with commas/);
+  assert.equal(s.messages().length, 3);
 });
 
 test('exit codes follow sysexits: 64 usage, 65 bad input, 75 temporary, 77 permission, 78 configuration; --json errors', async (t) => {
@@ -228,6 +250,28 @@ test('a recipient refused while others are accepted: sent to them, exit 67, the 
   assert.match(sm.stderr, /Rejected nobody@example\.com: 550 5\.1\.10/);
 });
 
+test('recipients still deferred (4xx) after the retries: exit 75 and "deferred (temporary …)"; a permanent refusal among them: 67; every recipient refused: named', async (t) => {
+  const s = await sendSandbox(t);
+  const env = childEnv(s);
+  const defer = (recipient: string) => s.admin('POST', '/faults', { stage: 'rcpt', recipient, reply: '451 4.4.3 Temporary lookup failure', times: null });
+  const refuse = (recipient: string) => s.admin('POST', '/faults', { stage: 'rcpt', recipient, reply: '550 5.1.10 RESOLVER.ADR.RecipientNotFound', times: null });
+  await defer('later@example.com');
+  let r = await smtp365(['send', '--to', `later@example.com,${MEGAN}`, '--subject', 'deferred', '--text', 'x', '--no-retry'], env);
+  assert.equal(r.code, 75, r.stdout + r.stderr);
+  assert.match(r.stdout, /Deferred later@example\.com \(temporary: 451 4\.4\.3 Temporary lookup failure\)/);
+  assert.ok(!/Rejected/.test(r.stdout));
+  r = await smtp365(['sendmail', '--timeout', '1', 'later@example.com', MEGAN], env, 'Subject: deferred sendmail\n\nx\n');
+  assert.equal(r.code, 75, r.stderr);
+  assert.match(r.stderr, /Deferred later@example\.com \(temporary: 451/);
+  await refuse('ghost@example.com');
+  r = await smtp365(['send', '--to', `later@example.com,ghost@example.com,${MEGAN}`, '--subject', 'mixed', '--text', 'x', '--no-retry'], env);
+  assert.equal(r.code, 67, 'a permanent refusal among the failures: 67');
+  await refuse('ghost2@example.com');
+  r = await smtp365(['send', '--to', 'ghost@example.com,ghost2@example.com', '--subject', 'nobody', '--text', 'x'], env);
+  assert.equal(r.code, 67, r.stderr);
+  assert.match(r.stderr, /SMTP_RECIPIENT_REJECTED.*Microsoft refused every recipient: ghost@example\.com and ghost2@example\.com/);
+});
+
 test('--json: a usage error is JSON on stdout too (exit 64), as every other error', async (t) => {
   const s = await sendSandbox(t);
   const r = await smtp365(['send', '--bogus', '--json'], childEnv(s));
@@ -238,6 +282,14 @@ test('--json: a usage error is JSON on stdout too (exit 64), as every other erro
   assert.match(out.error.message, /unknown option '--bogus'/);
   const plain = await smtp365(['send', '--bogus'], childEnv(s));
   assert.equal(plain.stdout, '', 'without --json, stdout stays empty');
+  // sendmail --json: usage errors are JSON on stdout too, as for send --json
+  for (const args of [['sendmail', '-Z', '--json'], ['sendmail', '--json'], ['sendmail', '-bs', '--json']]) {
+    const u = await smtp365(args, childEnv(s), 'Subject: x\n\n');
+    assert.equal(u.code, 64, args.join(' '));
+    const err = JSON.parse(u.stdout) as { ok: boolean; error: { code: string; message: string } };
+    assert.equal(err.ok, false);
+    assert.equal(err.error.code, 'INPUT_INVALID');
+  }
   const verify = await smtp365(['sendmail', '-bv', '--json', MEGAN], childEnv(s));
   assert.equal(verify.code, 0, verify.stderr);
   assert.deepEqual((JSON.parse(verify.stdout) as { recipients: Array<{ address: string }> }).recipients.map((r) => r.address), [MEGAN]);

@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createMailer, type MailerOptions, type Smtp365Error } from '../src/index.ts';
@@ -23,6 +24,14 @@ async function attempt(s: SendSandbox, extra: Partial<MailerOptions> = {}, msg: 
   } finally {
     await mailer.close();
   }
+}
+
+/** The error a send that must fail is refused with. */
+function refusal(p: Promise<unknown>): Promise<Smtp365Error> {
+  return p.then(
+    () => assert.fail('refused'),
+    (x: Smtp365Error) => x,
+  );
 }
 
 function failed(r: Awaited<ReturnType<typeof attempt>>): Smtp365Error {
@@ -95,10 +104,7 @@ test('security defaults (delegated sign-in): 535 5.7.139 explained as policy', a
   await s.admin('PATCH', '/settings', { smtp: { securityDefaultsBlockOAuth: true } });
   const mailer = createMailer({ account, tokenProvider: provider, retry: false });
   t.after(() => mailer.close());
-  const e = await mailer.send({ to: MEGAN, subject: 'x', text: 'y' }).then(
-    () => assert.fail('refused'),
-    (x: Smtp365Error) => x,
-  );
+  const e = await refusal(mailer.send({ to: MEGAN, subject: 'x', text: 'y' }));
   assert.equal(e.code, 'SMTP_AUTH_BLOCKED_POLICY');
 });
 
@@ -130,6 +136,9 @@ test('a fault that never clears: retries stop at maxAttempts with the transient 
   assert.equal(e.code, 'SMTP_TEMPORARY');
   assert.equal(e.transient, true);
   assert.equal(e.details?.attempts, 4);
+  // the retries are spent: the fix does not promise more of them
+  assert.ok(!/retries automatically/.test(e.explanation?.fix.join(' ') ?? ''), e.explanation?.fix.join(' '));
+  assert.match(e.explanation?.fix.join(' ') ?? '', /smtp365 relay/);
   e = failed(await attempt(s, { retry: false }));
   assert.equal(e.details?.attempts, 1);
   // budget: the first backoff (≥ 500 ms) does not fit in 100 ms
@@ -153,6 +162,11 @@ test('a message over the mailbox\'s MaxSendSize: 552 5.3.4 from the server, expl
   assert.equal(e.code, 'SMTP_MESSAGE_TOO_LARGE');
   assert.equal(e.smtp?.code, 552);
   assert.equal(e.details?.attempts, 1);
+  assert.deepEqual(e.explanation?.powershell, [`Set-Mailbox -Identity ${ALEX} -MaxSendSize 150MB`], 'the real mailbox, not <mailbox>');
+  // smtp365's own limit, checked before connecting: the same
+  const local = failed(await attempt(s, { maxMessageBytes: 10_000 }, { text: 'x'.repeat(40_000) }));
+  assert.equal(local.code, 'MESSAGE_TOO_LARGE');
+  assert.deepEqual(local.explanation?.powershell, [`Set-Mailbox -Identity ${ALEX} -MaxSendSize 150MB`]);
 });
 
 test('some recipients refused: the message goes to the others, the refusals are reported', async (t) => {
@@ -268,10 +282,7 @@ test('a ready message with someone else\'s From: the explanation names that From
   const mailer = createMailer({ account, tokenProvider: s.provider(account), retry: false });
   t.after(() => mailer.close());
   const raw = `From: Megan <${MEGAN}>\r\nTo: ${MEGAN}\r\nSubject: pretend\r\n\r\nx\r\n`;
-  const e = await mailer.send({ raw, envelope: { from: ALEX, to: [MEGAN] } }).then(
-    () => assert.fail('refused'),
-    (x: Smtp365Error) => x,
-  );
+  const e = await refusal(mailer.send({ raw, envelope: { from: ALEX, to: [MEGAN] } }));
   assert.equal(e.code, 'SMTP_SEND_AS_DENIED');
   assert.deepEqual(e.explanation?.powershell, [`Add-RecipientPermission -Identity ${MEGAN} -Trustee ${ALEX} -AccessRights SendAs -Confirm:$false`]);
 });
@@ -282,10 +293,7 @@ test('a certificate that cannot be verified is refused, not retried (no caFile f
   delete account.caFile;
   const mailer = createMailer({ account, tokenProvider: s.provider(s.account({ flow: 'client-secret' })), retry: fastRetry });
   t.after(() => mailer.close());
-  const e = await mailer.send({ to: MEGAN, subject: 'x', text: 'y' }).then(
-    () => assert.fail('refused'),
-    (x: Smtp365Error) => x,
-  );
+  const e = await refusal(mailer.send({ to: MEGAN, subject: 'x', text: 'y' }));
   assert.equal(e.code, 'SMTP_TLS');
   assert.equal(e.transient, false);
   assert.equal(e.details?.attempts, 1);
@@ -308,4 +316,22 @@ test('a pooled connection dropped by the server before the message went out: sen
   t.after(() => fresh.close());
   await assert.rejects(fresh.send({ to: MEGAN, subject: 'third', text: 'x' }), (e: Smtp365Error) => e.code === 'SMTP_CONNECTION' && e.transient);
   assert.deepEqual(s.messages().map((m) => m.subject), ['first', 'second']);
+});
+
+test('nothing listens on the SMTP port: SMTP_CONNECTION explained (host and port, firewall, smtp365 doctor)', async (t) => {
+  const s = await sendSandbox(t);
+  const srv = net.createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise((resolve) => srv.close(resolve));
+  const account = { ...s.account({ flow: 'client-secret' }), smtpHost: '127.0.0.1', smtpPort: port };
+  const mailer = createMailer({ account, tokenProvider: s.provider(account), retry: false });
+  t.after(() => mailer.close());
+  const e = await refusal(mailer.send({ to: MEGAN, subject: 'x', text: 'y' }));
+  assert.equal(e.code, 'SMTP_CONNECTION');
+  assert.equal(e.transient, true);
+  assert.equal(e.explanation?.title, `No connection to 127.0.0.1:${port}`);
+  const fix = e.explanation?.fix.join(' ') ?? '';
+  assert.match(fix, new RegExp(`port ${port}`));
+  assert.match(fix, /smtpHost and smtpPort.*smtp365 doctor/);
 });

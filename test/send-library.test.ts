@@ -8,7 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import nodemailer from 'nodemailer';
-import { createMailer, openMailer, smtp365Transport, createPacer, type Smtp365Error } from '../src/index.ts';
+import type Mail from 'nodemailer/lib/mailer/index.js';
+import { createMailer, openMailer, smtp365Transport, createPacer, type Smtp365Error, type Smtp365SentMessageInfo, type RejectedRecipient } from '../src/index.ts';
 import { sendSandbox, childEnv, ALEX, MEGAN, SHARED } from './send-support.ts';
 
 const fastRetry = { baseDelayMs: 5, maxDelayMs: 20 };
@@ -62,23 +63,30 @@ test('library: raw messages (string, Buffer, stream, file) with an envelope', as
   assert.equal(mailer.stats().connections.created, 1);
 });
 
-test('nodemailer one-liner: createTransport(smtp365Transport({ account })) sends and reports like nodemailer', async (t) => {
+/** Compile-time: true only when A and B are the same type (checked by `tsc --noEmit -p .`). */
+type Same<A, B> = (<X>() => X extends A ? 1 : 2) extends <X>() => X extends B ? 1 : 2 ? true : false;
+
+test('nodemailer one-liner: createTransport(smtp365Transport({ account })) sends and reports like nodemailer, typed', async (t) => {
   const s = await sendSandbox(t);
   const account = s.account();
   const transporter = nodemailer.createTransport(smtp365Transport({ account, tokenProvider: s.provider(account) }));
   t.after(() => transporter.close());
-  const info = (await transporter.sendMail({ from: ALEX, to: MEGAN, subject: 'via nodemailer', html: '<p>hi</p>' })) as unknown as {
-    messageId: string;
-    accepted: string[];
-    rejected: string[];
-    response: string;
-    attempts: number;
-  };
-  assert.deepEqual(info.accepted, [MEGAN]);
+  // Under strict TS, sendMail()'s info is Smtp365SentMessageInfo, not unknown (TS18046): no cast needed.
+  const typed: Same<typeof transporter, Mail<Smtp365SentMessageInfo>> = true;
+  assert.equal(typed, true);
+  const info = await transporter.sendMail({ from: ALEX, to: MEGAN, subject: 'via nodemailer', html: '<p>hi</p>' });
+  const fields: { messageId: string; accepted: string[]; rejected: string[]; rejectedErrors: RejectedRecipient[]; response: string; attempts: number } = info;
+  assert.deepEqual(fields.accepted, [MEGAN]);
   assert.deepEqual(info.rejected, []);
   assert.match(info.response, /^250 /);
   assert.equal(info.attempts, 1);
   assert.equal(s.messages()[0]?.messageId, info.messageId);
+  // a refused recipient: rejected holds addresses (as in nodemailer), rejectedErrors the replies
+  await s.admin('POST', '/faults', { stage: 'rcpt', reply: '550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup', times: 1 });
+  const partial = await transporter.sendMail({ from: ALEX, to: ['ghost@example.com', MEGAN], subject: 'partly', text: 'x' });
+  assert.deepEqual(partial.rejected, ['ghost@example.com']);
+  assert.deepEqual(partial.accepted, [MEGAN]);
+  assert.equal(partial.rejectedErrors[0]?.reply.code, 550);
   // errors are Smtp365Error, with code and explanation
   await assert.rejects(transporter.sendMail({ from: ALEX, to: 'nobody', subject: 'x', text: 'y' }), (e: Smtp365Error) => e.code === 'MESSAGE_INVALID');
   assert.equal(await transporter.verify(), true);

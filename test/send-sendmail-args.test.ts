@@ -63,6 +63,14 @@ test('send flag helpers', () => {
   assert.deepEqual(parseHeaderFlag('X-Job: nightly'), ['X-Job', 'nightly']);
   assert.throws(() => parseHeaderFlag('no colon'), /Name: value/);
   assert.throws(() => parseHeaderFlag('Bcc: x@y.com'), /use --bcc/);
+  assert.throws(() => parseHeaderFlag('Reply-To: x@y.com'), /use --reply-to/);
+  // headers the builder writes itself would appear twice (or contradict the body)
+  for (const h of ['Content-Type: text/html', 'content-transfer-encoding: base64', 'MIME-Version: 1.0', 'Content-Disposition: inline']) {
+    assert.throws(() => parseHeaderFlag(h), /smtp365 writes .* itself/, h);
+  }
+  // a header line holds 998 characters; the builder folds only at spaces
+  assert.throws(() => parseHeaderFlag(`X-Token: ${'a'.repeat(1200)}`), /1200 characters without a space.*at most 998/);
+  assert.deepEqual(parseHeaderFlag(`X-Words: ${'word '.repeat(400).trim()}`)[0], 'X-Words');
   assert.equal(parseSize('35MB'), 35 * 1024 * 1024);
   assert.equal(parseSize('1.5 G'), Math.round(1.5 * 1024 ** 3));
   assert.equal(parseSize('2048'), 2048);

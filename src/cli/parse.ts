@@ -8,7 +8,7 @@ import { Smtp365Error } from '../errors/error.ts';
  * Parses argv into `cmd`. Returns undefined when the command should go on,
  * or the exit code to return at once (after --help, --version or a usage error).
  */
-export function parseCommand(cmd: Command, argv: string[]): number | undefined {
+export function parseCommand(cmd: Command, argv: string[], opts: { jsonErrors?: boolean } = {}): number | undefined {
   cmd.exitOverride().configureOutput({ writeErr: (s) => process.stderr.write(s) });
   try {
     cmd.parse(argv, { from: 'user' });
@@ -16,7 +16,7 @@ export function parseCommand(cmd: Command, argv: string[]): number | undefined {
   } catch (err) {
     if ((err as { exitCode?: number }).exitCode === 0) return EXIT.OK;
     // Scripts that asked for --json get the usage error as JSON on stdout too (as every other error).
-    if (argv.includes('--json') && cmd.options.some((o) => o.long === '--json')) {
+    if (opts.jsonErrors !== false && argv.includes('--json') && cmd.options.some((o) => o.long === '--json')) {
       const message = String((err as Error).message ?? err).replace(/^error: /, '');
       process.stdout.write(JSON.stringify({ ok: false, error: new Smtp365Error('INPUT_INVALID', message).toJSON() }, null, 2) + '\n');
     }

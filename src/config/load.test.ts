@@ -152,6 +152,17 @@ test('bad values name the source, the key and what is expected; secrets are not 
   );
   const e = await rejectsWith(loadAccounts({ configPath: file, env: {} }), 'CONFIG_INVALID', `${file}: accounts.work.clientId: expected the Application (client) ID`, 'accounts.work.user', 'accounts.work.smtpPort: expected a port number from 1 to 65535', 'accounts.work.flow: expected one of device-code', 'missing.pem does not exist');
   assert.ok(e.message.includes('"not-a-guid"'));
+  // a CA file that exists but cannot be read, or a path through a file, is not reported as missing
+  const notDir = path.join(dir, 'config.yaml', 'ca.pem');
+  const env = { SMTP365_TENANT_ID: TENANT, SMTP365_CLIENT_ID: CLIENT, SMTP365_USER: 'a@b.com' };
+  const through = await rejectsWith(resolveAccount({ env: { ...env, SMTP365_CA_FILE: notDir } }), 'CONFIG_INVALID', `cannot read ${notDir}: ENOTDIR`);
+  assert.doesNotMatch(through.message, /does not exist/);
+  if (process.getuid?.() !== 0) {
+    const locked = path.join(dir, 'locked.pem');
+    await fs.writeFile(locked, 'pem');
+    await fs.chmod(locked, 0o000);
+    await rejectsWith(resolveAccount({ env: { ...env, SMTP365_CA_FILE: locked } }), 'CONFIG_INVALID', `cannot read ${locked}: permission denied`, 'needs read access');
+  }
   assert.doesNotMatch(e.message, /clientId is missing|user is missing/, 'a wrong value is not also "missing"');
 
   await rejectsWith(

@@ -7,6 +7,7 @@
 // send itself. The YAML parser is loaded only when there is a file to read.
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { Smtp365Error } from '../errors/error.ts';
 import { maskSecret } from '../util/redact.ts';
@@ -355,6 +356,21 @@ function readPemOrPath(v: Layered, spec: FieldSpec, label: string): string {
   }
 }
 
+/** Why a configured file cannot be used, saying what would fix it (not "does not exist" for every error). */
+function unreadable(file: string, err: NodeJS.ErrnoException): string {
+  if (err.code === 'ENOENT') return `${file} does not exist`;
+  if (err.code === 'EACCES' || err.code === 'EPERM') {
+    let who = 'the user running smtp365';
+    try {
+      who = `${who} (${os.userInfo().username})`;
+    } catch {
+      // no passwd entry: the generic wording
+    }
+    return `cannot read ${file}: permission denied; ${who} needs read access to it and search (x) access to its directories`;
+  }
+  return `cannot read ${file}: ${err.code ?? ''} ${err.message}`.replace(/ +/g, ' ');
+}
+
 /** Validates the merged layers and fills in the cloud's defaults. */
 function buildAccount(name: string, raw: RawAccount): Account {
   const problems: string[] = [];
@@ -375,8 +391,9 @@ function buildAccount(name: string, raw: RawAccount): Account {
       v = path.resolve(layer.baseDir, expandHome(v));
       try {
         if (!fs.statSync(v as string).isFile()) problems.push(`${layer.source}: ${String(v)} is not a file; expected ${spec.expected}`);
-      } catch {
-        problems.push(`${layer.source}: ${String(v)} does not exist; expected ${spec.expected}`);
+        else fs.accessSync(v as string, fs.constants.R_OK);
+      } catch (err) {
+        problems.push(`${layer.source}: ${unreadable(String(v), err as NodeJS.ErrnoException)}; expected ${spec.expected}`);
       }
     }
     val[key] = v;

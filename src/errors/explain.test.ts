@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { explainSmtpReply, explainIdentityError, aadstsCodes } from './explain.ts';
+import { explainSmtpReply, explainIdentityError, aadstsCodes, listSome } from './explain.ts';
 import { parseSmtpReply } from './error.ts';
 
 test('tenant-wide 5.7.139 names the mailbox switch with the user\'s mailbox', () => {
@@ -68,4 +68,23 @@ test('AADSTS codes map to the guide step that fixes them', () => {
   }
   assert.equal(explainIdentityError({ error: 'authorization_declined' }).code, 'AUTH_DEVICE_CODE_DECLINED');
   assert.equal(explainIdentityError({ error: 'expired_token' }).code, 'AUTH_DEVICE_CODE_EXPIRED');
+});
+
+test('a list of refused recipients is named, up to three, then "and N more"', () => {
+  assert.equal(listSome(['a@x.com']), 'a@x.com');
+  assert.equal(listSome(['a@x.com', 'b@x.com', 'c@x.com']), 'a@x.com, b@x.com and c@x.com');
+  assert.equal(listSome(['a@x.com', 'b@x.com', 'c@x.com', 'd@x.com', 'e@x.com']), 'a@x.com, b@x.com, c@x.com and 2 more');
+  const e = explainSmtpReply({ code: 550, enhanced: '5.1.10', text: 'RecipientNotFound', command: 'RCPT' }, { recipients: ['a@x.com', 'b@x.com'] });
+  assert.equal(e.title, 'Microsoft refused every recipient: a@x.com and b@x.com');
+});
+
+test('SendAs refused for an app-only account: the fix grants the app\'s service principal, not a user', () => {
+  const reply = { code: 554, enhanced: '5.2.252', text: 'SendAsDenied; not allowed', command: 'DATA' };
+  const app = explainSmtpReply(reply, { mailbox: 'scanner@contoso.com', from: 'sales@contoso.com', appOnly: true, servicePrincipalId: 'sp-1' });
+  assert.match(app.fix.join(' '), /grant the app's service principal SendAs on sales@contoso\.com/);
+  assert.ok(!/grant scanner@contoso\.com SendAs/.test(app.fix.join(' ')), app.fix.join(' '));
+  assert.equal(app.portal, undefined, 'the portal page adds users, not service principals');
+  assert.deepEqual(app.powershell, ['Add-RecipientPermission -Identity sales@contoso.com -Trustee sp-1 -AccessRights SendAs -Confirm:$false']);
+  const user = explainSmtpReply(reply, { mailbox: 'alex@contoso.com', from: 'sales@contoso.com' });
+  assert.match(user.fix.join(' '), /grant alex@contoso\.com SendAs on sales@contoso\.com/);
 });

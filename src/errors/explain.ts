@@ -31,6 +31,8 @@ export interface ExplainContext {
   smtpResource?: string;
   /** The configuration file in use. */
   configPath?: string;
+  /** The recipients the server refused (RCPT), to name them. */
+  recipients?: string[];
 }
 
 export interface Explanation {
@@ -78,6 +80,16 @@ function relogin(ctx: ExplainContext): string {
   const account = ctx.accountName && ctx.accountName !== 'default' ? ` --account ${ctx.accountName}` : '';
   return ctx.appOnly ? 'Check the client secret or certificate of the app.' : `Sign in again: smtp365 login${account}`;
 }
+
+/** "a, b and c", or "a, b, c and 4 more": enough to recognise a list without flooding a line. */
+export function listSome(items: string[], max = 3): string {
+  if (items.length <= max) return items.length > 1 ? `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}` : (items[0] ?? '');
+  return `${items.slice(0, max).join(', ')} and ${items.length - max} more`;
+}
+
+// Shown once smtp365's own retries are spent or were off (--no-retry, retry: false):
+// promising automatic retries there would be wrong.
+const TRY_AGAIN = 'Try again in a few minutes. For mail that must get through an outage, send through the relay (smtp365 relay), which queues and keeps retrying.';
 
 // ---------------------------------------------------------------- SMTP replies
 
@@ -205,8 +217,17 @@ const SMTP_RULES: SmtpRule[] = [
         code: 'SMTP_SEND_AS_DENIED',
         title: `${mbx} may not send as ${from}`,
         cause: 'The From address differs from the authenticated mailbox and the mailbox has no SendAs right on it. Microsoft checks this after the message was transmitted.',
-        fix: [`Send with From: ${mbx}, or grant ${mbx} SendAs on ${from} (PowerShell below; it can take up to an hour).`],
-        portal: `Exchange admin center › Recipients › Mailboxes › ${from} › Mailbox delegation › Send as › add ${mbx}`,
+        // App-only: the right belongs to the app's service principal, not to a user.
+        ...(ctx.appOnly
+          ? {
+              fix: [
+                `Send with From: ${mbx}, or grant the app's service principal SendAs on ${from} (PowerShell below, with the Enterprise application's object id, not the App Registration's; it can take up to an hour).`,
+              ],
+            }
+          : {
+              fix: [`Send with From: ${mbx}, or grant ${mbx} SendAs on ${from} (PowerShell below; it can take up to an hour).`],
+              portal: `Exchange admin center › Recipients › Mailboxes › ${from} › Mailbox delegation › Send as › add ${mbx}`,
+            }),
         powershell: [`Add-RecipientPermission -Identity ${from} -Trustee ${ctx.appOnly ? v(ctx.servicePrincipalId, '<service principal id>') : mbx} -AccessRights SendAs -Confirm:$false`],
       };
     },
@@ -219,7 +240,7 @@ const SMTP_RULES: SmtpRule[] = [
       code: 'SMTP_TEMPORARY',
       title: 'Microsoft closed the connection (service not available)',
       cause: 'The SMTP front end is restarting or overloaded.',
-      fix: ['Retry shortly; smtp365 retries automatically with backoff.'],
+      fix: [TRY_AGAIN],
       transient: true,
     }),
   },
@@ -288,11 +309,11 @@ const SMTP_RULES: SmtpRule[] = [
   },
   {
     match: (r) => r.code === 552 || enh(r, '5.3.4'),
-    build: () => ({
+    build: (_r, ctx) => ({
       code: 'SMTP_MESSAGE_TOO_LARGE',
       title: 'The message is larger than the mailbox may send',
       cause: "The message exceeds the mailbox's MaxSendSize (35 MB by default, at most 150 MB). Attachments grow by a third when encoded.",
-      powershell: ['Set-Mailbox -Identity <mailbox> -MaxSendSize 150MB'],
+      powershell: [`Set-Mailbox -Identity ${v(ctx.mailbox, '<mailbox>')} -MaxSendSize 150MB`],
       fix: ['Send a smaller message, or raise the mailbox\'s MaxSendSize.'],
     }),
   },
@@ -302,15 +323,15 @@ const SMTP_RULES: SmtpRule[] = [
       code: 'SMTP_TEMPORARY',
       title: 'Temporary error at Microsoft',
       cause: 'The server reported a temporary condition.',
-      fix: ['Retry later; smtp365 retries automatically with backoff.'],
+      fix: [TRY_AGAIN],
       transient: true,
     }),
   },
   {
     match: (r) => r.command === 'RCPT' && r.code >= 500,
-    build: () => ({
+    build: (_r, ctx) => ({
       code: 'SMTP_RECIPIENT_REJECTED',
-      title: 'A recipient was rejected',
+      title: ctx.recipients?.length ? `Microsoft refused ${ctx.recipients.length === 1 ? 'the recipient' : 'every recipient'}: ${listSome(ctx.recipients)}` : 'A recipient was rejected',
       cause: 'The server refused a recipient address.',
       fix: ['Check the recipient address.'],
     }),
@@ -889,6 +910,12 @@ const FINDING_RULES: Record<FindingId, IdentityBuilder> = {
     ],
   }),
 };
+
+/** No connection to the SMTP host at all (refused, unreachable) while sending: the doctor's finding, plus where to look next. */
+export function explainSmtpUnreachable(ctx: ExplainContext): Explanation {
+  const e = explainFinding('smtp-tcp', ctx);
+  return { ...e, fix: [...e.fix, "Check the account's smtpHost and smtpPort (smtp365 accounts), then run smtp365 doctor: it tests each step of the setup."] };
+}
 
 /** Explains something smtp365 doctor found; with the user's values filled in. */
 export function explainFinding(id: FindingId, ctx: ExplainContext = {}): Explanation {

@@ -3,7 +3,7 @@
 // explanation from the one table (errors/explain.ts) and a transient flag
 // the retry loop and the CLI's exit code trust.
 import { Smtp365Error, parseSmtpReply, type SmtpReply } from '../errors/error.ts';
-import { explainSmtpReply, type ExplainContext } from '../errors/explain.ts';
+import { explainSmtpReply, explainSmtpUnreachable, type ExplainContext } from '../errors/explain.ts';
 import { redact } from '../util/redact.ts';
 
 export interface NodemailerError extends Error {
@@ -64,6 +64,8 @@ const TLS_VERIFY_CODES = new Set([
   'ERR_SSL_NO_PROTOCOLS_AVAILABLE',
 ]);
 
+const UNREACHABLE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH']);
+
 export interface ClassifyContext extends ExplainContext {
   host: string;
   port: number;
@@ -114,7 +116,14 @@ export function classifyError(err: unknown, ctx: ClassifyContext): Smtp365Error 
     return new Smtp365Error('MESSAGE_INVALID', `The message could not be read while sending: ${msg}`, { transient: false, cause: err });
   }
   if (e.code === 'ECONNECTION' || e.code === 'ESOCKET' || e.code === 'EPROTOCOL' || sys === 'ECONNREFUSED' || sys === 'ECONNRESET' || sys === 'EPIPE') {
-    return new Smtp365Error('SMTP_CONNECTION', `The connection to ${where} failed: ${msg}`, { transient: true, cause: err, details: { host: ctx.host, port: ctx.port, ...(sys ? { systemError: sys } : {}) } });
+    // No connection at all (not one lost midway): host, port or a firewall, which the explanation walks through.
+    const unreachable = UNREACHABLE.has(sys);
+    return new Smtp365Error('SMTP_CONNECTION', `The connection to ${where} failed: ${msg}`, {
+      transient: true,
+      cause: err,
+      details: { host: ctx.host, port: ctx.port, ...(sys ? { systemError: sys } : {}) },
+      ...(unreachable ? { explanation: explainSmtpUnreachable({ ...ctx, smtpHost: ctx.host, smtpPort: ctx.port }) } : {}),
+    });
   }
   if (e.code === 'EENVELOPE') {
     return new Smtp365Error('MESSAGE_INVALID', msg, { transient: false, cause: err });

@@ -9,6 +9,8 @@ import { createReadStream } from 'node:fs';
 import { PassThrough, Readable } from 'node:stream';
 import { createSecureContext, rootCertificates, type ConnectionOptions } from 'node:tls';
 import type Mail from 'nodemailer/lib/mailer/index.js';
+import type { Transport } from 'nodemailer/lib/mailer/index.js';
+import type { ResultCallback } from 'nodemailer/lib/errors.js';
 import type MailMessage from 'nodemailer/lib/mailer/mail-message.js';
 import type SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import type { SMTPConnectionCustomAuthContext, SMTPConnectionSendInfo, SMTPEnvelope } from 'nodemailer/lib/smtp-connection/index.js';
@@ -317,7 +319,7 @@ class MailerImpl implements Smtp365Mailer {
   async [PRIVATE](mail: MailMessage<unknown>): Promise<SendResult> {
     const data = mail.data as Mail.Options & { _smtp365?: PrivateSendData };
     const priv = data._smtp365 ?? {};
-    const estimate = priv.validated ?? (await validateMailOptions(this.withDefaultFrom(data), this.maxBytes));
+    const estimate = priv.validated ?? (await validateMailOptions(this.withDefaultFrom(data), this.maxBytes, this.account.user));
     if (!data.from && !(data.envelope as { from?: unknown } | undefined)?.from) {
       mail.message.setHeader('From', this.account.user);
     }
@@ -356,14 +358,14 @@ class MailerImpl implements Smtp365Mailer {
     options.signal?.throwIfAborted();
     if (isRawMessage(message)) return this.sendRaw(message, options);
     const data = this.withDefaultFrom(message as Mail.Options);
-    const estimate = await validateMailOptions(data, this.maxBytes);
+    const estimate = await validateMailOptions(data, this.maxBytes, this.account.user);
     const composer = await this.getComposer();
     const priv: PrivateSendData = { validated: estimate, ...(options.onProgress ? { onProgress: options.onProgress } : {}) };
     return composer.sendMail({ ...data, ...(options.signal ? { signal: options.signal } : {}), _smtp365: priv } as Mail.Options);
   }
 
   private async sendRaw(message: RawMessage, options: SendOptions): Promise<SendResult> {
-    const estimate = await validateRawMessage(message, this.maxBytes);
+    const estimate = await validateRawMessage(message, this.maxBytes, this.account.user);
     const raw = message.raw;
     const streamed = isOneShotStream(raw);
     let used = false;
@@ -566,8 +568,10 @@ class MailerImpl implements Smtp365Mailer {
   private toError(raw: unknown, from: string | undefined): Smtp365Error {
     const original = unwrapOriginal(raw);
     if (original) return original;
-    const err = classifyError(raw, { ...this.explainContext(from), host: this.account.smtpHost, port: this.account.smtpPort });
     const ne = raw as NodemailerError;
+    // Every recipient refused: the explanation names them (not only --json's details).
+    const recipients = (ne?.rejectedErrors ?? []).map((e) => (e as { recipient?: string }).recipient).filter((r): r is string => !!r);
+    const err = classifyError(raw, { ...this.explainContext(from), host: this.account.smtpHost, port: this.account.smtpPort, ...(recipients.length ? { recipients } : {}) });
     if (ne?.rejectedErrors?.length && !err.details?.rejected) {
       return withDetails(err, {
         rejected: ne.rejectedErrors.map((e) => ({ address: (e as { recipient?: string }).recipient, reply: typeof e.response === 'string' ? redact(e.response) : undefined })),
@@ -738,16 +742,19 @@ export interface Smtp365SentMessageInfo {
   attempts: number;
 }
 
-export interface Smtp365Transport {
+/** What every smtp365 nodemailer transport has; T is what sendMail() resolves with. */
+interface Smtp365TransportOf<T> extends Transport<T> {
   name: string;
   version: string;
   supportsAbortSignal: boolean;
-  /** Set by nodemailer's Mail when the transport is wrapped. */
-  mailer?: Mail<unknown> | undefined;
-  send(mail: MailMessage<unknown>, callback: (err: Error | null, info?: SendResult) => void): void;
+  send(mail: MailMessage<T>, callback: ResultCallback<T>): void;
   verify(callback?: (err: Error | null, ok?: true) => void): Promise<true> | void;
   isIdle(): boolean;
   close(): void;
+}
+
+/** The transport under a Mailer's own composer (sendMail() resolves with the SendResult as is). */
+export interface Smtp365Transport extends Smtp365TransportOf<SendResult> {
   /** The smtp365 Mailer underneath (stats, verify). */
   readonly smtp365: Smtp365Mailer;
 }
@@ -762,7 +769,7 @@ function smtp365TransportFor(impl: MailerImpl): Smtp365Transport {
     send(mail, callback) {
       impl[PRIVATE](mail).then(
         (r) => callback(null, r),
-        (e: unknown) => callback(e as Error),
+        (e: unknown) => callback(e as NodemailerError),
       );
     },
     verify(callback) {
@@ -799,7 +806,11 @@ export async function openMailer(options: OpenMailerOptions = {}): Promise<Smtp3
   return createMailer({ ...rest, account: resolved });
 }
 
-export interface Smtp365NodemailerTransport extends Omit<Smtp365Transport, 'smtp365'> {
+/**
+ * Typed for nodemailer: `nodemailer.createTransport(smtp365Transport())` is a
+ * Mail<Smtp365SentMessageInfo>, so `info.messageId` and `info.accepted` are typed.
+ */
+export interface Smtp365NodemailerTransport extends Smtp365TransportOf<Smtp365SentMessageInfo> {
   /** The smtp365 Mailer underneath (stats(), verify()), once the account is resolved. */
   getMailer(): Promise<Smtp365Mailer>;
 }
@@ -845,9 +856,9 @@ export function smtp365Transport(options: OpenMailerOptions | MailerOptions | { 
         .then(
           (r) => {
             const info: Smtp365SentMessageInfo = { ...r, rejected: r.rejected.map((x) => x.address), rejectedErrors: r.rejected, pending: [] };
-            callback(null, info as unknown as SendResult);
+            callback(null, info);
           },
-          (e: unknown) => callback(e as Error),
+          (e: unknown) => callback(e as NodemailerError),
         );
     },
     verify(callback) {

@@ -58,14 +58,23 @@ export function headerValue(fields: HeaderField[], key: string): string | undefi
   return fields.find((f) => f.key === key)?.value;
 }
 
+/**
+ * The addresses of an address list as written in a To: header or on
+ * sendmail's command line: commas inside quoted names ("Doe, John" <j@x.com>)
+ * do not split, and a bare local name (root, as cron writes it) is kept.
+ */
+export function addressList(value: string): string[] {
+  return (
+    addressparser(value, { flatten: true })
+      // a bare local name comes back as a name without an address
+      .map((a) => (a.address || (a.name && !/\s/.test(a.name.trim()) ? a.name : '')).trim())
+      .filter((a) => a.length > 0)
+  );
+}
+
 /** Addresses of all fields with this name (several To: lines are all counted). */
 export function headerAddresses(fields: HeaderField[], key: string): string[] {
-  return fields
-    .filter((f) => f.key === key)
-    .flatMap((f) => addressparser(f.value, { flatten: true }))
-    // a bare local name ("To: root", as cron writes it) comes back as a name without an address
-    .map((a) => (a.address || (a.name && !/\s/.test(a.name.trim()) ? a.name : '')).trim())
-    .filter((a) => a.length > 0);
+  return fields.filter((f) => f.key === key).flatMap((f) => addressList(f.value));
 }
 
 /** A Message-ID for `domain` in the usual form: <random@domain>. */

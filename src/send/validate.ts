@@ -235,7 +235,8 @@ export function formatBytes(n: number): string {
   return `${(n / (1024 * 1024)).toFixed(1)} MB`;
 }
 
-export function checkSize(estimate: SizeEstimate, limit: number): void {
+/** `mailbox`, when known, fills in the PowerShell line. */
+export function checkSize(estimate: SizeEstimate, limit: number, mailbox?: string): void {
   if (estimate.bytes > limit) {
     throw new Smtp365Error(
       'MESSAGE_TOO_LARGE',
@@ -251,7 +252,7 @@ export function checkSize(estimate: SizeEstimate, limit: number): void {
             'Send a smaller message, or share large files by link.',
             "If the mailbox's MaxSendSize was raised, raise smtp365's limit to match (maxMessageBytes option, --max-size).",
           ],
-          powershell: ['Set-Mailbox -Identity <mailbox> -MaxSendSize 150MB'],
+          powershell: [`Set-Mailbox -Identity ${mailbox || '<mailbox>'} -MaxSendSize 150MB`],
         },
       },
     );
@@ -259,7 +260,7 @@ export function checkSize(estimate: SizeEstimate, limit: number): void {
 }
 
 /** Validates a nodemailer message object before sending: addresses, recipients, files, size. */
-export async function validateMailOptions(mail: Mail.Options, limit: number): Promise<SizeEstimate> {
+export async function validateMailOptions(mail: Mail.Options, limit: number, mailbox?: string): Promise<SizeEstimate> {
   if (!mail || typeof mail !== 'object') throw new Smtp365Error('MESSAGE_INVALID', 'The message must be an object');
   const from = parseAddressField('from', mail.from);
   if (from.length > 1 && !mail.sender) {
@@ -279,12 +280,12 @@ export async function validateMailOptions(mail: Mail.Options, limit: number): Pr
   }
   checkRecipientCount(recipients);
   const estimate = await estimateMessageSize(mail);
-  checkSize(estimate, limit);
+  checkSize(estimate, limit, mailbox);
   return estimate;
 }
 
 /** Validates a raw message and its envelope; returns its size (exact when known). */
-export async function validateRawMessage(message: RawMessage, limit: number): Promise<SizeEstimate> {
+export async function validateRawMessage(message: RawMessage, limit: number, mailbox?: string): Promise<SizeEstimate> {
   validateEnvelope(message.envelope);
   const raw = message.raw;
   let estimate: SizeEstimate;
@@ -295,6 +296,6 @@ export async function validateRawMessage(message: RawMessage, limit: number): Pr
   } else if (raw && typeof (raw as Readable).pipe === 'function') estimate = { bytes: 0, complete: false };
   else throw new Smtp365Error('MESSAGE_INVALID', 'raw must be a string, a Buffer, a readable stream or { path }');
   if (estimate.complete && estimate.bytes === 0) throw new Smtp365Error('MESSAGE_INVALID', 'The raw message is empty');
-  checkSize(estimate, limit);
+  checkSize(estimate, limit, mailbox);
   return estimate;
 }

@@ -12,7 +12,7 @@ import { addAccountOptions, resolveOptionsFromFlags, type AccountFlagValues } fr
 import { resolveAccount } from '../../config/load.ts';
 import type { Account } from '../../config/account.ts';
 import type { Smtp365Mailer, MailerLogger, SendProgress } from '../../send/mailer.ts';
-import type { SendResult } from '../../send/types.ts';
+import type { RejectedRecipient, SendResult } from '../../send/types.ts';
 import type { AccessToken, GetTokenOptions, TokenProvider } from '../../auth/types.ts';
 import { connectEarly, type EarlyConnection } from '../../send/early-connection.ts';
 import { reportError, printJson, EXIT } from '../output.ts';
@@ -59,16 +59,33 @@ function seconds(value: string): number {
   return n;
 }
 
+/** Headers the message builder writes itself: a second copy would make the message invalid. */
+const BUILDER_HEADERS = /^(mime-version|content-type|content-transfer-encoding|content-disposition|content-id)$/i;
+/** RFC 5322 §2.1.1: a header line holds at most 998 characters. */
+const MAX_LINE = 998;
+
 /** "X-Tag: value" → ["X-Tag", "value"]. */
 export function parseHeaderFlag(h: string): [string, string] {
   const m = /^([!-9;-~]+)\s*:\s?(.*)$/s.exec(h);
   if (!m) throw new Smtp365Error('INPUT_INVALID', `--header "${h}": expected "Name: value"`);
   if (/[\r\n]/.test(m[2]!)) throw new Smtp365Error('INPUT_INVALID', `--header "${m[1]}": the value must not contain line breaks`);
   const name = m[1]!;
-  if (/^(to|cc|bcc|from|subject)$/i.test(name)) {
+  const value = m[2]!;
+  if (/^(to|cc|bcc|from|subject|reply-to)$/i.test(name)) {
     throw new Smtp365Error('INPUT_INVALID', `--header "${name}": use --${name.toLowerCase()} instead`);
   }
-  return [name, m[2]!];
+  if (BUILDER_HEADERS.test(name)) {
+    throw new Smtp365Error(
+      'INPUT_INVALID',
+      `--header "${name}": smtp365 writes ${name} itself (from --text, --html and --attach); a second one would make the message invalid. For a message with your own MIME structure, pipe the whole message in with --stdin`,
+    );
+  }
+  // The builder folds at spaces (and encodes non-ASCII in short words), but cannot break a longer run of characters.
+  const longest = `${name}: ${value}`.split(/[ \t]+/).reduce((n, w) => Math.max(n, w.length), 0);
+  if (longest > MAX_LINE - 1) {
+    throw new Smtp365Error('INPUT_INVALID', `--header "${name}": the value has ${longest} characters without a space; a header line holds at most ${MAX_LINE} (RFC 5322). Shorten it, or put spaces where it may be folded`);
+  }
+  return [name, value];
 }
 
 export interface CliMailerOptions {
@@ -167,12 +184,23 @@ export function progressLine(enabled: boolean): { onProgress?: (p: SendProgress)
   };
 }
 
+const temporary = (x: RejectedRecipient) => x.reply.code >= 400 && x.reply.code < 500;
+
 /**
  * 0 when every recipient was accepted; 67 (EX_NOUSER) when Microsoft refused
- * some of them, so a script learns of it although the others got the message.
+ * some of them for good, so a script learns of it although the others got the
+ * message; 75 (EX_TEMPFAIL) when the only failures are deferrals (4xx) still
+ * there after the retries: those recipients may succeed later.
  */
 export function resultExitCode(r: SendResult): number {
-  return r.rejected.length > 0 ? EXIT.NOUSER : EXIT.OK;
+  if (r.rejected.length === 0) return EXIT.OK;
+  return r.rejected.every(temporary) ? EXIT.TEMPFAIL : EXIT.NOUSER;
+}
+
+/** "Rejected x: 550 5.1.10 …" or "Deferred x (temporary: 451 4.4.3 …)". */
+function refusalLine(x: RejectedRecipient): string {
+  const reply = [x.reply.code, x.reply.enhanced, x.reply.text].filter(Boolean).join(' ');
+  return temporary(x) ? `Deferred ${x.address} (temporary: ${reply})` : `Rejected ${x.address}: ${reply}`;
 }
 
 /** Prints a SendResult: one line for people, the object for --json. */
@@ -183,13 +211,13 @@ export function printResult(r: SendResult, json: boolean | undefined, quiet: boo
   }
   if (quiet) {
     // Even quiet, a refused recipient is news: say it on stderr.
-    for (const x of r.rejected) process.stderr.write(`Rejected ${x.address}: ${[x.reply.code, x.reply.enhanced, x.reply.text].filter(Boolean).join(' ')}\n`);
+    for (const x of r.rejected) process.stderr.write(refusalLine(x) + '\n');
     return;
   }
   const lines = [`Sent ${r.messageId || '(no Message-ID)'} to ${r.accepted.join(', ')}`];
   lines.push(`  Server said: ${r.response}`);
   if (r.attempts > 1) lines.push(`  After ${r.attempts} attempts`);
-  for (const x of r.rejected) lines.push(`  Rejected ${x.address}: ${[x.reply.code, x.reply.enhanced, x.reply.text].filter(Boolean).join(' ')}`);
+  for (const x of r.rejected) lines.push('  ' + refusalLine(x));
   process.stdout.write(lines.join('\n') + '\n');
 }
 
@@ -313,17 +341,17 @@ async function send(o: SendFlags, speculative: EarlyConnection | undefined): Pro
   // Decide the mode before loading anything heavy.
   let rawMode = o.stdin === true;
   let pipedBody: Buffer | undefined;
-  if (o.stdin && bodyFlags) throw new Smtp365Error('INPUT_INVALID', '--stdin reads a whole message; it cannot be combined with --text/--html');
-  if (o.stdin && o.attach.length > 0) throw new Smtp365Error('INPUT_INVALID', '--stdin reads a whole message as it is; --attach cannot add to it (build the message with --text/--html and --attach instead)');
-  // nodemailer would fetch a URL given as a path (mid-transaction, past --max-size): the CLI attaches files.
-  const url = o.attach.find((a) => /^[a-z][a-z0-9+.-]*:\/\//i.test(a));
-  if (url) throw new Smtp365Error('INPUT_INVALID', `--attach takes a file, not a URL: ${url} (download it first)`);
+  if (o.stdin) refuseBuildFlags(o, '--stdin reads a whole message and sends it as it is');
+  // nodemailer would fetch a URL given as a path (mid-transaction, past --max-size) and
+  // decode a data: URI into a file named after its tail: the CLI attaches files.
+  const url = o.attach.find((a) => /^[a-z][a-z0-9+.-]*:\/\//i.test(a) || /^data:/i.test(a));
+  if (url) throw new Smtp365Error('INPUT_INVALID', `--attach takes a file, not a URL: ${url.length > 60 ? url.slice(0, 60) + '…' : url} (save it to a file first)`);
   if (!bodyFlags && !o.stdin && stdinPiped()) {
     // Peek at the first chunk: a header line means a whole message, anything else is the text body.
     const first = await firstChunk(process.stdin);
     if (first && first.length > 0) {
       if (looksLikeMessage(first)) {
-        if (o.attach.length > 0) throw new Smtp365Error('INPUT_INVALID', 'stdin holds a whole message (it starts with a header); --attach cannot add to it: pipe only the body text, or use --text with --attach');
+        refuseBuildFlags(o, 'stdin holds a whole message (it starts with a header), sent as it is');
         rawMode = true;
       } else {
         // firstChunk() put the chunk back: reading on gets it again, with the rest.
@@ -409,6 +437,27 @@ async function send(o: SendFlags, speculative: EarlyConnection | undefined): Pro
     await mailer.close();
     early?.close();
   }
+}
+
+/**
+ * A whole message is sent as it is: flags that only build a message would be
+ * dropped without a word, so they are refused (usage, exit 64). --to/--cc/--bcc
+ * (the envelope), --from and --subject (added when missing) do apply.
+ */
+function refuseBuildFlags(o: SendFlags, why: string): void {
+  const given = [
+    o.text !== undefined || o.textFile !== undefined ? '--text' : '',
+    o.html !== undefined || o.htmlFile !== undefined ? '--html' : '',
+    o.attach.length > 0 ? '--attach' : '',
+    o.header.length > 0 ? '--header' : '',
+    o.replyTo !== undefined ? '--reply-to' : '',
+  ].filter(Boolean);
+  if (given.length === 0) return;
+  throw new Smtp365Error(
+    'INPUT_INVALID',
+    `${why}; ${given.join(', ')} cannot change it. Put such headers and parts into the message itself, or build the message from flags (--text/--html, --attach, --header, --reply-to) without piping a whole message`,
+    { details: { usage: true, flags: given } },
+  );
 }
 
 async function firstChunk(stream: Readable): Promise<Buffer | undefined> {

@@ -5,7 +5,8 @@
 // private temp file (never held in memory), headers are completed as
 // sendmail would (From, Date, Message-ID; Bcc removed), and it is sent
 // through Microsoft 365. Exit codes are sendmail's: 0, 64 usage, 65 data,
-// 75 temporary (callers such as cron or Postfix retry), 77 permission.
+// 75 temporary (cron does not retry: mail that must survive an outage goes
+// through the relay, which queues), 77 permission.
 import { Smtp365Error } from '../../errors/error.ts';
 import { reportError, printJson, EXIT } from '../output.ts';
 
@@ -182,7 +183,7 @@ smtp365 options:
   --timeout SECONDS               give up retrying after this long (default 120)
   --json                          print the result as JSON
 Exit codes: 0 sent, 64 usage, 65 bad message, 67 a recipient refused (the others got it), 69 refused,
-75 temporary (retry), 77 permission, 78 configuration.
+75 temporary (try again later; nothing is queued: see smtp365 relay), 77 permission, 78 configuration.
 Install as sendmail: see docs/sending.md.
 `;
 
@@ -191,8 +192,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     args = parseSendmailArgs(argv);
   } catch (err) {
-    process.stderr.write(`smtp365 sendmail: ${(err as Error).message}\n`);
-    return EXIT.USAGE;
+    return usageFailure(err as Smtp365Error, argv.includes('--json'));
   }
   if (args.help) {
     process.stdout.write(HELP);
@@ -206,12 +206,16 @@ export async function run(argv: string[]): Promise<number> {
   try {
     return await sendmail(args);
   } catch (err) {
-    if (err instanceof Smtp365Error && err.details?.usage === true) {
-      process.stderr.write(`smtp365 sendmail: ${err.message}\n`);
-      return EXIT.USAGE;
-    }
+    if (err instanceof Smtp365Error && err.details?.usage === true) return usageFailure(err, args.json === true);
     return reportError(err, { json: args.json ?? false, verbose: args.verbose });
   }
+}
+
+/** Usage errors: sendmail's one line on stderr, or (--json) the error as JSON on stdout, as `send --json` does. */
+function usageFailure(err: Smtp365Error, json: boolean): number {
+  if (json) return reportError(err, { json: true });
+  process.stderr.write(`smtp365 sendmail: ${err.message}\n`);
+  return EXIT.USAGE;
 }
 
 /** A recipient from argv or headers: an address, or a local name mapped to --local-recipient. */
@@ -227,7 +231,7 @@ function mapLocal(addr: string, local: string | undefined): string {
 }
 
 async function sendmail(args: SendmailArgs): Promise<number> {
-  const [{ resolveAccount }, { resolveOptionsFromFlags }, { parseAddressField, addressProblem, DEFAULT_MAX_MESSAGE_BYTES }, { spoolMessage }, { prepareSubmissionHeaders }, send] = await Promise.all([
+  const [{ resolveAccount }, { resolveOptionsFromFlags }, { parseAddressField, addressProblem, DEFAULT_MAX_MESSAGE_BYTES }, { spoolMessage }, { prepareSubmissionHeaders, addressList }, send] = await Promise.all([
     import('../../config/load.ts'),
     import('../../config/flags.ts'),
     import('../../send/validate.ts'),
@@ -237,7 +241,13 @@ async function sendmail(args: SendmailArgs): Promise<number> {
   ]);
   const local = args.localRecipient ?? process.env.SMTP365_LOCAL_RECIPIENT;
   if (local) parseAddressField('--local-recipient', local);
-  const argRecipients = args.recipients.flatMap((r) => r.split(',')).map((r) => r.trim()).filter(Boolean).map((r) => mapLocal(r, local));
+  // The same list parser as -t uses for To:/Cc:/Bcc: ('"Doe, John" <john@example.com>' is one recipient).
+  const argRecipients = args.recipients.flatMap((arg) => {
+    const list = addressList(arg);
+    // Checked whole where it holds only addresses: "a@x.com b@y.com" (a comma missing) would read as a name and one address.
+    if (list.every((r) => r.includes('@'))) parseAddressField('recipient', arg);
+    return list.map((r) => mapLocal(r, local));
+  });
   for (const r of argRecipients) parseAddressField('recipient', r);
   if (args.mode === 'verify') {
     if (args.json) printJson({ ok: true, recipients: argRecipients.map((address) => ({ address, deliverable: true, via: 'Microsoft 365' })) });

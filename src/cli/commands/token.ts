@@ -1,7 +1,9 @@
 // `smtp365 token`: print a fresh access token and nothing else, for msmtp's
 // passwordeval, mutt, curl and scripts. Renewed when less than 5 minutes (or
-// --min-validity) remain. Errors go to stderr, with sysexits codes (75 =
-// temporary, try again; 77 = sign in again / fix the setup).
+// --min-validity) remain. Errors go to stderr only, --json or not (stdout
+// holds a token or nothing, so `$(smtp365 token --json | jq -r .token)` is
+// never an error document), with sysexits codes (75 = temporary, try again;
+// 77 = sign in again / fix the setup).
 import { Command } from 'commander';
 import { reportError, printJson, EXIT } from '../output.ts';
 import { parseCommand } from '../parse.ts';
@@ -24,7 +26,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--min-validity <seconds>', 'renew when fewer seconds than this remain', '300')
     .option('--verbose', 'show details on stderr (secrets masked)');
   addAccountOptions(cmd, { overrides: true });
-  const early = parseCommand(cmd, argv);
+  const early = parseCommand(cmd, argv, { jsonErrors: false });
   if (early !== undefined) return early;
   const o = cmd.opts<TokenFlags>();
   const min = Number(o.minValidity);
@@ -46,6 +48,6 @@ export async function run(argv: string[]): Promise<number> {
     return EXIT.OK;
   } catch (err) {
     // Errors never go to stdout here (a script would take them for the token), even with --json.
-    return reportError(err, { json: o.json ?? false, verbose: o.verbose });
+    return reportError(err, { json: false, verbose: o.verbose });
   }
 }
