@@ -63,6 +63,31 @@ test('library: raw messages (string, Buffer, stream, file) with an envelope', as
   assert.equal(mailer.stats().connections.created, 1);
 });
 
+test('library: a raw message loses its Bcc fields (as with sendmail), whatever form it comes in; the envelope still reaches them', async (t) => {
+  const s = await sendSandbox(t);
+  const account = s.account({ flow: 'client-secret' });
+  const mailer = createMailer({ account, tokenProvider: s.provider(account), retry: fastRetry });
+  t.after(() => mailer.close());
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'smtp365-raw-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const secret = 'hidden@example.com';
+  const msg = (n: number) => `From: ${ALEX}\r\nTo: ${MEGAN}\r\nBcc: ${secret},\r\n  other-hidden@example.com\r\nSubject: bcc ${n}\r\nResent-Bcc: ${secret}\r\n\r\nBcc: in the body stays\r\n`;
+  await writeFile(path.join(dir, 'm.eml'), msg(4).replace(/\r\n/g, '\n'));
+  const envelope = { from: ALEX, to: [MEGAN, secret] };
+  for (const raw of [msg(1), Buffer.from(msg(2)), Readable.from([Buffer.from(msg(3).slice(0, 20)), Buffer.from(msg(3).slice(20))]), { path: path.join(dir, 'm.eml') }]) {
+    const r = await mailer.send({ raw, envelope });
+    assert.deepEqual(r.accepted, [MEGAN, secret]);
+  }
+  const got = s.messages();
+  assert.equal(got.length, 4);
+  for (const m of got) {
+    const text = await s.raw(m.id);
+    assert.doesNotMatch(text, /hidden@example\.com/, `${m.subject}: ${text}`);
+    assert.match(text, /^Subject: bcc \d\r\n\r\nBcc: in the body stays\r\n$/m);
+    assert.deepEqual(m.rcptTo, [MEGAN, secret]);
+  }
+});
+
 /** Compile-time: true only when A and B are the same type (checked by `tsc --noEmit -p .`). */
 type Same<A, B> = (<X>() => X extends A ? 1 : 2) extends <X>() => X extends B ? 1 : 2 ? true : false;
 

@@ -109,7 +109,7 @@ function mapAuthError(err: unknown, ctx: MapContext): Smtp365Error {
       'AUTH_NETWORK',
       'The identity service is temporarily unavailable',
       `It answered with a server error recently${said ? ` (${said})` : ''}, so token requests are held back for ${seconds} s more.`,
-      [`Retry in ${seconds} s; smtp365 waits that long by itself where its retry budget allows.`],
+      [`Try again in ${seconds} s (a send waits that long by itself when its retry budget allows).`, 'Mail that must not wait for you: send it through the relay (smtp365 relay), which keeps it queued and retries.'],
       true,
     );
     return new Smtp365Error('AUTH_NETWORK', explanation.title, { cause: err, details: { ...details, retryAfterMs }, explanation, transient: true, retryAfterMs });
@@ -149,7 +149,7 @@ function mapAuthError(err: unknown, ctx: MapContext): Smtp365Error {
         'AUTH_NETWORK',
         'The identity service is temporarily unavailable',
         `It answered ${status !== undefined ? `HTTP ${status}` : fromServer.error}${fromServer.error_description ? `: ${firstLine(fromServer.error_description)}` : ''}.`,
-        ['Retry later; smtp365 retries automatically where it can.'],
+        ['Try again later.', 'Mail that must not wait for you: send it through the relay (smtp365 relay), which keeps it queued and retries.'],
         true,
       );
     }

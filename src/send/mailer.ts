@@ -22,7 +22,7 @@ import { redact } from '../util/redact.ts';
 import { classifyError, errorFromReply, type NodemailerError } from './classify.ts';
 import { pacerFor, type Pacer, type RateLimitOption } from './pacer.ts';
 import { ConnectionPool, unwrapOriginal, wrapForNodemailer, type PoolStats } from './pool.ts';
-import { headersOf } from './raw.ts';
+import { headersOf, stripBccFromMessage, withoutBccStream } from './raw.ts';
 import { backoffDelay, retryPolicy, sleep, type RetryOption, type RetryPolicy } from './retry.ts';
 import { isRawMessage, type Envelope, type Mailer, type OutgoingMessage, type RawMessage, type RejectedRecipient, type SendResult } from './types.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES, parseAddressField, validateMailOptions, validateRawMessage, type SizeEstimate } from './validate.ts';
@@ -369,21 +369,24 @@ class MailerImpl implements Smtp365Mailer {
     const raw = message.raw;
     const streamed = isOneShotStream(raw);
     let used = false;
-    const head = streamed ? {} : await headersOf(raw as string | Buffer | { path: string }).catch(() => ({}) as { messageId?: string; from?: string });
+    const head = streamed ? {} : await headersOf(raw as string | Buffer | { path: string }).catch(() => ({}) as { messageId?: string; from?: string; bccBytes?: number });
+    // Bcc fields go (as sendmail and Postfix do): the envelope carries those recipients; in the header every recipient would see them.
+    const bytes = typeof raw === 'string' || Buffer.isBuffer(raw) ? stripBccFromMessage(Buffer.from(raw)) : undefined;
     const job: DeliveryJob = {
       envelope: { from: message.envelope.from, to: [...message.envelope.to] },
       messageId: head.messageId ?? '',
       ...(head.from ? { headerFrom: head.from } : {}),
       open: () => {
-        if (typeof raw === 'string' || Buffer.isBuffer(raw)) return raw;
+        if (bytes) return bytes;
         if (streamed) {
           used = true;
-          return raw as Readable;
+          return withoutBccStream(raw as Readable);
         }
-        return createReadStream((raw as { path: string }).path);
+        const file = createReadStream((raw as { path: string }).path);
+        return head.bccBytes ? withoutBccStream(file) : file;
       },
       restartable: () => !(streamed && used),
-      ...(estimate.complete ? { exactSize: estimate.bytes } : {}),
+      ...(estimate.complete ? { exactSize: bytes ? bytes.length : estimate.bytes - (head.bccBytes ?? 0) } : {}),
       estimate,
     };
     return this.deliver(job, options);

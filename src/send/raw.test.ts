@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { prepareSubmissionHeaders, parseHeaderBlock, findHeaderEnd, messageIdOf } from './raw.ts';
+import { prepareSubmissionHeaders, parseHeaderBlock, findHeaderEnd, messageIdOf, stripBccFromMessage, withoutBccStream } from './raw.ts';
 import { spoolMessage, splitHeaderSection } from './spool.ts';
 
 test('header blocks are unfolded; several To lines all count', () => {
@@ -70,4 +70,36 @@ test('without -i a line holding only "." ends the message, even split across chu
   assert.equal((await spool(['Subject: a\n.\nrest'], true)).text, 'X-Seen: yes\nSubject: a\n\n');
   // with -i the dot line is content
   assert.equal((await spool(['Subject: a\n\nx\n.\ny'], false)).text, 'X-Seen: yes\nSubject: a\n\nx\n.\ny');
+});
+
+test('Bcc and Resent-Bcc fields leave the header section, folded lines and all; the rest byte for byte, either line ending', async () => {
+  const cases: Array<[string, string]> = [
+    ['To: a@x\r\nBcc: b@x,\r\n c@x\r\nSubject: s\r\n\r\nBcc: body\r\n', 'To: a@x\r\nSubject: s\r\n\r\nBcc: body\r\n'],
+    ['To: a@x\nSubject: s\nbcc:b@x\n\nbody\n', 'To: a@x\nSubject: s\n\nbody\n'],
+    ['Resent-Bcc: r@x\r\nTo: a@x\r\n\r\n', 'To: a@x\r\n\r\n'],
+    ['To: a@x\r\nX-Bcc-Note: kept\r\n\r\nx', 'To: a@x\r\nX-Bcc-Note: kept\r\n\r\nx'],
+    ['To: a@x\r\nSubject: no body, no blank line', 'To: a@x\r\nSubject: no body, no blank line'],
+  ];
+  for (const [input, expected] of cases) {
+    assert.equal(stripBccFromMessage(Buffer.from(input)).toString(), expected, JSON.stringify(input));
+    // As a stream, cut at every byte boundary of the header section.
+    for (const cut of [1, 7, input.indexOf('Bcc') + 2, input.length - 1]) {
+      const src = Readable.from([Buffer.from(input.slice(0, cut)), Buffer.from(input.slice(cut))]);
+      const out: Buffer[] = [];
+      for await (const c of withoutBccStream(src)) out.push(c as Buffer);
+      assert.equal(Buffer.concat(out).toString(), expected, `${JSON.stringify(input)} cut at ${cut}`);
+    }
+  }
+  const untouched = Buffer.from('To: a@x\r\n\r\nbody');
+  assert.equal(stripBccFromMessage(untouched), untouched, 'no copy when there is nothing to remove');
+});
+
+test('a failing source ends the Bcc-stripping stream with its error', async () => {
+  const src = new Readable({ read() {} });
+  const out = withoutBccStream(src);
+  const failed = new Promise((_, reject) => out.on('error', reject));
+  out.resume();
+  src.push('To: a@x\r\n');
+  src.destroy(new Error('EIO: read failed'));
+  await assert.rejects(failed, /EIO/);
 });

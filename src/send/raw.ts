@@ -4,6 +4,7 @@
 // Message-ID) — what sendmail and Postfix's cleanup do for cron and scripts.
 import { randomBytes } from 'node:crypto';
 import { open } from 'node:fs/promises';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import addressparser from 'nodemailer/lib/addressparser/index.js';
 
 export interface HeaderField {
@@ -147,13 +148,75 @@ export function prepareSubmissionHeaders(headerText: string, opts: SubmissionHea
   return { text, fields: kept, to, cc, bcc, from, messageId: messageId.trim(), added };
 }
 
+const isBcc = (f: HeaderField): boolean => f.key === 'bcc' || f.key === 'resent-bcc';
+
+/**
+ * The header fields without Bcc and Resent-Bcc (what sendmail and Postfix's
+ * cleanup do: the envelope carries those recipients, the header would show
+ * them to everyone), byte for byte otherwise; undefined when there are none.
+ * `fields`: the header lines without the blank line that ends them.
+ */
+export function withoutBcc(fields: string): string | undefined {
+  const parsed = parseHeaderBlock(fields);
+  if (!parsed.some(isBcc)) return undefined;
+  const kept = parsed.filter((f) => !isBcc(f)).map((f) => f.raw).join('');
+  // The last field removed: the one before it keeps its line break only if the input ended with one.
+  return /\n$/.test(fields) ? kept : kept.replace(/\r?\n$/, '');
+}
+
+/**
+ * A ready message's bytes with Bcc fields removed from its header section
+ * (at most the first 256 KB are looked at): the same buffer when there are none.
+ */
+export function stripBccFromMessage(message: Buffer): Buffer {
+  const end = findHeaderEnd(message.subarray(0, 262_144));
+  if (end === undefined) return message;
+  const head = message.subarray(0, end).toString('latin1');
+  // Most messages have none: no parsing for them (the relay delivers every message through here).
+  if (!/(^|\n)(resent-)?bcc[ \t]*:/i.test(head)) return message;
+  const blank = head.endsWith('\r\n\r\n') || head === '\r\n' ? 2 : 1;
+  const next = withoutBcc(head.slice(0, head.length - blank));
+  if (next === undefined) return message;
+  return Buffer.concat([Buffer.from(next + head.slice(head.length - blank), 'latin1'), message.subarray(end)]);
+}
+
+/** `source` with Bcc fields removed (see BccStripper); an error of the source ends the result with it. */
+export function withoutBccStream(source: Readable): Readable {
+  const out = new BccStripper();
+  source.once('error', (err) => out.destroy(err));
+  return source.pipe(out);
+}
+
+/** The same for a stream: holds the header section (≤ 256 KB), then passes the rest through. */
+export class BccStripper extends Transform {
+  private held: Buffer[] = [];
+  private size = 0;
+  private passing = false;
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    if (this.passing) return done(null, chunk);
+    this.held.push(chunk);
+    this.size += chunk.length;
+    const all = Buffer.concat(this.held);
+    this.held = [all];
+    if (findHeaderEnd(all) === undefined && this.size <= 262_144) return done();
+    this.passing = true;
+    this.held = [];
+    done(null, stripBccFromMessage(all));
+  }
+
+  override _flush(done: TransformCallback): void {
+    done(null, this.held.length > 0 ? stripBccFromMessage(Buffer.concat(this.held)) : undefined);
+  }
+}
+
 /** Reads the Message-ID of a ready message (first 256 KB), or undefined. */
 export async function messageIdOf(raw: string | Buffer | { path: string }): Promise<string | undefined> {
   return (await headersOf(raw)).messageId;
 }
 
-/** Message-ID and From address of a ready message, from its header section (first 256 KB). */
-export async function headersOf(raw: string | Buffer | { path: string }): Promise<{ messageId?: string; from?: string }> {
+/** Message-ID and From address of a ready message, from its header section (first 256 KB); `bccBytes`: the size of its Bcc fields. */
+export async function headersOf(raw: string | Buffer | { path: string }): Promise<{ messageId?: string; from?: string; bccBytes?: number }> {
   let head: Buffer;
   if (typeof raw === 'string') head = Buffer.from(raw.slice(0, 262_144));
   else if (Buffer.isBuffer(raw)) head = raw.subarray(0, 262_144);
@@ -171,5 +234,6 @@ export async function headersOf(raw: string | Buffer | { path: string }): Promis
   const fields = parseHeaderBlock(head.subarray(0, end).toString('utf8'));
   const messageId = headerValue(fields, 'message-id');
   const from = headerAddresses(fields, 'from')[0];
-  return { ...(messageId ? { messageId } : {}), ...(from ? { from } : {}) };
+  const bccBytes = fields.filter(isBcc).reduce((n, f) => n + Buffer.byteLength(f.raw), 0);
+  return { ...(messageId ? { messageId } : {}), ...(from ? { from } : {}), ...(bccBytes ? { bccBytes } : {}) };
 }
