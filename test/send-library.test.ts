@@ -1,7 +1,7 @@
 // The Mailer against the sandbox over real sockets: happy paths, the
 // nodemailer transport, shared mailboxes, token renewal, the 3-connection
 // cap, pacing (by counting) and a large streamed message.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -38,13 +38,19 @@ test('library: a nodemailer-style message arrives with the right envelope, heade
   assert.match(raw, /Content-Disposition: attachment; filename=a\.txt/);
 });
 
-test('library: raw messages (string, Buffer, stream, file) with an envelope', async (t) => {
+/** A sandbox, an app-only mailer on it and a temp dir for message files. */
+async function rawRig(t: TestContext) {
   const s = await sendSandbox(t);
   const account = s.account({ flow: 'client-secret' });
   const mailer = createMailer({ account, tokenProvider: s.provider(account), retry: fastRetry });
   t.after(() => mailer.close());
   const dir = await mkdtemp(path.join(os.tmpdir(), 'smtp365-raw-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
+  return { s, mailer, dir };
+}
+
+test('library: raw messages (string, Buffer, stream, file) with an envelope', async (t) => {
+  const { s, mailer, dir } = await rawRig(t);
   const msg = (n: number) => `From: ${ALEX}\r\nTo: ${MEGAN}\r\nSubject: raw ${n}\r\nMessage-ID: <raw-${n}@contoso.onmicrosoft.com>\r\n\r\n.dot-stuffed line\r\nbody ${n}\r\n`;
   await writeFile(path.join(dir, 'm.eml'), msg(4).replace(/\r\n/g, '\n'));
   const envelope = { from: ALEX, to: [MEGAN] };
@@ -64,12 +70,7 @@ test('library: raw messages (string, Buffer, stream, file) with an envelope', as
 });
 
 test('library: a raw message loses its Bcc fields (as with sendmail), whatever form it comes in; the envelope still reaches them', async (t) => {
-  const s = await sendSandbox(t);
-  const account = s.account({ flow: 'client-secret' });
-  const mailer = createMailer({ account, tokenProvider: s.provider(account), retry: fastRetry });
-  t.after(() => mailer.close());
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'smtp365-raw-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  const { s, mailer, dir } = await rawRig(t);
   const secret = 'hidden@example.com';
   const msg = (n: number) => `From: ${ALEX}\r\nTo: ${MEGAN}\r\nBcc: ${secret},\r\n  other-hidden@example.com\r\nSubject: bcc ${n}\r\nResent-Bcc: ${secret}\r\n\r\nBcc: in the body stays\r\n`;
   await writeFile(path.join(dir, 'm.eml'), msg(4).replace(/\r\n/g, '\n'));
