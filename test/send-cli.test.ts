@@ -181,7 +181,14 @@ test('smtp365 sendmail with recipients as arguments (git send-email, mail): a lo
   x = await smtp365(['sendmail', '-i', `${MEGAN} ops@example.com`], env, 'Subject: x\n\ny\n');
   assert.equal(x.code, 65, 'two addresses without a comma are refused, not half-sent');
   assert.match(x.stderr, /separate them with commas/);
+  // the same in a header read with -t; a name with a comma inside quotes is fine there too
+  x = await smtp365(['sendmail', '-t', '-i'], env, `To: ${MEGAN} ops@example.com\nSubject: x\n\ny\n`);
+  assert.equal(x.code, 65, x.stderr);
+  assert.match(x.stderr, /To: header.*separate them with commas/);
   assert.equal(s.messages().length, 3);
+  x = await smtp365(['sendmail', '-t', '-i'], env, `To: "Doe, John" <${MEGAN}>, ops@example.com\nCc: root-less@example.com\nSubject: x\n\ny\n`);
+  assert.equal(x.code, 0, x.stderr);
+  assert.deepEqual(s.messages()[3]?.rcptTo, [MEGAN, 'ops@example.com', 'root-less@example.com']);
 });
 
 test('exit codes follow sysexits: 64 usage, 65 bad input, 75 temporary, 77 permission, 78 configuration; --json errors', async (t) => {

@@ -111,6 +111,8 @@ export interface PreparedHeaders {
   to: string[];
   cc: string[];
   bcc: string[];
+  /** The To, Cc and Bcc fields as written (name and unfolded value), for checking them whole. */
+  recipientFields: Array<{ name: string; value: string }>;
   /** Address of the From header (after adding one). */
   from: string;
   messageId: string;
@@ -145,7 +147,8 @@ export function prepareSubmissionHeaders(headerText: string, opts: SubmissionHea
   }
   const body = kept.map((f) => (f.raw.endsWith('\n') ? f.raw : f.raw + eol)).join('');
   const text = extra.map((l) => l + eol).join('') + body + eol;
-  return { text, fields: kept, to, cc, bcc, from, messageId: messageId.trim(), added };
+  const recipientFields = fields.filter((f) => f.key === 'to' || f.key === 'cc' || f.key === 'bcc').map((f) => ({ name: f.name, value: f.value }));
+  return { text, fields: kept, to, cc, bcc, recipientFields, from, messageId: messageId.trim(), added };
 }
 
 const isBcc = (f: HeaderField): boolean => f.key === 'bcc' || f.key === 'resent-bcc';

@@ -263,6 +263,7 @@ async function sendmail(args: SendmailArgs): Promise<number> {
   const maxSize = send.maxSizeFromEnv();
 
   let headerRecipients: string[] = [];
+  let recipientFields: Array<{ name: string; value: string }> = [];
   let added: string[] = [];
   const spooled = await spoolMessage(process.stdin, {
     dotTerminates: args.dotTerminates,
@@ -271,11 +272,14 @@ async function sendmail(args: SendmailArgs): Promise<number> {
     onHeaders: (h) => {
       const p = prepareSubmissionHeaders(h, { defaultFrom: sender, ...(args.fullName ? { fromName: args.fullName } : {}) });
       headerRecipients = [...p.to, ...p.cc, ...p.bcc];
+      recipientFields = p.recipientFields;
       added = p.added;
       return p.text;
     },
   });
   try {
+    // As for arguments: "To: a@x.com b@y.com" (a comma missing) would read as a name and one address.
+    if (args.extractRecipients) for (const f of recipientFields) if (addressList(f.value).every((r) => r.includes('@'))) parseAddressField(`the ${f.name}: header`, f.value);
     const fromHeaders = args.extractRecipients ? headerRecipients.map((r) => mapLocal(r, local)) : [];
     const to = [...new Set([...argRecipients, ...fromHeaders].map((r) => r.trim()))];
     if (to.length === 0) throw new Smtp365Error('MESSAGE_INVALID', 'No recipients: the message has no To:, Cc: or Bcc: and none were given as arguments');
