@@ -106,3 +106,21 @@ test('address strings: a line break, or two addresses without a comma, are refus
   assert.deepEqual(parseAddressField('to', '"ops@site" <a@example.com>'), ['a@example.com']);
   assert.deepEqual(parseAddressField('to', 'Ops Team <a@example.com>'), ['a@example.com']);
 });
+
+test("headers the builder writes itself, or runs no folding can fit, are refused in every form nodemailer takes; others pass", async () => {
+  const base = { from: 'a@contoso.com', to: 'b@example.com', text: 'x' };
+  for (const headers of [
+    { 'Content-Type': 'text/html' },
+    { 'content-transfer-encoding': ['base64'] },
+    { 'MIME-Version': { prepared: true, value: '1.0' } },
+    [{ key: 'Content-Disposition', value: 'inline' }],
+    { 'X-Long': 'y'.repeat(1200) },
+  ]) {
+    await assert.rejects(validateMailOptions({ ...base, headers } as never, DEFAULT_MAX_MESSAGE_BYTES), (e: Smtp365Error) => {
+      assert.equal(e.code, 'MESSAGE_INVALID');
+      assert.match(e.message, /^headers\["[^"]+"\]: (smtp365 writes .+ itself \(from text, html and attachments\)|the value has 1\d{3} characters without a space)/);
+      return true;
+    });
+  }
+  await validateMailOptions({ ...base, headers: { 'X-Tag': 'a', 'List-Unsubscribe': ['<mailto:u@contoso.com>'], 'X-Long-But-Spaced': 'word '.repeat(400) } }, DEFAULT_MAX_MESSAGE_BYTES);
+});

@@ -10,6 +10,7 @@ import addressparser from 'nodemailer/lib/addressparser/index.js';
 import type Mail from 'nodemailer/lib/mailer/index.js';
 import { Smtp365Error } from '../errors/error.ts';
 import type { Envelope, RawMessage } from './types.ts';
+import { headerProblem } from './header-check.ts';
 
 /** Microsoft's default MaxSendSize (reference §6): 35 MB. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 35 * 1024 * 1024;
@@ -260,8 +261,26 @@ export function checkSize(estimate: SizeEstimate, limit: number, mailbox?: strin
 }
 
 /** Validates a nodemailer message object before sending: addresses, recipients, files, size. */
+/** nodemailer's `headers`: an object (values a string, a list, or {prepared, value}) or a list of {key, value}. */
+function checkCustomHeaders(headers: unknown): void {
+  if (headers === undefined || headers === null) return;
+  const entries: Array<[string, unknown]> = Array.isArray(headers)
+    ? headers.map((h) => [String((h as { key?: unknown })?.key ?? ''), (h as { value?: unknown })?.value])
+    : typeof headers === 'object'
+      ? Object.entries(headers as Record<string, unknown>)
+      : [];
+  for (const [name, raw] of entries) {
+    for (const v of Array.isArray(raw) ? raw : [raw]) {
+      const value = v !== null && typeof v === 'object' && 'value' in v ? (v as { value: unknown }).value : v;
+      const problem = headerProblem(name, String(value ?? ''));
+      if (problem) throw new Smtp365Error('MESSAGE_INVALID', `headers["${name}"]: ${problem}; for a message with your own MIME structure, send it as raw`);
+    }
+  }
+}
+
 export async function validateMailOptions(mail: Mail.Options, limit: number, mailbox?: string): Promise<SizeEstimate> {
   if (!mail || typeof mail !== 'object') throw new Smtp365Error('MESSAGE_INVALID', 'The message must be an object');
+  checkCustomHeaders(mail.headers);
   const from = parseAddressField('from', mail.from);
   if (from.length > 1 && !mail.sender) {
     throw new Smtp365Error('MESSAGE_INVALID', `"from" has ${from.length} addresses; give one (or set "sender")`);

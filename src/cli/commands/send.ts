@@ -15,6 +15,7 @@ import type { Smtp365Mailer, MailerLogger, SendProgress } from '../../send/maile
 import type { RejectedRecipient, SendResult } from '../../send/types.ts';
 import type { AccessToken, GetTokenOptions, TokenProvider } from '../../auth/types.ts';
 import { connectEarly, type EarlyConnection } from '../../send/early-connection.ts';
+import { headerProblem } from '../../send/header-check.ts';
 import { reportError, printJson, EXIT } from '../output.ts';
 import { parseCommand } from '../parse.ts';
 
@@ -59,11 +60,6 @@ function seconds(value: string): number {
   return n;
 }
 
-/** Headers the message builder writes itself: a second copy would make the message invalid. */
-const BUILDER_HEADERS = /^(mime-version|content-type|content-transfer-encoding|content-disposition|content-id)$/i;
-/** RFC 5322 §2.1.1: a header line holds at most 998 characters. */
-const MAX_LINE = 998;
-
 /** "X-Tag: value" → ["X-Tag", "value"]. */
 export function parseHeaderFlag(h: string): [string, string] {
   const m = /^([!-9;-~]+)\s*:\s?(.*)$/s.exec(h);
@@ -74,16 +70,10 @@ export function parseHeaderFlag(h: string): [string, string] {
   if (/^(to|cc|bcc|from|subject|reply-to)$/i.test(name)) {
     throw new Smtp365Error('INPUT_INVALID', `--header "${name}": use --${name.toLowerCase()} instead`);
   }
-  if (BUILDER_HEADERS.test(name)) {
-    throw new Smtp365Error(
-      'INPUT_INVALID',
-      `--header "${name}": smtp365 writes ${name} itself (from --text, --html and --attach); a second one would make the message invalid. For a message with your own MIME structure, pipe the whole message in with --stdin`,
-    );
-  }
-  // The builder folds at spaces (and encodes non-ASCII in short words), but cannot break a longer run of characters.
-  const longest = `${name}: ${value}`.split(/[ \t]+/).reduce((n, w) => Math.max(n, w.length), 0);
-  if (longest > MAX_LINE - 1) {
-    throw new Smtp365Error('INPUT_INVALID', `--header "${name}": the value has ${longest} characters without a space; a header line holds at most ${MAX_LINE} (RFC 5322). Shorten it, or put spaces where it may be folded`);
+  const problem = headerProblem(name, value, '--text, --html and --attach');
+  if (problem) {
+    const own = /writes .* itself/.test(problem) ? '. For a message with your own MIME structure, pipe the whole message in with --stdin' : '';
+    throw new Smtp365Error('INPUT_INVALID', `--header "${name}": ${problem}${own}`);
   }
   return [name, value];
 }
