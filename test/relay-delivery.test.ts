@@ -48,6 +48,18 @@ test('accepted messages are delivered through the sandbox and leave the queue', 
   assert.equal(((await health.json()) as { status: string }).status, 'ok');
 });
 
+test('a device\'s Bcc header is removed on the way out (as Postfix does); its recipients still get the message', async (t) => {
+  await reset();
+  const rig = await startRig(t, { sandbox });
+  const raw = `From: ${rig.account.user}\r\nTo: a@example.com\r\nBcc: hidden@example.com\r\nSubject: with bcc\r\n\r\nBcc: hidden@example.com stays in the body\r\n`;
+  await client(rig.port).sendMail({ envelope: { from: rig.account.user, to: ['a@example.com', 'hidden@example.com'] }, raw });
+  const [m] = await sandboxMessages(rig, 1);
+  assert.deepEqual(m!.rcptTo.sort(), ['a@example.com', 'hidden@example.com']);
+  const text = (await sandbox.messages.readRaw(m!.id)).toString();
+  assert.equal(text.split('\r\n\r\n')[0]!.includes('hidden@example.com'), false, text);
+  assert.match(text, /\r\n\r\nBcc: hidden@example\.com stays in the body\r\n/);
+});
+
 test('transient faults (421, 451, 432 4.3.2, drop mid-DATA, token endpoint down and slow) are retried until delivered', async (t) => {
   await reset();
   const rig = await startRig(t, { sandbox });
