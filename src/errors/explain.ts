@@ -417,6 +417,41 @@ const IDENTITY_RULES: Record<number, IdentityBuilder> = {
     portal: 'Azure portal › App registrations › your app › Certificates & secrets',
     fix: ['Create a new client secret and put its Value into the account.'],
   }),
+  7000222: (ctx) => ({
+    code: 'AUTH_BAD_CLIENT_CREDENTIALS',
+    title: 'The client secret has expired',
+    cause: 'Client secrets have an end date (at most two years); after it Entra ID refuses the secret.',
+    step: 'app-only, step 1: Certificates & secrets',
+    portal: `Azure portal › App registrations › ${v(ctx.clientId, 'your app')} › Certificates & secrets › New client secret`,
+    fix: [
+      `Make a new secret and put it into the account: smtp365 setup --app-only${ctx.accountName && ctx.accountName !== 'default' ? ` --account ${ctx.accountName}` : ''} --user ${v(ctx.mailbox, '<mailbox>')} (it replaces an expired secret)`,
+      'Or create one in the portal and put its Value (not its Secret ID) into the account\'s clientSecret.',
+    ],
+  }),
+  700024: () => ({
+    code: 'AUTH_BAD_CLIENT_CREDENTIALS',
+    title: 'The client assertion is outside its valid time range: this machine\'s clock is wrong',
+    cause: 'The signed assertion (certificate sign-in) is valid for a few minutes from this machine\'s time; Entra ID found it not yet valid or already expired, so the clock here is off by more than five minutes.',
+    fix: [
+      'Set the clock right and keep it synchronised: timedatectl set-ntp true (Linux), w32tm /resync (Windows), or sntp -sS time.apple.com (macOS).',
+      'Then run smtp365 doctor again.',
+    ],
+  }),
+  50057: (ctx) => ({
+    code: 'AUTH_USER_DISABLED',
+    title: `The user account ${v(ctx.tokenUser ?? ctx.mailbox, '')} is disabled`.replace('  ', ' '),
+    cause: 'An administrator blocked sign-in for the user (accountEnabled = false); its sign-ins and saved tokens stop working.',
+    portal: 'Entra admin center › Identity › Users › All users › the user › Edit properties › Settings › Account enabled',
+    powershell: [`Update-MgUser -UserId ${v(ctx.tokenUser ?? ctx.mailbox, '<user>')} -AccountEnabled:$true`],
+    fix: ['Ask an administrator to enable the account (Microsoft 365 admin center › Users › Active users › the user › Unblock sign-in), then sign in again.'],
+  }),
+  70016: () => ({
+    code: 'AUTH_FAILED',
+    transient: true,
+    title: 'The device sign-in is not finished yet',
+    cause: 'Nobody has entered the code and approved the sign-in on the device login page yet.',
+    fix: ['Finish the sign-in on the device login page; smtp365 keeps asking until the code expires.'],
+  }),
   700027: () => ({
     code: 'AUTH_BAD_CLIENT_CREDENTIALS',
     title: 'The client certificate assertion was refused',
@@ -494,6 +529,7 @@ const IDENTITY_RULES: Record<number, IdentityBuilder> = {
 };
 
 const OAUTH_ERROR_RULES: Record<string, IdentityBuilder> = {
+  authorization_pending: (ctx) => IDENTITY_RULES[70016]!(ctx),
   authorization_declined: () => ({
     code: 'AUTH_DEVICE_CODE_DECLINED',
     title: 'The sign-in was declined',
