@@ -107,3 +107,12 @@ test('every SMTP reply and AADSTS code of the reference has its own explanation'
   }
   assert.notEqual(explainIdentityError({ error: 'authorization_pending' }).title, 'Sign-in failed');
 });
+
+test('mailbox-level 5.7.139 does not suggest the tenant-wide switch, which the mailbox setting overrides', () => {
+  const mailbox = explainSmtpReply(parseSmtpReply('535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Mailbox. Visit https://aka.ms/smtp_auth_disabled for more information.')!, { mailbox: 'printer@contoso.com' });
+  assert.deepEqual(mailbox.powershell, ['Set-CASMailbox -Identity printer@contoso.com -SmtpClientAuthenticationDisabled $false']);
+  assert.doesNotMatch(mailbox.fix.join('\n'), /Set-TransportConfig/);
+  assert.ok(mailbox.fix.some((f) => f.includes('-SmtpClientAuthenticationDisabled $null') && /only where the tenant allows/.test(f)));
+  const tenant = explainSmtpReply(parseSmtpReply('535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.')!, { mailbox: 'printer@contoso.com' });
+  assert.ok(tenant.fix.some((f) => f.includes('Set-TransportConfig')));
+});

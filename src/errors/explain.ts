@@ -61,15 +61,36 @@ function v(value: string | undefined, placeholder: string): string {
   return value && value.length > 0 ? value : placeholder;
 }
 
-function enableSmtpAuthFix(ctx: ExplainContext): Pick<Explanation, 'fix' | 'portal' | 'powershell' | 'step'> {
+/** Turning SMTP AUTH on for one mailbox: what fixes both 5.7.139 "disabled" replies. */
+function enableMailboxSmtpAuth(ctx: ExplainContext): Pick<Explanation, 'portal' | 'powershell' | 'step'> & { mbx: string } {
   const mbx = v(ctx.mailbox, '<mailbox>');
   return {
+    mbx,
     step: 'guide, last section: Enable SMTP AUTH for specific mailboxes',
     portal: `Microsoft 365 admin center › Users › Active users › ${mbx} › Mail › Manage email apps › check "Authenticated SMTP" › Save changes`,
     powershell: [`Set-CASMailbox -Identity ${mbx} -SmtpClientAuthenticationDisabled $false`],
+  };
+}
+
+function enableSmtpAuthTenantFix(ctx: ExplainContext): Pick<Explanation, 'fix' | 'portal' | 'powershell' | 'step'> {
+  const { mbx, ...rest } = enableMailboxSmtpAuth(ctx);
+  return {
+    ...rest,
     fix: [
       `Enable SMTP AUTH for ${mbx} (it can take up to an hour to apply).`,
       'Alternatively enable it tenant-wide: Set-TransportConfig -SmtpClientAuthenticationDisabled $false (not recommended).',
+    ],
+  };
+}
+
+// The mailbox's own setting wins over the tenant's (reference §7), so the tenant switch cannot help here.
+function enableSmtpAuthMailboxFix(ctx: ExplainContext): Pick<Explanation, 'fix' | 'portal' | 'powershell' | 'step'> {
+  const { mbx, ...rest } = enableMailboxSmtpAuth(ctx);
+  return {
+    ...rest,
+    fix: [
+      `Enable SMTP AUTH for ${mbx} (it can take up to an hour to apply); the tenant-wide setting does not override the mailbox's.`,
+      `Or, only where the tenant allows SMTP AUTH, let the mailbox follow the tenant: Set-CASMailbox -Identity ${mbx} -SmtpClientAuthenticationDisabled $null`,
     ],
   };
 }
@@ -99,7 +120,7 @@ const SMTP_RULES: SmtpRule[] = [
       cause:
         'The tenant-wide switch (Set-TransportConfig -SmtpClientAuthenticationDisabled) is on, the default for tenants created after January 2020. It blocks OAuth2 as well as passwords, unless the mailbox itself enables SMTP AUTH.',
       docs: 'https://aka.ms/smtp_auth_disabled',
-      ...enableSmtpAuthFix(ctx),
+      ...enableSmtpAuthTenantFix(ctx),
     }),
   },
   {
@@ -107,9 +128,9 @@ const SMTP_RULES: SmtpRule[] = [
     build: (_r, ctx) => ({
       code: 'SMTP_AUTH_DISABLED_MAILBOX',
       title: `SMTP AUTH is disabled for the mailbox ${v(ctx.mailbox, '')}`.trim(),
-      cause: 'The mailbox has "Authenticated SMTP" turned off (SmtpClientAuthenticationDisabled = $true). This blocks OAuth2 too.',
+      cause: 'The mailbox has "Authenticated SMTP" turned off (SmtpClientAuthenticationDisabled = $true). This blocks OAuth2 too, whatever the tenant-wide setting says.',
       docs: 'https://aka.ms/smtp_auth_disabled',
-      ...enableSmtpAuthFix(ctx),
+      ...enableSmtpAuthMailboxFix(ctx),
     }),
   },
   {
