@@ -142,3 +142,18 @@ test('login: the identity service going away while waiting is a network error (e
   assert.match(r.stderr, /AUTH_NETWORK/);
   assert.doesNotMatch(r.stderr, /pending/i);
 });
+
+test('app-only with an unreadable cache: token still works, warns once on stderr and rewrites the cache', async (t) => {
+  const sb = await withSandbox(t);
+  const env = await envFor(t, sb, { SMTP365_CLIENT_ID: sb.info.confidentialClient.clientId, SMTP365_CLIENT_SECRET: sb.info.confidentialClient.clientSecret, SMTP365_FLOW: 'client-secret' });
+  assert.equal((await cli(t, ['token'], env)).code, 0);
+  const file = path.join(env.SMTP365_HOME!, 'tokens', 'default.json');
+  await fs.writeFile(file, '{ not json');
+  const r = await cli(t, ['token'], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^eyJ/);
+  assert.equal(r.stderr.match(/warning/g)?.length, 1, r.stderr);
+  assert.match(r.stderr, /cannot be used: the file is damaged \(not valid JSON\); getting a new token and replacing it/);
+  const again = await cli(t, ['token'], env);
+  assert.equal(again.stderr, '', 'the cache was rewritten');
+});

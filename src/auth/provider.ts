@@ -348,8 +348,15 @@ class MsalTokenProvider implements AccountTokenProvider {
         this.loaded = await this.store.read();
       } catch (err) {
         const e = err as Smtp365Error;
-        this.log({ type: 'cache-corrupt', level: 'error', message: e.message, error: e });
-        throw e;
+        // App-only: the cache holds nothing a new token request cannot get again (no refresh token),
+        // so an unreadable one is replaced instead of asking for a sign-in that cannot fix it.
+        if (!isAppOnly(this.account) || e.code !== 'AUTH_CACHE_CORRUPT') {
+          this.log({ type: 'cache-corrupt', level: 'error', message: e.message, error: e });
+          throw e;
+        }
+        this.log({ type: 'cache-corrupt', level: 'warn', message: `${e.message}; getting a new token and replacing it`, error: e });
+        this.loaded = null;
+        forced = true;
       }
       const meta: CacheMeta = { ...(this.loaded?.meta ?? {}) };
       let result: AuthenticationResult;
