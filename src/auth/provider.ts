@@ -27,6 +27,7 @@ import type { HttpsNetworkClient } from './network.ts';
 import { cachedAccessToken } from './cached-token.ts';
 import { SingleFlight, raceSignal } from './single-flight.ts';
 import { TokenStore, type CacheMeta, type CachePayload } from './token-store.ts';
+import { checkKeyFile, keyFileProblem } from './cache-key.ts';
 import { explainContext, notSignedIn, toAuthError } from './errors.ts';
 import { explainIdentityError } from '../errors/explain.ts';
 
@@ -350,7 +351,9 @@ class MsalTokenProvider implements AccountTokenProvider {
         const e = err as Smtp365Error;
         // App-only: the cache holds nothing a new token request cannot get again (no refresh token),
         // so an unreadable one is replaced instead of asking for a sign-in that cannot fix it.
-        if (!isAppOnly(this.account) || e.code !== 'AUTH_CACHE_CORRUPT') {
+        // A damaged shared key would fail the rewrite too: its own explanation says what to do.
+        const key = keyFileProblem(e);
+        if (!isAppOnly(this.account) || e.code !== 'AUTH_CACHE_CORRUPT' || (key !== undefined && key !== 'missing')) {
           this.log({ type: 'cache-corrupt', level: 'error', message: e.message, error: e });
           throw e;
         }
@@ -454,6 +457,8 @@ class MsalTokenProvider implements AccountTokenProvider {
       return this.state();
     }
     if (options.signal?.aborted) throw cancelled();
+    // The new sign-in could not be saved with a damaged key: say so before anyone enters a code.
+    await checkKeyFile(this.store.home, this.env);
     const { lib, network } = await this.ready();
     if (options.signal?.aborted) throw cancelled();
     // A fresh in-memory MSAL: the saved sign-in is replaced only when this one succeeds.
