@@ -142,6 +142,17 @@ export function keyFileProblem(err: unknown): KeyFileProblem | undefined {
   return err instanceof Smtp365Error && typeof err.details?.['keyFile'] === 'string' ? (err.details['keyProblem'] as KeyFileProblem) : undefined;
 }
 
+/** A key file loosened by hand (0644) is set back to 0600, as the token files and their directories are. */
+async function tightenKeyFile(file: string): Promise<void> {
+  if (process.platform === 'win32') return;
+  try {
+    const st = await fs.stat(file);
+    if ((st.mode & 0o077) !== 0) await fs.chmod(file, 0o600);
+  } catch {
+    /* not ours to change (another owner): reading it still works */
+  }
+}
+
 async function readKeyFile(file: string): Promise<Buffer | null> {
   let text: string;
   try {
@@ -155,6 +166,7 @@ async function readKeyFile(file: string): Promise<Buffer | null> {
     ]);
   }
   const key = Buffer.from(text.trim(), 'base64');
+  if (key.length === 32) await tightenKeyFile(file);
   if (key.length !== 32) {
     throw keyFileError(file, 'damaged', 'is damaged (not a 256-bit key)', [
       `Restore ${file} from a backup (mode 0600): every saved sign-in then works again.`,
