@@ -142,3 +142,39 @@ test('login: the identity service going away while waiting is a network error (e
   assert.match(r.stderr, /AUTH_NETWORK/);
   assert.doesNotMatch(r.stderr, /pending/i);
 });
+
+test('app-only with an unreadable cache: token still works, warns once on stderr and rewrites the cache', async (t) => {
+  const sb = await withSandbox(t);
+  const env = await envFor(t, sb, { SMTP365_CLIENT_ID: sb.info.confidentialClient.clientId, SMTP365_CLIENT_SECRET: sb.info.confidentialClient.clientSecret, SMTP365_FLOW: 'client-secret' });
+  assert.equal((await cli(t, ['token'], env)).code, 0);
+  const file = path.join(env.SMTP365_HOME!, 'tokens', 'default.json');
+  await fs.writeFile(file, '{ not json');
+  const r = await cli(t, ['token'], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^eyJ/);
+  assert.equal(r.stderr.match(/warning/g)?.length, 1, r.stderr);
+  assert.match(r.stderr, /cannot be used: the file is damaged \(not valid JSON\); getting a new token and replacing it/);
+  const again = await cli(t, ['token'], env);
+  assert.equal(again.stderr, '', 'the cache was rewritten');
+});
+
+test('a damaged cache.key: token and login name the shared key file, restore or remove it; after removing it login works', async (t) => {
+  const sb = await withSandbox(t, { deviceCodeIntervalSeconds: 1 });
+  const env = await envFor(t, sb);
+  const upn = sb.info.users[0]!.upn;
+  assert.equal((await cli(t, ['login', '--no-qr'], env, { onStdout: approveFromOutput(sb, upn) })).code, 0);
+  const keyFile = path.join(env.SMTP365_HOME!, 'cache.key');
+  await fs.writeFile(keyFile, 'not a key\n', { mode: 0o600 });
+  for (const args of [['token'], ['login', '--no-qr']]) {
+    const r = await cli(t, args, env);
+    assert.equal(r.code, 77, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`The token cache key ${keyFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is damaged`));
+    assert.match(r.stderr, /every account under/);
+    assert.match(r.stderr, /Restore .*cache\.key from a backup/);
+    assert.match(r.stderr, /Or remove it \(rm .*cache\.key\)/);
+    assert.doesNotMatch(r.stderr, /Other accounts are not affected/);
+  }
+  await fs.rm(keyFile);
+  assert.equal((await cli(t, ['login', '--no-qr'], env, { onStdout: approveFromOutput(sb, upn) })).code, 0);
+  assert.equal((await cli(t, ['token'], env)).code, 0);
+});

@@ -145,6 +145,27 @@ test('app-only with a client secret: a token with SMTP.SendAsApp, no sign-in nee
   assert.ok(!raw.includes(token.token.split('.')[1]!));
 });
 
+test('app-only with an unreadable token cache: a new token replaces it (one warning), and login works too', async (t) => {
+  const sb = await withSandbox(t);
+  const h = await home(t);
+  const account = sandboxAccount(sb.info, { flow: 'client-secret', name: 'daemon' });
+  await createTokenProvider(account, { home: h }).getAccessToken();
+  const file = path.join(h, 'tokens', 'daemon.json');
+  const damage = async () => fs.writeFile(file, (await fs.readFile(file, 'utf8')).replace(/"data":"(.)/, (_m, c: string) => `"data":"${c === 'A' ? 'B' : 'A'}`));
+  await damage();
+  const events: Array<{ type: string; level: string }> = [];
+  const provider = createTokenProvider(account, { home: h, logger: (e) => events.push(e) });
+  assert.deepEqual(decodeJwt((await provider.getAccessToken()).token).roles, ['SMTP.SendAsApp']);
+  assert.deepEqual(events.filter((e) => e.type === 'cache-corrupt').map((e) => e.level), ['warn']);
+  assert.equal((await provider.state()).state, 'active', 'the cache was rewritten');
+  await provider.getAccessToken({ forceRefresh: true });
+  assert.equal(events.filter((e) => e.type === 'cache-corrupt').length, 1, 'warned once');
+  // smtp365 login --account daemon: the way out the error names must work.
+  await damage();
+  const status = await createTokenProvider(account, { home: h }).signIn();
+  assert.equal(status.state, 'active');
+});
+
 test('app-only with a certificate (assertion signed with the private key)', async (t) => {
   const sb = await withSandbox(t);
   const h = await home(t);

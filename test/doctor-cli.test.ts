@@ -145,3 +145,21 @@ test('doctor: a --send-test that is no address, or --from without --send-test, i
   assert.equal(from.code, 64, from.stderr);
   assert.match(from.stderr, /give --send-test ADDRESS too/);
 });
+
+test('doctor takes the account options login and send take: -a, -c and the overrides (--tenant, --client-id, --authority, …)', async (t) => {
+  const sb = await withSandbox(t, { deviceCodeIntervalSeconds: 1 });
+  const home = await tempDir(t, 'smtp365-cli-');
+  const config = path.join(home, 'config.yaml');
+  // The file's tenant and client id are wrong: only the overrides make checks 2 and 3 pass.
+  await fs.writeFile(config, 'accounts:\n  work:\n    tenant: 00000000-0000-0000-0000-000000000001\n    clientId: 00000000-0000-0000-0000-000000000002\n    user: alex@contoso.onmicrosoft.com\n', { mode: 0o600 });
+  const env = { HOME: home, SMTP365_HOME: home, XDG_CONFIG_HOME: home };
+  const run = await cli(
+    ['doctor', '-c', config, '-a', 'work', '--tenant', sb.info.tenantId, '--client-id', sb.info.publicClientId, '--authority', sb.info.authority,
+      '--ca-file', sb.info.caFile, '--smtp-host', sb.info.smtp.host, '--smtp-port', String(sb.info.smtp.port), '--json'],
+    env,
+  );
+  assert.notEqual(run.code, 64, run.stderr);
+  const results = JSON.parse(run.stdout) as Array<{ id: string; status: string; detail: string }>;
+  for (const id of ['config', 'tenant', 'app', 'public-client']) assert.equal(results.find((r) => r.id === id)?.status, 'passed', `${id}: ${JSON.stringify(results.find((r) => r.id === id))}`);
+  assert.equal(results.find((r) => r.id === 'sign-in')?.status, 'failed', 'nobody signed in');
+});

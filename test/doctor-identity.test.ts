@@ -12,6 +12,7 @@ import tls from 'node:tls';
 import { runDoctor } from '../src/doctor/index.ts';
 import { signInAdmin } from '../src/setup/admin-signin.ts';
 import { GRAPH_CLI_CLIENT_ID } from '../src/setup/permissions.ts';
+import { createSelfSignedCertificate } from '../src/setup/certificate.ts';
 
 checkResultsAgainstDocs();
 
@@ -163,4 +164,44 @@ test('3 app (app-only): a token endpoint answering 503 is "temporarily unavailab
   const x = only(results, 'app', 'failed');
   assert.match(x.problem ?? '', /temporarily unavailable/i, JSON.stringify(x));
   assert.doesNotMatch(`${x.problem} ${x.cause ?? ''} ${x.fix.join(' ')}`, /could not be reached|firewall|DNS/i);
+});
+
+test('6 sign-in (app-only): an expired client secret (AADSTS7000222) names the secret and how to make a new one', async (t) => {
+  const r = await rig(t, { flow: 'client-secret' });
+  await r.admin('PATCH', `/apps/${r.account.clientId}`, { secrets: [{ value: r.account.clientSecret!, endDateTime: new Date(Date.now() - 86_400_000).toISOString() }] });
+  const results = await r.doctor();
+  const x = only(results, 'sign-in', 'failed');
+  assert.equal(x.code, 'AUTH_BAD_CLIENT_CREDENTIALS');
+  assert.match(x.detail, /AADSTS7000222/);
+  assert.match(x.problem ?? '', /client secret has expired/);
+  assert.ok(x.fix.some((f) => f.includes('smtp365 setup --app-only --account sandbox')), x.fix.join(' | '));
+  assert.match(x.portal ?? '', /Certificates & secrets › New client secret/);
+  assert.doesNotMatch(x.fix.join(' '), /run smtp365 doctor for a step-by-step check/);
+});
+
+test('6 sign-in: a disabled user (AADSTS50057) is told to have the account enabled', async (t) => {
+  const r = await rig(t);
+  await r.admin('PATCH', `/users/${r.account.user}`, { accountEnabled: false });
+  const results = await r.doctor();
+  const x = only(results, 'sign-in', 'failed');
+  assert.equal(x.code, 'AUTH_USER_DISABLED');
+  assert.match(x.detail, /AADSTS50057/);
+  assert.match(x.problem ?? '', /is disabled/);
+  assert.ok(x.powershell.some((p) => p.includes(`Update-MgUser -UserId ${r.account.user} -AccountEnabled:$true`)), x.powershell.join(' | '));
+});
+
+test('6 sign-in (certificate): a clock off by an hour (AADSTS700024) is told to fix the clock', async (t) => {
+  const r = await rig(t, { flow: 'client-certificate' });
+  const cert = await createSelfSignedCertificate('smtp365 doctor test');
+  await r.admin('PATCH', `/apps/${r.account.clientId}`, { certificates: [cert.certPem] });
+  const certificatePath = path.join(r.home, 'app.pem');
+  const privateKeyPath = path.join(r.home, 'app.key');
+  await fs.writeFile(certificatePath, cert.certPem);
+  await fs.writeFile(privateKeyPath, cert.keyPem, { mode: 0o600 });
+  await r.admin('POST', '/clock', { advanceSeconds: 3600 });
+  const results = await r.doctor({ use: { ...r.account, certificatePath, privateKeyPath } });
+  const x = only(results, 'sign-in', 'failed');
+  assert.match(x.detail, /AADSTS700024/);
+  assert.match(x.problem ?? '', /clock is wrong/);
+  assert.ok(x.fix.some((f) => f.includes('timedatectl set-ntp true')), x.fix.join(' | '));
 });

@@ -11,6 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import { withSandbox, type Sandbox } from './helpers/sandbox.ts';
 import { adminClient, tempDir, statuses } from './doctor-helpers.ts';
 import { runSetup, type SetupOptions } from '../src/setup/index.ts';
+import { createSelfSignedCertificate } from '../src/setup/certificate.ts';
 import { resolveAccount } from '../src/config/load.ts';
 import { createTokenProvider } from '../src/auth/index.ts';
 import { runDoctor } from '../src/doctor/index.ts';
@@ -241,4 +242,59 @@ test('setup signed in by a user who is no administrator: refused with what to do
   );
   await assert.rejects(fs.access(configPath));
   assert.equal((await appsNamed(sb, 'smtp365 e2e & co')).length, 0);
+});
+
+test('re-running setup --app-only replaces a client secret that expired or expires within 30 days, and says so', async (t) => {
+  const sb = await withSandbox(t, { deviceCodeIntervalSeconds: 1 });
+  const dir = await tempDir(t, 'smtp365-setup-');
+  const configPath = path.join(dir, 'config.yaml');
+  const opts = { ...(await setupOptions(sb, configPath)), appOnly: true, user: 'megan@contoso.onmicrosoft.com', account: 'daemon' };
+  const first = await runSetup(opts);
+  const admin = await adminClient(sb);
+  const secretOf = async () => (await resolveAccount({ configPath, name: 'daemon', env: {} })).clientSecret!;
+  for (const [days, reason] of [[-1, /expired on \d{4}-\d\d-\d\d/], [10, /expires on \d{4}-\d\d-\d\d, within 30 days/]] as const) {
+    const old = await secretOf();
+    await admin('PATCH', `/apps/${first.app.appId}`, { secrets: [{ value: old, endDateTime: new Date(Date.now() + days * 86_400_000).toISOString() }] });
+    const steps: string[] = [];
+    const again = await runSetup({ ...opts, onStep: (s) => steps.push(`${s.title}: ${s.detail ?? ''}`) });
+    assert.equal(again.secret?.created, true, `${days} days`);
+    assert.ok(again.requests.some((r) => r.path.endsWith('/addPassword')));
+    assert.match(steps.find((s) => s.startsWith('Client secret'))!, reason);
+    assert.notEqual(await secretOf(), old, 'the new secret is in the configuration');
+    assert.ok(!again.notes.some((n) => /again before then/.test(n)));
+  }
+  // The new secret signs in; a further run keeps it.
+  const account = await resolveAccount({ configPath, name: 'daemon', env: {} });
+  const home = await tempDir(t, 'smtp365-setup-home-');
+  assert.ok((await createTokenProvider(account, { home, env: { SMTP365_HOME: home, HOME: home } }).getAccessToken()).token);
+  const third = await runSetup(opts);
+  assert.equal(third.secret?.reused, true);
+});
+
+test('re-running setup --app-only --certificate replaces a certificate that expires within 30 days on the app', async (t) => {
+  const sb = await withSandbox(t, { deviceCodeIntervalSeconds: 1 });
+  const dir = await tempDir(t, 'smtp365-setup-');
+  const configPath = path.join(dir, 'config.yaml');
+  const opts = { ...(await setupOptions(sb, configPath)), appOnly: true, certificate: true, user: 'alex@contoso.onmicrosoft.com', account: 'cert' };
+  const first = await runSetup(opts);
+  // Put a certificate that expires in 10 days in its place, on the app and in the configuration.
+  const short = await createSelfSignedCertificate('smtp365 cert', 10);
+  await fs.writeFile(first.certificate!.certificatePath, short.certPem);
+  await fs.writeFile(first.certificate!.privateKeyPath, short.keyPem);
+  const admin = await adminClient(sb);
+  await admin('PATCH', `/apps/${first.app.appId}`, { certificates: [short.certPem] });
+  const steps: string[] = [];
+  const again = await runSetup({ ...opts, onStep: (s) => steps.push(`${s.title}: ${s.detail ?? ''}`) });
+  assert.equal(again.certificate?.created, true);
+  assert.notEqual(again.certificate?.thumbprint, short.thumbprint);
+  assert.match(steps.find((s) => s.startsWith('Certificate'))!, /renewed .*expires on .*within 30 days/);
+  const view = (await admin('GET', `/apps/${first.app.appId}`)) as { certificates: Array<{ thumbprintSha1: string }> };
+  assert.deepEqual(
+    view.certificates.map((c) => Buffer.from(c.thumbprintSha1, 'base64url').toString('hex').toUpperCase()),
+    [again.certificate!.thumbprint],
+    'the expiring certificate was replaced, not added to',
+  );
+  const account = await resolveAccount({ configPath, name: 'cert', env: {} });
+  const home = await tempDir(t, 'smtp365-setup-home-');
+  assert.ok((await createTokenProvider(account, { home, env: { SMTP365_HOME: home, HOME: home } }).getAccessToken()).token, 'the new certificate signs in');
 });

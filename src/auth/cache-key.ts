@@ -114,16 +114,65 @@ async function keyringCreate(env: NodeJS.ProcessEnv, home: string): Promise<Buff
 
 // ----------------------------------------------------------------- key file
 
+/**
+ * A problem with the key file itself. The key is shared by every account under the same
+ * home, so the fix is about the file, never "sign in again" for one account.
+ */
+function keyFileError(file: string, kind: KeyFileProblem, problem: string, fix: string[]): Smtp365Error {
+  const home = path.dirname(file);
+  return new Smtp365Error('AUTH_CACHE_CORRUPT', `The token cache key ${file} ${problem}`, {
+    details: { keyFile: file, keySource: 'file', keyProblem: kind },
+    explanation: {
+      code: 'AUTH_CACHE_CORRUPT',
+      transient: false,
+      title: `The token cache key ${file} ${problem}`,
+      cause: `This one key encrypts the saved tokens of every account under ${home}: none of them can be read or saved until it is fixed.`,
+      fix,
+    },
+  });
+}
+
+const REMOVE_KEY_FIX = (file: string) =>
+  `Or remove it (rm ${file}): a new key is made at the next sign-in, and every delegated account must sign in again (smtp365 login --account NAME); app-only accounts get new tokens by themselves.`;
+
+export type KeyFileProblem = 'missing' | 'damaged' | 'unreadable';
+
+/** What is wrong with the shared key file, when that is the error (it is not about one account's cache). */
+export function keyFileProblem(err: unknown): KeyFileProblem | undefined {
+  return err instanceof Smtp365Error && typeof err.details?.['keyFile'] === 'string' ? (err.details['keyProblem'] as KeyFileProblem) : undefined;
+}
+
+/** A key file loosened by hand (0644) is set back to 0600, as the token files and their directories are. */
+async function tightenKeyFile(file: string): Promise<void> {
+  if (process.platform === 'win32') return;
+  try {
+    const st = await fs.stat(file);
+    if ((st.mode & 0o077) !== 0) await fs.chmod(file, 0o600);
+  } catch {
+    /* not ours to change (another owner): reading it still works */
+  }
+}
+
 async function readKeyFile(file: string): Promise<Buffer | null> {
   let text: string;
   try {
     text = await fs.readFile(file, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new Smtp365Error('AUTH_CACHE_CORRUPT', `The token cache key ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return null;
+    throw keyFileError(file, 'unreadable', `cannot be read (${code ?? 'error'})`, [
+      `Make it readable by the user running smtp365, and by nobody else: chmod 600 ${file} (and chown it to that user).`,
+      REMOVE_KEY_FIX(file),
+    ]);
   }
   const key = Buffer.from(text.trim(), 'base64');
-  if (key.length !== 32) throw new Smtp365Error('AUTH_CACHE_CORRUPT', `The token cache key ${file} is damaged (not a 256-bit key)`);
+  if (key.length === 32) await tightenKeyFile(file);
+  if (key.length !== 32) {
+    throw keyFileError(file, 'damaged', 'is damaged (not a 256-bit key)', [
+      `Restore ${file} from a backup (mode 0600): every saved sign-in then works again.`,
+      REMOVE_KEY_FIX(file),
+    ]);
+  }
   return key;
 }
 
@@ -176,6 +225,11 @@ export async function keyForWrite(home: string, env: NodeJS.ProcessEnv): Promise
   return { source: 'file', key: await createKeyFile(file) };
 }
 
+/** Throws when the key file exists but cannot be used: checked before a sign-in, so nobody signs in for nothing. */
+export async function checkKeyFile(home: string, env: NodeJS.ProcessEnv): Promise<void> {
+  if (!envPassphrase(env)) await readKeyFile(path.join(home, KEY_FILE_NAME));
+}
+
 /** The key a cache file says it was encrypted with. Throws AUTH_CACHE_CORRUPT with the reason when unavailable. */
 export async function keyForRead(home: string, env: NodeJS.ProcessEnv, source: KeySource, kdf: KdfParams | undefined): Promise<Buffer> {
   if (source === 'env') {
@@ -196,9 +250,13 @@ export async function keyForRead(home: string, env: NodeJS.ProcessEnv, source: K
     }
     return key;
   }
-  const key = await readKeyFile(path.join(home, KEY_FILE_NAME));
+  const file = path.join(home, KEY_FILE_NAME);
+  const key = await readKeyFile(file);
   if (!key) {
-    throw new Smtp365Error('AUTH_CACHE_CORRUPT', `The token cache key ${path.join(home, KEY_FILE_NAME)} is missing`, { details: { keySource: source } });
+    throw keyFileError(file, 'missing', 'is missing', [
+      `Restore ${file} from a backup (mode 0600): every saved sign-in then works again.`,
+      'Or sign in again (smtp365 login --account NAME) for each delegated account: a new key is made; app-only accounts get new tokens by themselves.',
+    ]);
   }
   return key;
 }

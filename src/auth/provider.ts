@@ -27,6 +27,7 @@ import type { HttpsNetworkClient } from './network.ts';
 import { cachedAccessToken } from './cached-token.ts';
 import { SingleFlight, raceSignal } from './single-flight.ts';
 import { TokenStore, type CacheMeta, type CachePayload } from './token-store.ts';
+import { checkKeyFile, keyFileProblem } from './cache-key.ts';
 import { explainContext, notSignedIn, toAuthError } from './errors.ts';
 import { explainIdentityError } from '../errors/explain.ts';
 
@@ -348,8 +349,17 @@ class MsalTokenProvider implements AccountTokenProvider {
         this.loaded = await this.store.read();
       } catch (err) {
         const e = err as Smtp365Error;
-        this.log({ type: 'cache-corrupt', level: 'error', message: e.message, error: e });
-        throw e;
+        // App-only: the cache holds nothing a new token request cannot get again (no refresh token),
+        // so an unreadable one is replaced instead of asking for a sign-in that cannot fix it.
+        // A damaged shared key would fail the rewrite too: its own explanation says what to do.
+        const key = keyFileProblem(e);
+        if (!isAppOnly(this.account) || e.code !== 'AUTH_CACHE_CORRUPT' || (key !== undefined && key !== 'missing')) {
+          this.log({ type: 'cache-corrupt', level: 'error', message: e.message, error: e });
+          throw e;
+        }
+        this.log({ type: 'cache-corrupt', level: 'warn', message: `${e.message}; getting a new token and replacing it`, error: e });
+        this.loaded = null;
+        forced = true;
       }
       const meta: CacheMeta = { ...(this.loaded?.meta ?? {}) };
       let result: AuthenticationResult;
@@ -447,6 +457,8 @@ class MsalTokenProvider implements AccountTokenProvider {
       return this.state();
     }
     if (options.signal?.aborted) throw cancelled();
+    // The new sign-in could not be saved with a damaged key: say so before anyone enters a code.
+    await checkKeyFile(this.store.home, this.env);
     const { lib, network } = await this.ready();
     if (options.signal?.aborted) throw cancelled();
     // A fresh in-memory MSAL: the saved sign-in is replaced only when this one succeeds.

@@ -44,6 +44,12 @@ test('round trip; 0600 file in 0700 directories; no token in clear; key file 060
     assert.equal((await fs.stat(home)).mode & 0o777, 0o700);
     assert.equal((await fs.stat(path.join(home, 'cache.key'))).mode & 0o777, 0o600);
   }
+  if (process.platform !== 'win32') {
+    // A key file loosened by hand is tightened again, like the tokens/ directory and the files.
+    await fs.chmod(path.join(home, 'cache.key'), 0o644);
+    assert.deepEqual(await store.read(), payload);
+    assert.equal((await fs.stat(path.join(home, 'cache.key'))).mode & 0o777, 0o600);
+  }
   // No temporary files are left behind.
   assert.deepEqual((await fs.readdir(store.dir)).filter((f) => f.includes('.tmp-')), []);
   assert.equal(await store.withLock(() => store.remove()), true);

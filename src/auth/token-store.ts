@@ -9,7 +9,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Smtp365Error } from '../errors/error.ts';
-import { keyForRead, keyForWrite, type KdfParams, type KeySource } from './cache-key.ts';
+import { keyFileProblem, keyForRead, keyForWrite, type KdfParams, type KeySource } from './cache-key.ts';
 
 export const CACHE_FORMAT = 'smtp365-token-cache';
 export const CACHE_VERSION = 1;
@@ -135,6 +135,8 @@ export class TokenStore {
     try {
       key = await keyForRead(this.home, this.env, doc.keySource, doc.kdf);
     } catch (err) {
+      // The shared key file's own explanation: signing this account in again would not fix it.
+      if (keyFileProblem(err)) throw err;
       throw corrupt(this.account, this.file, err instanceof Error ? err.message : String(err), err);
     }
     let plain: Buffer;

@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   AUTH_CONSENT_REQUIRED: { transient: false, summary: 'Consent for the permissions is missing' },
   AUTH_MFA_REQUIRED: { transient: false, summary: 'Multi-factor authentication is required' },
   AUTH_USER_NOT_FOUND: { transient: false, summary: 'The user account was not found' },
+  AUTH_USER_DISABLED: { transient: false, summary: 'The user account is disabled' },
   AUTH_BAD_CREDENTIALS: { transient: false, summary: 'The user name or password is wrong' },
   AUTH_BAD_CLIENT_CREDENTIALS: { transient: false, summary: 'The client secret or certificate is wrong' },
   AUTH_SIGNIN_EXPIRED: { transient: false, summary: 'The sign-in has expired or was revoked: sign in again' },

@@ -63,15 +63,36 @@ function v(value: string | undefined, placeholder: string): string {
   return value && value.length > 0 ? value : placeholder;
 }
 
-function enableSmtpAuthFix(ctx: ExplainContext): Pick<Explanation, 'fix' | 'portal' | 'powershell' | 'step'> {
+/** Turning SMTP AUTH on for one mailbox: what fixes both 5.7.139 "disabled" replies. */
+function enableMailboxSmtpAuth(ctx: ExplainContext): Pick<Explanation, 'portal' | 'powershell' | 'step'> & { mbx: string } {
   const mbx = v(ctx.mailbox, '<mailbox>');
   return {
+    mbx,
     step: 'guide, last section: Enable SMTP AUTH for specific mailboxes',
     portal: `Microsoft 365 admin center › Users › Active users › ${mbx} › Mail › Manage email apps › check "Authenticated SMTP" › Save changes`,
     powershell: [`Set-CASMailbox -Identity ${mbx} -SmtpClientAuthenticationDisabled $false`],
+  };
+}
+
+function enableSmtpAuthTenantFix(ctx: ExplainContext): Pick<Explanation, 'fix' | 'portal' | 'powershell' | 'step'> {
+  const { mbx, ...rest } = enableMailboxSmtpAuth(ctx);
+  return {
+    ...rest,
     fix: [
       `Enable SMTP AUTH for ${mbx} (it can take up to an hour to apply).`,
       'Alternatively enable it tenant-wide: Set-TransportConfig -SmtpClientAuthenticationDisabled $false (not recommended).',
+    ],
+  };
+}
+
+// The mailbox's own setting wins over the tenant's (reference §7), so the tenant switch cannot help here.
+function enableSmtpAuthMailboxFix(ctx: ExplainContext): Pick<Explanation, 'fix' | 'portal' | 'powershell' | 'step'> {
+  const { mbx, ...rest } = enableMailboxSmtpAuth(ctx);
+  return {
+    ...rest,
+    fix: [
+      `Enable SMTP AUTH for ${mbx} (it can take up to an hour to apply); the tenant-wide setting does not override the mailbox's.`,
+      `Or, only where the tenant allows SMTP AUTH, let the mailbox follow the tenant: Set-CASMailbox -Identity ${mbx} -SmtpClientAuthenticationDisabled $null`,
     ],
   };
 }
@@ -111,7 +132,7 @@ const SMTP_RULES: SmtpRule[] = [
       cause:
         'The tenant-wide switch (Set-TransportConfig -SmtpClientAuthenticationDisabled) is on, the default for tenants created after January 2020. It blocks OAuth2 as well as passwords, unless the mailbox itself enables SMTP AUTH.',
       docs: 'https://aka.ms/smtp_auth_disabled',
-      ...enableSmtpAuthFix(ctx),
+      ...enableSmtpAuthTenantFix(ctx),
     }),
   },
   {
@@ -119,9 +140,9 @@ const SMTP_RULES: SmtpRule[] = [
     build: (_r, ctx) => ({
       code: 'SMTP_AUTH_DISABLED_MAILBOX',
       title: `SMTP AUTH is disabled for the mailbox ${v(ctx.mailbox, '')}`.trim(),
-      cause: 'The mailbox has "Authenticated SMTP" turned off (SmtpClientAuthenticationDisabled = $true). This blocks OAuth2 too.',
+      cause: 'The mailbox has "Authenticated SMTP" turned off (SmtpClientAuthenticationDisabled = $true). This blocks OAuth2 too, whatever the tenant-wide setting says.',
       docs: 'https://aka.ms/smtp_auth_disabled',
-      ...enableSmtpAuthFix(ctx),
+      ...enableSmtpAuthMailboxFix(ctx),
     }),
   },
   {
@@ -438,6 +459,41 @@ const IDENTITY_RULES: Record<number, IdentityBuilder> = {
     portal: 'Azure portal › App registrations › your app › Certificates & secrets',
     fix: ['Create a new client secret and put its Value into the account.'],
   }),
+  7000222: (ctx) => ({
+    code: 'AUTH_BAD_CLIENT_CREDENTIALS',
+    title: 'The client secret has expired',
+    cause: 'Client secrets have an end date (at most two years); after it Entra ID refuses the secret.',
+    step: 'app-only, step 1: Certificates & secrets',
+    portal: `Azure portal › App registrations › ${v(ctx.clientId, 'your app')} › Certificates & secrets › New client secret`,
+    fix: [
+      `Make a new secret and put it into the account: smtp365 setup --app-only${ctx.accountName && ctx.accountName !== 'default' ? ` --account ${ctx.accountName}` : ''} --user ${v(ctx.mailbox, '<mailbox>')} (it replaces an expired secret)`,
+      'Or create one in the portal and put its Value (not its Secret ID) into the account\'s clientSecret.',
+    ],
+  }),
+  700024: () => ({
+    code: 'AUTH_BAD_CLIENT_CREDENTIALS',
+    title: 'The client assertion is outside its valid time range: this machine\'s clock is wrong',
+    cause: 'The signed assertion (certificate sign-in) is valid for a few minutes from this machine\'s time; Entra ID found it not yet valid or already expired, so the clock here is off by more than five minutes.',
+    fix: [
+      'Set the clock right and keep it synchronised: timedatectl set-ntp true (Linux), w32tm /resync (Windows), or sntp -sS time.apple.com (macOS).',
+      'Then run smtp365 doctor again.',
+    ],
+  }),
+  50057: (ctx) => ({
+    code: 'AUTH_USER_DISABLED',
+    title: `The user account ${v(ctx.tokenUser ?? ctx.mailbox, '')} is disabled`.replace('  ', ' '),
+    cause: 'An administrator blocked sign-in for the user (accountEnabled = false); its sign-ins and saved tokens stop working.',
+    portal: 'Entra admin center › Identity › Users › All users › the user › Edit properties › Settings › Account enabled',
+    powershell: [`Update-MgUser -UserId ${v(ctx.tokenUser ?? ctx.mailbox, '<user>')} -AccountEnabled:$true`],
+    fix: ['Ask an administrator to enable the account (Microsoft 365 admin center › Users › Active users › the user › Unblock sign-in), then sign in again.'],
+  }),
+  70016: () => ({
+    code: 'AUTH_FAILED',
+    transient: true,
+    title: 'The device sign-in is not finished yet',
+    cause: 'Nobody has entered the code and approved the sign-in on the device login page yet.',
+    fix: ['Finish the sign-in on the device login page; smtp365 keeps asking until the code expires.'],
+  }),
   700027: () => ({
     code: 'AUTH_BAD_CLIENT_CREDENTIALS',
     title: 'The client certificate assertion was refused',
@@ -515,6 +571,7 @@ const IDENTITY_RULES: Record<number, IdentityBuilder> = {
 };
 
 const OAUTH_ERROR_RULES: Record<string, IdentityBuilder> = {
+  authorization_pending: (ctx) => IDENTITY_RULES[70016]!(ctx),
   authorization_declined: () => ({
     code: 'AUTH_DEVICE_CODE_DECLINED',
     title: 'The sign-in was declined',

@@ -7,6 +7,7 @@
 // finds the app by name and only adds what is missing.
 import fs from 'node:fs';
 import path from 'node:path';
+import { X509Certificate } from 'node:crypto';
 import { CLOUDS, type Cloud } from '../config/account.ts';
 import { configCandidates, expandHome } from '../config/paths.ts';
 import { loadAccounts } from '../config/load.ts';
@@ -118,7 +119,63 @@ interface ApplicationInfo {
   displayName: string;
   isFallbackPublicClient?: boolean | null;
   requiredResourceAccess?: ResourceAccess[];
-  keyCredentials?: Array<{ keyId?: string; displayName?: string }>;
+  keyCredentials?: Array<{ keyId?: string; displayName?: string; customKeyIdentifier?: string | null; endDateTime?: string | null }>;
+  passwordCredentials?: Array<{ keyId?: string; hint?: string | null; endDateTime?: string | null }>;
+}
+
+/** A secret or certificate is replaced this long before it expires, so a re-run in time keeps sending working. */
+const RENEW_BEFORE_MS = 30 * 86_400_000;
+
+/** Why a credential ending at `end` must be replaced now, or null to keep it (no end: never expires). */
+function renewalReason(end: Date | null, now = Date.now()): string | null {
+  if (!end || Number.isNaN(end.getTime())) return null;
+  const day = end.toISOString().slice(0, 10);
+  if (end.getTime() <= now) return `it expired on ${day}`;
+  if (end.getTime() - now < RENEW_BEFORE_MS) return `it expires on ${day}, within 30 days`;
+  return null;
+}
+
+/** The latest end date of the app's credentials that match, or null when one never expires. */
+function latestEnd(ends: Array<string | null | undefined>): Date | null {
+  if (ends.some((e) => !e)) return null;
+  return new Date(Math.max(...ends.map((e) => Date.parse(e!))));
+}
+
+/** Why the client secret in the config must be replaced (Graph lists only its first 3 characters, the hint). */
+function secretRenewalReason(app: ApplicationInfo, secret: string): string | null {
+  // Without the list (an older Graph, no read right) nothing can be told: keep it.
+  if (!app.passwordCredentials) return null;
+  const mine = app.passwordCredentials.filter((p) => p.hint && secret.startsWith(p.hint));
+  if (mine.length === 0) return 'the app no longer has it';
+  return renewalReason(latestEnd(mine.map((p) => p.endDateTime)));
+}
+
+function readCertificate(file: string): X509Certificate | null {
+  try {
+    return new X509Certificate(fs.readFileSync(file));
+  } catch {
+    return null;
+  }
+}
+
+/** The certificate's SHA-1 thumbprint in the forms Graph's customKeyIdentifier takes (hex, base64). */
+function certificateThumbprints(file: string): string[] {
+  const cert = readCertificate(file);
+  if (!cert) return [];
+  const hex = cert.fingerprint.replace(/:/g, '').toUpperCase();
+  return [hex, Buffer.from(hex, 'hex').toString('base64')];
+}
+
+/** Why the certificate in the config must be replaced: unreadable, or expired/expiring by its own date or the app's. */
+function certificateRenewalReason(app: ApplicationInfo, file: string): string | null {
+  const cert = readCertificate(file);
+  if (!cert) return `${file} cannot be read as a certificate`;
+  const forms = certificateThumbprints(file);
+  const ends = [Date.parse(cert.validTo)];
+  for (const k of app.keyCredentials ?? []) {
+    if (k.customKeyIdentifier && forms.includes(k.customKeyIdentifier) && k.endDateTime) ends.push(Date.parse(k.endDateTime));
+  }
+  return renewalReason(new Date(Math.min(...ends)));
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -259,7 +316,7 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
   }
   const found = await call<{ value: ApplicationInfo[] }>({
     method: 'GET',
-    path: `/applications?$filter=displayName eq ${odataString(appName)}&$select=id,appId,displayName,isFallbackPublicClient,requiredResourceAccess,keyCredentials`,
+    path: `/applications?$filter=displayName eq ${odataString(appName)}&$select=id,appId,displayName,isFallbackPublicClient,requiredResourceAccess,keyCredentials,passwordCredentials`,
     purpose: `find an existing app registration named "${appName}"`,
   });
   const candidates = found.value ?? [];
@@ -396,7 +453,8 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
   let secretValue: string | undefined;
   const sameApp = existingClientId?.toLowerCase() === app.appId.toLowerCase();
   if (appOnly && options.certificate) {
-    if (existingCert && sameApp) {
+    const renew = existingCert && sameApp ? certificateRenewalReason(app, existingCert.certificatePath) : null;
+    if (existingCert && sameApp && !renew) {
       certificate = { created: false, reused: true, thumbprint: null, ...existingCert };
       step({ title: 'Certificate', status: 'reused', detail: `the one already in the configuration (${existingCert.certificatePath})` });
     } else {
@@ -404,15 +462,18 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
       const base = path.join(dir, `${accountName}-${app.appId.slice(0, 8)}`);
       const paths = { certificatePath: `${base}.cert.pem`, privateKeyPath: `${base}.key.pem` };
       const gen = await createSelfSignedCertificate(`smtp365 ${accountName}`);
-      if ((app.keyCredentials ?? []).length > 0) {
-        // Graph replaces keyCredentials as a whole and never returns the keys: adding one would drop the others.
-        notes.push(`The app already has ${app.keyCredentials!.length} certificate(s); upload ${paths.certificatePath} in Azure portal › App registrations › ${app.displayName} › Certificates & secrets › Upload certificate.`);
+      // Graph replaces keyCredentials as a whole and never returns the keys: the upload may only
+      // replace the certificate being renewed, never another one.
+      const oldForms = renew && existingCert ? certificateThumbprints(existingCert.certificatePath) : [];
+      const others = (app.keyCredentials ?? []).filter((k) => !(k.customKeyIdentifier && oldForms.includes(k.customKeyIdentifier)));
+      if (others.length > 0) {
+        notes.push(`The app already has ${others.length} other certificate(s); upload ${paths.certificatePath} in Azure portal › App registrations › ${app.displayName} › Certificates & secrets › Upload certificate.`);
       } else {
         await call({
           method: 'PATCH',
           path: `/applications/${app.id}`,
           body: { keyCredentials: [{ type: 'AsymmetricX509Cert', usage: 'Verify', key: options.dryRun ? '<base64 certificate>' : gen.derBase64, displayName: `CN=smtp365 ${accountName}` }] },
-          purpose: 'upload the certificate (public part) to the app',
+          purpose: renew ? 'replace the expiring certificate on the app with the new one' : 'upload the certificate (public part) to the app',
         });
       }
       if (!options.dryRun) {
@@ -421,11 +482,12 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
         await fs.promises.writeFile(paths.certificatePath, gen.certPem, { mode: 0o600 });
       }
       certificate = { created: true, reused: false, thumbprint: gen.thumbprint, ...paths };
-      step({ title: 'Certificate', status: 'done', detail: `created (thumbprint ${gen.thumbprint}, expires ${gen.notAfter.toISOString().slice(0, 10)}); private key ${paths.privateKeyPath} (0600)` });
-      notes.push(`The certificate expires on ${gen.notAfter.toISOString().slice(0, 10)}: run smtp365 setup --app-only --certificate again before then.`);
+      step({ title: 'Certificate', status: 'done', detail: `${renew ? `renewed (the one in the configuration: ${renew})` : 'created'} (thumbprint ${gen.thumbprint}, expires ${gen.notAfter.toISOString().slice(0, 10)}); private key ${paths.privateKeyPath} (0600)` });
+      notes.push(`The certificate expires on ${gen.notAfter.toISOString().slice(0, 10)}: run smtp365 setup --app-only --certificate again in the 30 days before, and it makes a new one.`);
     }
   } else if (appOnly) {
-    if (existingSecret && sameApp) {
+    const renew = existingSecret && sameApp ? secretRenewalReason(app, existingSecret) : null;
+    if (existingSecret && sameApp && !renew) {
       secretValue = existingSecret;
       secret = { created: false, reused: true, masked: maskSecret(existingSecret) };
       step({ title: 'Client secret', status: 'reused', detail: 'the one already in the configuration' });
@@ -434,13 +496,14 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
         method: 'POST',
         path: `/applications/${app.id}/addPassword`,
         body: { passwordCredential: { displayName: `smtp365 ${accountName}` } },
-        purpose: 'create a client secret',
+        purpose: renew ? 'replace the expiring client secret' : 'create a client secret',
       });
       if (!r.secretText) throw new Smtp365Error('SETUP_GRAPH_FAILED', 'Graph created a client secret but returned no value');
       secretValue = r.secretText;
       secret = { created: true, reused: false, masked: options.dryRun ? r.secretText : maskSecret(r.secretText) };
-      step({ title: 'Client secret', status: 'done', detail: `created${r.endDateTime ? `, expires ${r.endDateTime.slice(0, 10)}` : ''}; stored only in the configuration file (0600)` });
-      if (r.endDateTime) notes.push(`The client secret expires on ${r.endDateTime.slice(0, 10)}: run smtp365 setup again before then.`);
+      step({ title: 'Client secret', status: 'done', detail: `${renew ? `renewed (the one in the configuration: ${renew})` : 'created'}${r.endDateTime ? `, expires ${r.endDateTime.slice(0, 10)}` : ''}; stored only in the configuration file (0600)` });
+      if (renew) notes.push('The old client secret stays on the app until it expires (other machines may still use it); remove it in Azure portal › App registrations › your app › Certificates & secrets once nothing does.');
+      if (r.endDateTime) notes.push(`The client secret expires on ${r.endDateTime.slice(0, 10)}: run smtp365 setup --app-only again in the 30 days before, and it makes a new one.`);
     }
   }
 

@@ -5,12 +5,11 @@
 import { Command, InvalidArgumentError } from 'commander';
 import pc from 'picocolors';
 import { runDoctor, formatResult, formatSummary, type DoctorReport } from '../../doctor/index.ts';
+import { addAccountOptions, resolveOptionsFromFlags, type AccountFlagValues } from '../../config/flags.ts';
 import { EXIT, printJson, reportError } from '../output.ts';
 import { parseCommand } from '../parse.ts';
 
-interface DoctorFlags {
-  account?: string;
-  config?: string;
+interface DoctorFlags extends AccountFlagValues {
   sendTest?: string;
   from?: string;
   json?: boolean;
@@ -25,10 +24,9 @@ function seconds(value: string): number {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const cmd = new Command('smtp365 doctor')
-    .description('Check every step of the setup against the live service, and say how to fix what fails.')
-    .option('--account <name>', 'the account to check (default: the default account)')
-    .option('--config <file>', 'configuration file (default: SMTP365_CONFIG or the usual place)')
+  const cmd = new Command('smtp365 doctor').description('Check every step of the setup against the live service, and say how to fix what fails.');
+  // The same account options as login, token and send, so a setup can be checked before it is written down.
+  addAccountOptions(cmd, { overrides: true })
     .option('--send-test <address>', 'also send a real test message to this address')
     .option('--from <address>', 'From address of the test message (default: the account\'s mailbox), to check send-as')
     .option('--json', 'print the results as JSON (an array of checks)')
@@ -67,9 +65,11 @@ async function doctor(flags: DoctorFlags): Promise<DoctorReport> {
   const tty = !flags.json && out.isTTY === true;
   const color = !flags.json && pc.isColorSupported;
   if (!flags.json) out.write(`${color ? pc.bold('smtp365 doctor') : 'smtp365 doctor'}: checking each step of the setup\n\n`);
+  const resolved = resolveOptionsFromFlags(flags);
   const report = await runDoctor({
-    ...(flags.account !== undefined ? { account: flags.account } : {}),
-    ...(flags.config !== undefined ? { configPath: flags.config } : {}),
+    ...(resolved.name !== undefined ? { account: resolved.name } : {}),
+    ...(resolved.configPath !== undefined ? { configPath: resolved.configPath } : {}),
+    ...(resolved.overrides && Object.keys(resolved.overrides).length > 0 ? { overrides: resolved.overrides } : {}),
     ...(flags.sendTest !== undefined ? { sendTest: flags.sendTest } : {}),
     ...(flags.from !== undefined ? { from: flags.from } : {}),
     timeoutSeconds: flags.timeout,

@@ -6,14 +6,14 @@ import { Command, Option } from 'commander';
 import pc from 'picocolors';
 import { reportError, printJson, EXIT } from '../output.ts';
 import { parseCommand } from '../parse.ts';
+import { authLogger } from '../auth-log.ts';
 import { renderDeviceCode, startWaiting } from '../device-code-view.ts';
 import { loadAccounts, resolveAccount } from '../../config/load.ts';
 import { addAccountOptions, resolveOptionsFromFlags, type AccountFlagValues } from '../../config/flags.ts';
 import { isAppOnly, type Flow } from '../../config/account.ts';
-import { createTokenProvider, openInBrowser, type AuthEvent, type DeviceCodePrompt } from '../../auth/provider.ts';
+import { createTokenProvider, openInBrowser, type DeviceCodePrompt } from '../../auth/provider.ts';
 import { formatStatus, statusToJson } from '../../auth/status-format.ts';
 import { Smtp365Error } from '../../errors/error.ts';
-import { redact } from '../../util/redact.ts';
 
 interface LoginFlags extends AccountFlagValues {
   browser?: boolean;
@@ -31,11 +31,6 @@ async function qrCode(url: string): Promise<string> {
   const mod = (await import('qrcode-terminal')) as unknown as Qr & { default?: Qr };
   const qr = mod.default ?? mod;
   return new Promise<string>((resolve) => qr.generate(url, { small: true }, (s: string) => resolve(s)));
-}
-
-export function verboseLogger(enabled: boolean | undefined): ((e: AuthEvent) => void) | undefined {
-  if (!enabled) return undefined;
-  return (e) => process.stderr.write(pc.dim(`[${e.level}] ${e.account}: ${e.type}: ${redact(e.message)}\n`));
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -72,7 +67,7 @@ export async function run(argv: string[]): Promise<number> {
     if (isAppOnly(account) && flagFlow && !['client-secret', 'client-certificate'].includes(flagFlow)) {
       throw new Smtp365Error('INPUT_INVALID', `Account "${account.name}" is app-only (${account.flow}): it has no user to sign in with --${flagFlow}`);
     }
-    const provider = createTokenProvider(account, { ...(verboseLogger(o.verbose) ? { logger: verboseLogger(o.verbose)! } : {}) });
+    const provider = createTokenProvider(account, { logger: authLogger(o.verbose) });
     if (flow === 'password') {
       out.write(
         `${pc.yellow('warning')} The password flow (ROPC) is deprecated by Microsoft and fails for accounts with MFA.\n` +

@@ -7,6 +7,7 @@
 // the connection to the server is already being opened.
 import type { Readable } from 'node:stream';
 import { Smtp365Error } from '../../errors/error.ts';
+import { authLogger } from '../auth-log.ts';
 import { addAccountOptions, resolveOptionsFromFlags, type AccountFlagValues } from '../../config/flags.ts';
 // Light (no schema library, YAML only for a file): loaded with the command, as the connection waits on it.
 import { resolveAccount } from '../../config/load.ts';
@@ -103,9 +104,8 @@ export async function cliMailer(o: CliMailerOptions): Promise<Smtp365Mailer> {
     info: (m) => notes?.(m),
     ...(o.verbose ? { debug: (m: string) => process.stderr.write(`  ${redact(m).replace(/\n/g, '\n  ')}\n`) } : {}),
   };
-  const verboseAuth = o.verbose ? (await import('./login.ts')).verboseLogger(true) : undefined;
   const budgetMs = (o.timeoutSeconds ?? 120) * 1000;
-  const provider = createTokenProvider(o.account, verboseAuth ? { logger: verboseAuth } : {});
+  const provider = createTokenProvider(o.account, { logger: authLogger(o.verbose) });
   let tokenProvider: TokenProvider = provider;
   if (o.earlyConnection) {
     // The connection is already on its way: get the token while the server's

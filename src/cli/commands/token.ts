@@ -8,6 +8,7 @@ import { Command } from 'commander';
 import { reportError, printJson, EXIT } from '../output.ts';
 import { parseCommand } from '../parse.ts';
 import { resolveAccount } from '../../config/load.ts';
+import { authLogger } from '../auth-log.ts';
 import { addAccountOptions, resolveOptionsFromFlags, type AccountFlagValues } from '../../config/flags.ts';
 import { createTokenProvider } from '../../auth/provider.ts';
 
@@ -36,9 +37,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   try {
     const account = await resolveAccount(resolveOptionsFromFlags(o));
-    // login.ts (device-code view, status formatting) only for --verbose: this command runs from msmtp and cron.
-    const logger = o.verbose ? (await import('./login.ts')).verboseLogger(true) : undefined;
-    const provider = createTokenProvider(account, logger ? { logger } : {});
+    const provider = createTokenProvider(account, { logger: authLogger(o.verbose) });
     const t = await provider.getAccessToken({ minValiditySeconds: min, forceRefresh: o.force === true });
     if (o.json) {
       printJson({ token: t.token, expiresOn: t.expiresOn.toISOString(), account: account.name, user: account.user, ...(t.username ? { signedInAs: t.username } : {}) });

@@ -102,6 +102,9 @@ export const claimsCheck: CheckDefinition<DoctorContext> = {
       return failed(`the token was issued to app ${app}, the account's is ${account.clientId}`, explainFinding('token-app', ctx.explain));
     }
     if (only) {
+      // An app-only token's oid is the Enterprise application's object id, which New-ServicePrincipal
+      // wants; Graph (setup's doctor run) may have filled it in already.
+      if (claims.oid) ctx.explain.servicePrincipalId ??= claims.oid;
       const roles = tokenRoles(claims);
       seen.push(`roles ${roles.join(' ') || '(none)'}`);
       if (!roles.includes('SMTP.SendAsApp')) return failed(`${seen.join('; ')}: no SMTP.SendAsApp role`, explainFinding('token-role', ctx.explain));
