@@ -116,3 +116,54 @@ test('an attempt that fails unexpectedly (a bug, not the disk) defers the messag
   assert.deepEqual(sent, ['r@example.com']);
   assert.equal(await q.where(e.id), undefined);
 });
+
+/** Refuses every recipient for good (550), as Microsoft does for an address that does not exist. */
+function refusingMailer(): Mailer {
+  return {
+    async send(m: OutgoingMessage): Promise<SendResult> {
+      const env = (m as { envelope: { from: string; to: string[] } }).envelope;
+      const reply = { code: 550, enhanced: '5.1.10', text: 'RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup', command: 'RCPT' };
+      return { messageId: '<x@y>', response: '550 5.1.10', envelope: env, accepted: [], rejected: env.to.map((address) => ({ address, reply })), attempts: 1 };
+    },
+    async close() {},
+  };
+}
+
+test('a crash after the bounce was queued but before the message was recorded as failed: after the restart the sender gets no second bounce', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'smtp365-delivery-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const accounts = () => ({ mailer: refusingMailer(), mailbox: 'alex@contoso.com' });
+  const meta = { from: 'device@contoso.com', recipients: ['nobody@example.com'], account: 'a', client: { address: '127.0.0.1', tls: false } };
+  // First run: the failed/ record never gets written (the process dies there; here the write keeps failing).
+  const q1 = await Queue.open(dir);
+  const e = await q1.acceptBuffer(Buffer.from('Subject: x\r\n\r\nx\r\n'), meta);
+  const moveActive = q1.moveActive.bind(q1);
+  q1.moveActive = async (entry, to) => {
+    if (entry.id === e.id && to === 'failed') throw Object.assign(new Error('killed'), { code: 'EIO' });
+    return moveActive(entry, to);
+  };
+  const d1 = new Delivery({ queue: q1, log: silentLogger, settings, accounts });
+  d1.start();
+  d1.offer(e.id, 'a', e);
+  const reports = async (q: Queue) => (await q.list()).filter((x) => x.bounceOf === e.id);
+  for (let i = 0; i < 300 && (await reports(q1)).length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.equal((await reports(q1)).length, 1, 'the bounce was queued');
+  assert.equal(await q1.where(e.id), 'active', 'the message was not recorded as failed');
+  await d1.stop();
+  await q1.close();
+
+  // The restart: the message is tried again, fails again, and is recorded; the bounce is the one already queued.
+  const q2 = await Queue.open(dir);
+  t.after(() => q2.close());
+  await q2.recover();
+  const d2 = new Delivery({ queue: q2, log: silentLogger, settings, accounts });
+  const bounced = new Promise<{ bounceId?: string }>((resolve) => d2.on('bounced', (b) => b.id === e.id && resolve(b)));
+  d2.start();
+  const b = await bounced;
+  await d2.stop();
+  assert.equal(await q2.where(e.id), 'failed');
+  const all = await reports(q2);
+  assert.equal(all.length, 1, `one bounce, not ${all.length}`);
+  assert.equal(b.bounceId, all[0]!.id);
+  assert.equal((await q2.read('failed', e.id)).bounceId, all[0]!.id);
+});

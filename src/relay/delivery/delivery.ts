@@ -9,7 +9,7 @@ import { isSmtp365Error, parseSmtpReply, Smtp365Error, type SmtpReply } from '..
 import type { Explanation } from '../../errors/explain.ts';
 import type { Mailer } from '../../send/types.ts';
 import type { Logger } from '../log.ts';
-import type { Queue } from '../queue/queue.ts';
+import { newQueueId, type Queue } from '../queue/queue.ts';
 import type { QueueEntry, QueueError, RecipientState } from '../queue/types.ts';
 import { nextDelay } from './backoff.ts';
 import { buildBounce, buildDelayNotice, deliverableSender } from './bounce.ts';
@@ -594,9 +594,8 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
   /**
    * One delay warning per message, once it has waited delivery.delayWarning
    * (transient trouble only: with a broken account it could not go out
-   * either, and the account alert says more). Recorded in the entry, which
-   * defer() then writes: a crash between the two sends it twice, never
-   * not at all.
+   * either, and the account alert says more). Its id is written into the
+   * entry before it is queued, and defer() then records it as sent.
    */
   private async delayNotice(entry: QueueEntry, now: Date): Promise<QueueEntry | undefined> {
     const after = this.settings.delayWarning;
@@ -605,15 +604,20 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     const handle = this.accounts(entry.account);
     if (!handle || !deliverableSender(entry.from)) return undefined;
     try {
+      // As for bounces: the notice's id is recorded first, so a crash before defer() writes delayWarnedAt does not send it twice.
+      if ((await this.reportOnce(entry, 'delayNoticeId')) === 'queued') {
+        entry.delayWarnedAt = now.toISOString();
+        return undefined;
+      }
       const pending = entry.recipients.filter((r) => r.status === 'pending');
       const retryUntil = new Date(Date.parse(entry.lifetimeStart) + this.settings.maxLifetime);
       const dsn = await buildDelayNotice({ entry, pending, mailbox: handle.mailbox, dataPath: this.queue.dataPath(entry.id), retryUntil });
-      const notice = await this.queueReport(dsn, entry, handle);
+      const notice = await this.queueReport(dsn, entry, handle, entry.delayNoticeId);
       entry.delayWarnedAt = now.toISOString();
-      entry.delayNoticeId = notice.id;
       this.log.info('delay warning queued', { id: entry.id, notice: notice.id, to: entry.from, pending: pending.length });
       return notice;
     } catch (err) {
+      delete entry.delayNoticeId;
       this.log.error('could not queue the delay warning', { id: entry.id, error: (err as Error).message });
       return undefined;
     }
@@ -646,9 +650,25 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     this.emit('deferred', { id: entry.id, account: entry.account, error, nextAttemptAt: entry.nextAttemptAt });
   }
 
+  /**
+   * Whether the report `field` names (a bounce, a delay notice) is still to
+   * be queued ('new', with its id chosen and written into the entry first) or
+   * was queued by a try that crashed before recording it ('queued').
+   */
+  private async reportOnce(entry: QueueEntry, field: 'bounceId' | 'delayNoticeId'): Promise<'new' | 'queued'> {
+    const id = entry[field];
+    if (id && (await this.queue.where(id)) !== undefined) return 'queued';
+    if (!id) {
+      entry[field] = newQueueId();
+      await this.write(entry, 'save');
+    }
+    return 'new';
+  }
+
   /** A status report (bounce, delay notice) about `entry`, queued to its sender from the account's mailbox. */
-  private queueReport(dsn: Buffer, entry: QueueEntry, handle: AccountHandle): Promise<QueueEntry> {
+  private queueReport(dsn: Buffer, entry: QueueEntry, handle: AccountHandle, id?: string): Promise<QueueEntry> {
     return this.queue.acceptBuffer(dsn, {
+      ...(id ? { id } : {}),
       from: handle.mailbox,
       recipients: [entry.from],
       account: entry.account,
@@ -671,21 +691,23 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
     entry.failedAt = now.toISOString();
     entry.failureReason ??= failed.map((r) => `<${r.address}>: ${r.reply ?? r.code ?? 'failed'}`).join('; ');
     delete entry.nextAttemptAt;
-    let bounceId: string | undefined = entry.bounceId;
     let bounce: QueueEntry | undefined;
     const handle = this.accounts(entry.account);
-    // entry.bounceId: queued by an earlier try whose result could not be written (see recordStranded).
-    if (this.settings.bounces && !entry.bounceOf && !entry.bounceId && handle && deliverableSender(entry.from)) {
-      try {
-        const dsn = await buildBounce({ entry, failed, mailbox: handle.mailbox, dataPath: this.queue.dataPath(entry.id) });
-        const b = await this.queueReport(dsn, entry, handle);
-        bounce = b;
-        bounceId = b.id;
-        entry.bounceId = b.id;
-      } catch (err) {
-        this.log.error('could not queue the bounce', { id: entry.id, error: (err as Error).message });
+    if (this.settings.bounces && !entry.bounceOf && handle && deliverableSender(entry.from)) {
+      // The bounce's id is written into the entry before the bounce is queued: after a crash
+      // in between, the next try finds it queued and does not send the sender a second one.
+      const reported = await this.reportOnce(entry, 'bounceId');
+      if (reported === 'new') {
+        try {
+          const dsn = await buildBounce({ entry, failed, mailbox: handle.mailbox, dataPath: this.queue.dataPath(entry.id) });
+          bounce = await this.queueReport(dsn, entry, handle, entry.bounceId);
+        } catch (err) {
+          delete entry.bounceId;
+          this.log.error('could not queue the bounce', { id: entry.id, error: (err as Error).message });
+        }
       }
     }
+    const bounceId = entry.bounceId;
     await this.write(entry, 'failed');
     this.log.warn('bounced', { id: entry.id, account: entry.account, failed: failed.map((r) => r.address), reason: entry.failureReason, bounce: bounceId });
     this.emit('bounced', { id: entry.id, account: entry.account, recipients: failed.map((r) => r.address), reason: entry.failureReason, ...(bounceId ? { bounceId } : {}) });

@@ -68,6 +68,8 @@ export interface AcceptMeta {
   /** Refuse (MESSAGE_TOO_LARGE) once the stored message would exceed this many bytes. */
   maxSize?: number;
   bounceOf?: string;
+  /** An id chosen ahead (a report whose id its message's entry recorded before it was queued); default: a new one. */
+  id?: string;
   /** Applied to the message after line endings are made canonical (header rewrites). */
   filters?: ChunkFilter[];
   /** Called once the whole message was read, before anything is committed; throwing refuses it (nothing stays behind). */
@@ -174,7 +176,8 @@ export class Queue {
   async accept(input: Readable, meta: AcceptMeta): Promise<QueueEntry> {
     // The client may vanish at any moment (also after its message was read): its error must never go unhandled.
     input.on('error', () => undefined);
-    const id = newQueueId();
+    if (meta.id !== undefined && !/^[0-9A-Z]{17}$/.test(meta.id)) throw new Smtp365Error('INTERNAL', `not a queue id: ${JSON.stringify(meta.id)}`);
+    const id = meta.id ?? newQueueId();
     const data = this.dataPath(id);
     const incoming = this.entryPath('incoming', id);
     const committer = this.committer && !this.committer.broken ? this.committer : undefined;
