@@ -28,6 +28,7 @@ interface SetupFlags {
   user?: string;
   appName: string;
   config?: string;
+  replace?: boolean;
   dryRun?: boolean;
   doctor: boolean;
   json?: boolean;
@@ -60,6 +61,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--smtp-resource <url>', 'SMTP token resource (default: the cloud\'s)')
     .option('--ca-file <file>', 'extra CA certificates to trust (a TLS-inspecting proxy, the sandbox)')
     .option('--config <file>', 'configuration file to write (default: SMTP365_CONFIG or the usual place)')
+    .option('--replace', 'repoint an account already set up for another app or tenant (its saved tokens are removed)')
     .option('--dry-run', 'print the Graph requests setup would make, and change nothing')
     .option('--no-doctor', 'do not run smtp365 doctor at the end')
     .option('--json', 'print one JSON result')
@@ -95,6 +97,7 @@ export async function run(argv: string[]): Promise<number> {
       ...(f.caFile ? { caFile: f.caFile } : {}),
       ...(f.user ? { user: f.user } : {}),
       ...(f.config ? { configPath: f.config } : {}),
+      ...(f.replace ? { replace: true } : {}),
       onDeviceCode: (dc) => {
         const text = [
           'Sign in as an administrator of the tenant (Application Administrator, and Global Administrator to grant consent):',
