@@ -96,7 +96,7 @@ export async function run(argv: string[]): Promise<number> {
       openBrowser: async (url: string) => {
         out.write(`Sign in with your browser. If it does not open, visit:\n\n  ${pc.underline(pc.cyan(url))}\n\n`);
         if (o.open !== false) openInBrowser(url);
-        stopWaiting = startWaiting(new Date(Date.now() + 15 * 60_000), { indent: 2, stream: out, hint: 'waiting for the browser to return' });
+        stopWaiting = startWaiting(new Date(Date.now() + 15 * 60_000), { indent: 2, stream: out, browser: true, hint: 'Ctrl-C cancels' });
       },
     });
     stopWaiting?.();
