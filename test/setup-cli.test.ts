@@ -45,6 +45,9 @@ test('setup for another app refuses to repoint an existing account; --account ad
   const { sb, config, env, setup } = await rig(t);
   const first = await setup('--app-name', 'first app');
   assert.equal(first.code, 0, first.stdout + first.stderr);
+  // The hints use the file setup wrote, not the usual place.
+  assert.match(first.stdout, new RegExp(`smtp365 login --config ${config.replace(/[.]/g, '\\.')} `));
+  assert.match(first.stdout, new RegExp(`smtp365 doctor --config ${config.replace(/[.]/g, '\\.')} --send-test`));
   const appA = (await clientIds(config)).default!;
   const login = await cli(t, ['login', '--config', config], env, { onStdout: approveFromOutput(sb, ADMIN) });
   assert.equal(login.code, 0, login.stdout + login.stderr);
@@ -85,4 +88,18 @@ test('setup for another app refuses to repoint an existing account; --account ad
   assert.match(replaced.stdout, /Saved tokens {2}removed those of account "default"/);
   assert.equal((await clientIds(config)).default, ids.other);
   await assert.rejects(fs.access(tokens), 'the tokens of the old app are gone');
+});
+
+test('setup by someone who may not grant consent: the account is written, and the output says it will not work until an administrator consents, with the link', async (t) => {
+  const { sb, config, setup } = await rig(t);
+  // Alex consents to the admin tool while an administrator, then loses the role: he can still create apps, not grant consent.
+  assert.equal((await setup('--account', 'warmup', '--app-name', 'warmup')).code, 0);
+  const admin = await adminClient(sb);
+  await admin('PATCH', `/users/${ADMIN}`, { isAdmin: false });
+  const r = await setup();
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  const appId = (await clientIds(config)).default!;
+  assert.match(r.stdout, /Configuration {2}updated .*account "default" — written, but it will not work until an administrator grants consent/);
+  assert.match(r.stdout, /Account "default" is written to .*, but it will not work until an administrator grants consent\./);
+  assert.ok(r.stdout.includes(`Admin consent link (for a Global Administrator): ${sb.info.authority}/${sb.info.tenantId}/adminconsent?client_id=${appId}`), r.stdout);
 });

@@ -94,7 +94,8 @@ export interface SetupResult {
   admin: string | null;
   app: { appId: string; objectId: string; displayName: string; created: boolean; updated: boolean };
   servicePrincipal: { id: string; created: boolean };
-  consent: { granted: boolean; alreadyGranted: boolean; problem: Explanation | null };
+  /** adminConsentUrl: where an administrator grants the consent setup could not (null when granted). */
+  consent: { granted: boolean; alreadyGranted: boolean; problem: Explanation | null; adminConsentUrl: string | null };
   secret: { created: boolean; reused: boolean; masked: string | null } | null;
   /** App-only with --certificate: the certificate's files and thumbprint. */
   certificate: { created: boolean; reused: boolean; thumbprint: string | null; certificatePath: string; privateKeyPath: string } | null;
@@ -422,7 +423,7 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
   }
 
   // 5. Admin consent (step "Grant admin consent").
-  const consent: SetupResult['consent'] = { granted: false, alreadyGranted: false, problem: null };
+  const consent: SetupResult['consent'] = { granted: false, alreadyGranted: false, problem: null, adminConsentUrl: null };
   const ectx = { clientId: app.appId, appOnly, mailbox: user, servicePrincipalId: sp.id, tenantId: session.tenantId };
   if (!resourceSp?.id) {
     consent.problem = explainFinding('consent-missing', ectx);
@@ -485,6 +486,12 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
       consent.problem = explainFinding('setup-forbidden-consent', ectx);
       step({ title: 'Admin consent', status: 'failed', detail: `${err.message}` });
     }
+  }
+
+  if (consent.problem && !options.dryRun) {
+    // The account is still written (the app is there), but nobody can use it until an administrator consents.
+    consent.adminConsentUrl = `${authorityHost}/${session.tenantId}/adminconsent?client_id=${app.appId}`;
+    consent.problem = { ...consent.problem, fix: [...consent.problem.fix, `Or send a Global Administrator this link to grant it: ${consent.adminConsentUrl}`] };
   }
 
   // 6. App-only: a client secret or a certificate (reuse what the config has for this app).
@@ -573,7 +580,8 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
     // Repointed at another app: the old app's credentials and tokens must not stay with the account.
     const repointed = otherApp || otherTenant;
     const { created } = await upsertAccount(configPath, accountName, fields, repointed ? { remove: ['clientSecret', 'certificatePath', 'privateKeyPath'] } : {});
-    step({ title: 'Configuration', status: 'done', detail: `${created ? 'created' : repointed ? `repointed from ${currentApp}:` : 'updated'} ${configPath}, account "${accountName}"` });
+    const unusable = consent.problem ? ' — written, but it will not work until an administrator grants consent' : '';
+    step({ title: 'Configuration', status: 'done', detail: `${created ? 'created' : repointed ? `repointed from ${currentApp}:` : 'updated'} ${configPath}, account "${accountName}"${unusable}` });
     if (repointed) {
       const store = new TokenStore({ home: stateDir(env), account: accountName, env });
       const removed = await store.withLock(() => store.remove());
