@@ -22,6 +22,11 @@ test('app-only from the environment: token without login; login --json proves it
   assert.equal(login.code, 0, login.stderr);
   const j = JSON.parse(login.stdout) as { ok: boolean; state: string; appOnly: boolean; default: boolean };
   assert.deepEqual([j.ok, j.state, j.appOnly, j.default], [true, 'active', true, true], 'the only account is the default, as accounts --json says');
+  // Logging out an app: revoking a user's sessions would not stop it; its secret or certificate does.
+  const logout = await cli(t, ['logout'], env);
+  assert.equal(logout.code, 0, logout.stderr);
+  assert.match(logout.stdout, /default is app-only: .*remove the secret or certificate/);
+  assert.doesNotMatch(logout.stdout, /Revoke sessions/);
   // A wrong secret: explained, and the secret is not printed.
   const bad = await cli(t, ['token', '--force', '--verbose'], { ...env, SMTP365_CLIENT_SECRET: 'Wrong~Secret~Value~123' });
   assert.equal(bad.code, 77);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { tempDir } from './doctor-helpers.ts';
-import { upsertAccount, renderConfigTemplate } from '../src/setup/config-file.ts';
+import { upsertAccount, renderConfigTemplate, readAccountApp } from '../src/setup/config-file.ts';
 import { validateConfigFile, loadAccounts } from '../src/config/load.ts';
 
 test('upsertAccount keeps comments and other accounts, updates only the keys given, and sets a default once', async (t) => {
@@ -33,6 +33,12 @@ test('upsertAccount keeps comments and other accounts, updates only the keys giv
   assert.equal(printer.clientId, '5ea1c0de-7b1e-4c5a-9d2f-3e4a5b6c7d8e', 'keys not given are kept');
   assert.equal(accounts.find((a) => a.name === 'daemon')!.clientSecret, 'abc~secret-value-1234');
   if (process.platform !== 'win32') assert.equal((await fs.stat(file)).mode & 0o777, 0o600);
+
+  // Repointed at another app (setup --replace): the old app's secret goes, it is no use to the new one.
+  await upsertAccount(file, 'daemon', { clientId: '11111111-2222-4333-8444-555555555555', flow: 'device-code' }, { remove: ['clientSecret', 'certificatePath', 'privateKeyPath'] });
+  assert.doesNotMatch(await fs.readFile(file, 'utf8'), /abc~secret-value-1234/);
+  assert.equal((await readAccountApp(file, 'daemon'))?.clientId, '11111111-2222-4333-8444-555555555555');
+  assert.equal(await readAccountApp(file, 'nobody'), null);
 });
 
 test('the init template is valid once filled, and names each value\'s guide step', async (t) => {

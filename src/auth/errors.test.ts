@@ -53,3 +53,11 @@ test('a 5xx or 429 answer is transient even when its text names a non-transient 
   const e401 = toAuthError(new ServerError('invalid_client', 'corr-6', body.error_description, undefined, '7000215', 401), { account, operation: 'token request', serverError: { ...body, status: 401 } });
   assert.equal(e401.transient, false, 'the same text with 401 is the account\'s problem');
 });
+
+test('a transient identity-service answer reads as one sentence (no doubled period)', () => {
+  const body = { url: 'https://login.microsoftonline.com/organizations/oauth2/v2.0/token', error: 'temporarily_unavailable', error_description: 'AADSTS90033: A transient error has occurred. Please try again.', error_codes: [90033] };
+  const e = toAuthError(new ServerError(body.error, 'corr-7', body.error_description, undefined, '90033', 503), { account, operation: 'token request', serverError: { ...body, status: 503 } });
+  assert.equal(e.transient, true);
+  assert.match(e.explanation?.cause ?? '', /Please try again\.$/);
+  assert.doesNotMatch(e.explanation?.cause ?? '', /\.\./);
+});

@@ -148,7 +148,8 @@ function mapAuthError(err: unknown, ctx: MapContext): Smtp365Error {
       explanation = own(
         'AUTH_NETWORK',
         'The identity service is temporarily unavailable',
-        `It answered ${status !== undefined ? `HTTP ${status}` : fromServer.error}${fromServer.error_description ? `: ${firstLine(fromServer.error_description)}` : ''}.`,
+        // The description usually ends with its own period ("Please try again."): one is enough.
+        `It answered ${status !== undefined ? `HTTP ${status}` : fromServer.error}${fromServer.error_description ? `: ${firstLine(fromServer.error_description).replace(/[.\s]+$/, '')}` : ''}.`,
         ['Try again later.', 'Mail that must not wait for you: send it through the relay (smtp365 relay), which keeps it queued and retries.'],
         true,
       );

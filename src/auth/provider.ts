@@ -83,6 +83,8 @@ export interface AccountStatus {
   account: string;
   user: string;
   flow: Flow;
+  /** The flow the saved sign-in was made with (login --browser on a device-code account: browser). */
+  signInFlow?: Flow;
   appOnly: boolean;
   state: TokenState;
   signedInAs?: string;
@@ -600,6 +602,7 @@ class MsalTokenProvider implements AccountTokenProvider {
     const cache = parseMsal(payload?.msal ?? '{}');
     const username = Object.values(cache.Account ?? {})[0]?.username ?? meta.signedInAs;
     if (username && !status.appOnly) status.signedInAs = username;
+    if (!status.appOnly && (['device-code', 'browser', 'password'] as const).some((f) => f === meta.flow)) status.signInFlow = meta.flow as Flow;
     const expiries = Object.values(cache.AccessToken ?? {})
       .map((t) => Number(t.expires_on) * 1000)
       .filter((n) => Number.isFinite(n) && n > 0);

@@ -5,9 +5,10 @@ import type { AccountStatus } from './provider.ts';
 
 const DAY = 86_400_000;
 
-function when(d: Date, now = Date.now()): string {
+/** A date with how far away it is; `past` for times that have happened (a last use), which a clock a hair ahead must not put in the future. */
+function when(d: Date, now = Date.now(), past = false): string {
   const iso = d.toISOString().replace('T', ' ').slice(0, 16) + ' UTC';
-  const diff = d.getTime() - now;
+  const diff = past ? Math.min(-1, d.getTime() - now) : d.getTime() - now;
   const abs = Math.abs(diff);
   if (abs < 60_000) return `${iso} (${diff >= 0 ? 'in under a minute' : 'just now'})`;
   const span = abs < 5_400_000 ? `${Math.round(abs / 60_000)} min` : abs < 2 * DAY ? `${Math.round(abs / 3_600_000)} h` : `${Math.round(abs / DAY)} days`;
@@ -28,7 +29,8 @@ export function formatStatus(s: AccountStatus, opts: { isDefault?: boolean; styl
   const st = { bold: id, dim: id, good: id, bad: id, warn: id, ...opts.style };
   const now = Date.now();
   const lines: string[] = [];
-  lines.push(`${st.bold(s.account)}${opts.isDefault ? st.dim(' (default)') : ''}  ${s.user} ${st.dim(`· ${s.flow}${s.appOnly ? ' (app-only)' : ''}`)}`);
+  const flow = s.signInFlow && s.signInFlow !== s.flow ? `${s.signInFlow} (configured: ${s.flow})` : s.flow;
+  lines.push(`${st.bold(s.account)}${opts.isDefault ? st.dim(' (default)') : ''}  ${s.user} ${st.dim(`· ${flow}${s.appOnly ? ' (app-only)' : ''}`)}`);
   const row = (label: string, value: string) => lines.push(`  ${st.dim(label.padEnd(14))} ${value}`);
   const stateText =
     s.state === 'active' ? st.good('active') : s.state === 'failed' ? st.bad('failed') : s.state === 'pending' ? st.warn('pending (sign-in in progress)') : st.warn('not signed in');
@@ -36,7 +38,10 @@ export function formatStatus(s: AccountStatus, opts: { isDefault?: boolean; styl
   if (s.signedInAs && s.signedInAs.toLowerCase() !== s.user.toLowerCase()) {
     row('', st.dim(`sends as ${s.user} with ${s.signedInAs}'s rights (shared mailbox / delegate)`));
   }
-  if (s.accessTokenExpiresOn) {
+  if (s.accessTokenExpiresOn && s.state === 'failed') {
+    // smtp365 does not use a cached token once the account has failed: do not present it as usable.
+    row('access token', st.dim(`from before the failure, not used (would expire ${when(s.accessTokenExpiresOn, now)})`));
+  } else if (s.accessTokenExpiresOn) {
     const valid = s.accessTokenExpiresOn.getTime() > now;
     row('access token', `${valid ? 'valid until' : 'expired'} ${when(s.accessTokenExpiresOn, now)}${valid ? '' : st.dim(' · renewed on next use')}`);
   } else if (s.state !== 'empty') {
@@ -45,7 +50,7 @@ export function formatStatus(s: AccountStatus, opts: { isDefault?: boolean; styl
   if (!s.appOnly) {
     if (s.refreshTokenLastUsed) {
       const age = s.refreshTokenAgeDays ?? 0;
-      const ageText = `last used ${when(s.refreshTokenLastUsed, now)}`;
+      const ageText = `last used ${when(s.refreshTokenLastUsed, now, true)}`;
       const colored = age >= 60 ? st.bad(ageText) : age >= 30 ? st.warn(ageText) : ageText;
       row('refresh token', colored + (s.refreshTokenIdleExpiresOn ? st.dim(` · expires if unused ${s.refreshTokenIdleExpiresOn.toISOString().slice(0, 10)}`) : ''));
     } else if (s.state === 'empty') {
@@ -55,7 +60,7 @@ export function formatStatus(s: AccountStatus, opts: { isDefault?: boolean; styl
     row('', st.dim('app-only: no sign-in needed; a token is requested on first use'));
   }
   if (s.lastError) {
-    row('last error', `${st.bad(`[${s.lastError.code}]`)} ${s.lastError.message} ${st.dim(`(${when(s.lastError.at, now)}${s.lastError.transient ? ', temporary' : ''})`)}`);
+    row('last error', `${st.bad(`[${s.lastError.code}]`)} ${s.lastError.message} ${st.dim(`(${when(s.lastError.at, now, true)}${s.lastError.transient ? ', temporary' : ''})`)}`);
   }
   return lines;
 }
@@ -67,6 +72,7 @@ export function statusToJson(s: AccountStatus, isDefault = false): Record<string
     default: isDefault,
     user: s.user,
     flow: s.flow,
+    signInFlow: s.signInFlow ?? null,
     appOnly: s.appOnly,
     state: s.state,
     signedInAs: s.signedInAs ?? null,

@@ -33,12 +33,18 @@ function formatLeft(ms: number): string {
  * expires. On a non-TTY prints one line and stays quiet (logs stay readable).
  * Returns a function that clears the line.
  */
-export function startWaiting(expiresOn: Date, opts: { indent?: number; hint?: string; stream?: NodeJS.WriteStream } = {}): () => void {
+export function startWaiting(
+  expiresOn: Date,
+  opts: { indent?: number; hint?: string; stream?: NodeJS.WriteStream; browser?: boolean } = {},
+): () => void {
   const out = opts.stream ?? process.stdout;
   const pad = ' '.repeat(opts.indent ?? 0);
+  // The browser flow has no code: it waits for the browser to come back, until smtp365 gives up.
+  const [waiting, deadline] = opts.browser ? ['the sign-in in the browser', 'gives up in'] : ['sign-in', 'code expires in'];
   if (opts.hint) out.write(`${pad}${pc.dim(opts.hint)}\n`);
   if (!out.isTTY) {
-    out.write(`${pad}Waiting for the sign-in to finish; the code expires in ${formatLeft(expiresOn.getTime() - Date.now())}\n`);
+    const left = formatLeft(expiresOn.getTime() - Date.now());
+    out.write(`${pad}Waiting for ${opts.browser ? waiting : 'the sign-in'} to finish; ${opts.browser ? `smtp365 ${deadline}` : `the ${deadline}`} ${left}\n`);
     return () => undefined;
   }
   const frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
@@ -46,7 +52,8 @@ export function startWaiting(expiresOn: Date, opts: { indent?: number; hint?: st
   const draw = () => {
     const left = formatLeft(expiresOn.getTime() - Date.now());
     // One short line, never wider than the terminal: a wrapped line could not be redrawn in place.
-    const text = `waiting for sign-in · code expires in ${left}`.slice(0, Math.max(10, (out.columns ?? 80) - pad.length - 3));
+    // A pseudo-terminal may report 0 columns: that is "unknown", not "none".
+    const text = `waiting for ${waiting} · ${deadline} ${left}`.slice(0, Math.max(10, (out.columns || 80) - pad.length - 3));
     out.write(`\r\x1b[2K${pad}${pc.cyan(frames[i++ % frames.length]!)} ${text}`);
   };
   draw();

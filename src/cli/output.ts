@@ -6,6 +6,9 @@ import { Smtp365Error, isSmtp365Error, formatSmtpReply } from '../errors/error.t
 import { formatExplanation } from '../errors/explain.ts';
 import { redact } from '../util/redact.ts';
 import { EXIT, exitCodeFor } from './exit-codes.ts';
+import { exposedSecretFiles, exposedWarning } from '../config/exposure.ts';
+import { configFileInUse } from '../config/paths.ts';
+import type { Account } from '../config/account.ts';
 
 export interface OutputOptions {
   json?: boolean;
@@ -43,6 +46,21 @@ export function reportError(err: unknown, opts: OutputOptions = {}): number {
     process.stderr.write(lines.join('\n') + '\n');
   }
   return exit;
+}
+
+/**
+ * Warns on stderr (stdout may be a token or JSON) about secret-bearing files
+ * that others can read. Never fails the command: it is advice, not an error.
+ */
+export async function warnExposedSecrets(config: string | null | undefined, accounts: Account[]): Promise<void> {
+  try {
+    // config: --config (or the file the loader read), undefined for the usual place, null for none.
+    for (const f of await exposedSecretFiles(config === null ? null : configFileInUse(config), accounts)) {
+      process.stderr.write(`${pc.yellow('warning')} ${exposedWarning(f)}\n`);
+    }
+  } catch {
+    /* advice only */
+  }
 }
 
 export { EXIT };

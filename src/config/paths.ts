@@ -1,6 +1,7 @@
 // Where smtp365 keeps its configuration and its state, the way each OS
 // expects: XDG on Linux (and other Unixes), Application Support on macOS,
 // %APPDATA% / %LOCALAPPDATA% on Windows. SMTP365_CONFIG and SMTP365_HOME win.
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -28,6 +29,12 @@ export function configCandidates(env: NodeJS.ProcessEnv = process.env): string[]
   if (env.SMTP365_CONFIG) return [path.resolve(expandHome(env.SMTP365_CONFIG, env))];
   const dir = configDir(env);
   return ['config.yaml', 'config.yml', 'config.json'].map((f) => path.join(dir, f));
+}
+
+/** The config file a command reads: --config, else the first candidate that exists, else null. */
+export function configFileInUse(configPath: string | undefined, env: NodeJS.ProcessEnv = process.env): string | null {
+  if (configPath) return path.resolve(expandHome(configPath, env));
+  return configCandidates(env).find((c) => fs.existsSync(c)) ?? null;
 }
 
 /**

@@ -72,6 +72,7 @@ export function doctorCatalog(): CatalogEntry[] {
     e(1, '--account NAME is not in the file', finding('config-missing')),
     e(1, 'several accounts, none the default, no --account', finding('config-ambiguous')),
     e(1, 'a key misspelt, a value malformed or missing', finding('config-invalid')),
+    e(1, 'a config file with a secret, or a private key file, readable by group or others', finding('config-exposed', { ...EXAMPLE, exposed: [{ file: '~/.config/smtp365/config.yaml', holds: 'accounts.printer.clientSecret' }] }), 'warning'),
     e(2, 'AADSTS90002', aadsts(90002)),
     e(2, 'the sign-in endpoint does not answer', finding('identity-unreachable')),
     e(3, 'AADSTS700016', aadsts(700016)),

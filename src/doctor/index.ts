@@ -1,9 +1,7 @@
 // smtp365 doctor as a library: check every step of the setup guide against
 // the live service (or the sandbox) and say, for each failure, which step
 // fixes it and how.
-import fs from 'node:fs';
-import path from 'node:path';
-import { configCandidates, expandHome } from '../config/paths.ts';
+import { configFileInUse } from '../config/paths.ts';
 import { resolveAccount } from '../config/load.ts';
 import type { DoctorContext, DoctorDeps, DoctorOptions } from './context.ts';
 import { configCheck } from './checks/config.ts';
@@ -40,17 +38,13 @@ export interface DoctorReport {
   ok: boolean;
 }
 
-function findConfigPath(options: DoctorOptions, env: NodeJS.ProcessEnv): string | null {
-  if (options.configPath) return path.resolve(expandHome(options.configPath, env));
-  return configCandidates(env).find((c) => fs.existsSync(c)) ?? null;
-}
 
 
 export const defaultDeps: DoctorDeps = {
   async resolveAccount(opts) {
     const account = await resolveAccount(opts);
     const env = opts.env ?? process.env;
-    return { account, configPath: findConfigPath({ ...(opts.configPath ? { configPath: opts.configPath } : {}) }, env) };
+    return { account, configPath: configFileInUse(opts.configPath, env) };
   },
   async createTokenProvider(account, env) {
     const auth = await import('../auth/index.ts');

@@ -7,6 +7,7 @@ export const ERROR_CODES = {
   // configuration and input
   CONFIG_INVALID: { transient: false, summary: 'The configuration is invalid' },
   CONFIG_NOT_FOUND: { transient: false, summary: 'No configuration or account was found' },
+  CONFIG_EXPOSED: { transient: false, summary: 'A file holding a secret is readable by other users' },
   INPUT_INVALID: { transient: false, summary: 'An input value is invalid' },
   MESSAGE_INVALID: { transient: false, summary: 'The message cannot be sent as given' },
   MESSAGE_TOO_LARGE: { transient: false, summary: 'The message is larger than allowed' },

@@ -33,6 +33,8 @@ export interface ExplainContext {
   configPath?: string;
   /** The recipients the server refused (RCPT), to name them. */
   recipients?: string[];
+  /** Files holding a secret that group or others can read, and what they hold. */
+  exposed?: Array<{ file: string; holds: string }>;
 }
 
 export interface Explanation {
@@ -662,6 +664,7 @@ export type FindingId =
   | 'config-missing'
   | 'config-invalid'
   | 'config-ambiguous'
+  | 'config-exposed'
   | 'identity-unreachable'
   | 'identity-unavailable'
   | 'public-client-browser'
@@ -710,6 +713,12 @@ const FINDING_RULES: Record<FindingId, IdentityBuilder> = {
     title: 'The configuration is invalid',
     cause: `A value in the configuration${ctx.configPath ? ` (${ctx.configPath})` : ''} or the SMTP365_* environment is missing or malformed; the message above names the key.`,
     fix: ['Correct the key named above (smtp365 init --force writes a fresh commented file to compare with).'],
+  }),
+  'config-exposed': (ctx) => ({
+    code: 'CONFIG_EXPOSED',
+    title: 'A file holding a secret can be read by other users',
+    cause: `${(ctx.exposed ?? []).map((f) => `${f.file} holds ${f.holds}`).join('; ')}. Anyone who can log in to this machine can read it and send mail as the account.`,
+    fix: [...(ctx.exposed ?? []).map((f) => `chmod 600 ${f.file}`), 'If others may already have read a client secret or key, replace it (smtp365 setup --app-only renews it).'],
   }),
   'config-ambiguous': (ctx) => ({
     code: 'CONFIG_NOT_FOUND',

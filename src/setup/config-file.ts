@@ -126,11 +126,40 @@ export async function writeConfigTemplate(file: string, opts: TemplateOptions & 
 }
 
 /**
+ * The app and tenant an account in the file is set up for, read from the
+ * file as written (no environment, no validation), so that a half-valid
+ * config still tells setup which app the account belongs to.
+ */
+export async function readAccountApp(file: string, name: string): Promise<{ clientId?: string; tenant?: string } | null> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch {
+    return null;
+  }
+  const doc = parseDocument(text);
+  const acct = doc.errors.length === 0 ? doc.getIn(['accounts', name]) : undefined;
+  if (!isMap(acct)) return null;
+  const str = (key: string) => {
+    const v = acct.get(key);
+    return typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined;
+  };
+  const clientId = str('clientId');
+  const tenant = str('tenant');
+  return { ...(clientId ? { clientId } : {}), ...(tenant ? { tenant } : {}) };
+}
+
+/**
  * Adds or updates one account in the configuration file, keeping comments and
  * the other accounts. Keys not given are left as they are. Makes it the
  * default when the file has no default yet or `makeDefault`.
  */
-export async function upsertAccount(file: string, name: string, fields: AccountFields, opts: { makeDefault?: boolean } = {}): Promise<{ created: boolean }> {
+export async function upsertAccount(
+  file: string,
+  name: string,
+  fields: AccountFields,
+  opts: { makeDefault?: boolean; remove?: Array<keyof AccountFields> } = {},
+): Promise<{ created: boolean }> {
   const existed = await exists(file);
   let doc: Document;
   if (existed) {
@@ -149,6 +178,7 @@ export async function upsertAccount(file: string, name: string, fields: AccountF
   for (const key of ORDER) {
     const value = fields[key];
     if (value !== undefined) acct.set(key, value);
+    else if (opts.remove?.includes(key)) acct.delete(key);
   }
   if (opts.makeDefault || !doc.has('default')) doc.set('default', name);
   await writeAtomic(file, doc.toString());

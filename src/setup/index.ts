@@ -9,15 +9,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { CLOUDS, type Cloud } from '../config/account.ts';
-import { configCandidates, expandHome } from '../config/paths.ts';
+import { configCandidates, expandHome, stateDir } from '../config/paths.ts';
 import { loadAccounts } from '../config/load.ts';
 import { Smtp365Error } from '../errors/error.ts';
 import { explainFinding, explainSmtpReply, type Explanation } from '../errors/explain.ts';
 import { loadTrust } from '../doctor/http.ts';
 import { runDoctor, type DoctorOptions, type DoctorReport } from '../doctor/index.ts';
 import { maskSecret } from '../util/redact.ts';
+import { TokenStore } from '../auth/token-store.ts';
 import { signInAdmin, ADMIN_GRAPH_SCOPES, type AdminSession } from './admin-signin.ts';
-import { upsertAccount, type AccountFields } from './config-file.ts';
+import { readAccountApp, upsertAccount, type AccountFields } from './config-file.ts';
 import { createSelfSignedCertificate } from './certificate.ts';
 import { DryRunGraph, GraphClient, GraphError, odataString, type GraphApi, type GraphRequest } from './graph.ts';
 import {
@@ -60,6 +61,11 @@ export interface SetupOptions {
   /** Display name of the app registration (default "smtp365"). */
   appName?: string;
   configPath?: string;
+  /**
+   * Repoint an account that is set up for another app (or tenant), removing its
+   * saved tokens; without it setup refuses, so tokens never meet another app's account.
+   */
+  replace?: boolean;
   dryRun?: boolean;
   env?: NodeJS.ProcessEnv;
   signal?: AbortSignal;
@@ -88,7 +94,8 @@ export interface SetupResult {
   admin: string | null;
   app: { appId: string; objectId: string; displayName: string; created: boolean; updated: boolean };
   servicePrincipal: { id: string; created: boolean };
-  consent: { granted: boolean; alreadyGranted: boolean; problem: Explanation | null };
+  /** adminConsentUrl: where an administrator grants the consent setup could not (null when granted). */
+  consent: { granted: boolean; alreadyGranted: boolean; problem: Explanation | null; adminConsentUrl: string | null };
   secret: { created: boolean; reused: boolean; masked: string | null } | null;
   /** App-only with --certificate: the certificate's files and thumbprint. */
   certificate: { created: boolean; reused: boolean; thumbprint: string | null; certificatePath: string; privateKeyPath: string } | null;
@@ -176,6 +183,27 @@ function certificateRenewalReason(app: ApplicationInfo, file: string): string | 
     if (k.customKeyIdentifier && forms.includes(k.customKeyIdentifier) && k.endDateTime) ends.push(Date.parse(k.endDateTime));
   }
   return renewalReason(new Date(Math.min(...ends)));
+}
+
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Setup would point an existing account at another app or tenant: refused unless --replace (a usage error, exit 64). */
+function accountConflict(opts: { account: string; configPath: string; current: string; wanted: string; appName: string }): Smtp365Error {
+  const { account, configPath, current, wanted, appName } = opts;
+  const title = `Account "${account}" is already set up for ${current}; setup would point it at ${wanted}`;
+  return new Smtp365Error('INPUT_INVALID', `${title} (${configPath})`, {
+    details: { usage: true, account, configPath },
+    explanation: {
+      code: 'INPUT_INVALID',
+      transient: false,
+      title,
+      cause: `The account's saved tokens belong to its current app, so setup does not silently repoint it. Nothing was changed.`,
+      fix: [
+        `To keep "${account}" and add a second account for "${appName}": run setup again with --account NEW_NAME`,
+        `To repoint "${account}" at "${appName}": run setup again with --replace (its saved tokens are removed; sign in again afterwards)`,
+      ],
+    },
+  });
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -314,6 +342,14 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
       // An unusable config: nothing to reuse from it (the account is rewritten below).
     }
   }
+  // An account set up for another app or tenant is repointed only when asked (--replace).
+  const current = await readAccountApp(configPath, accountName);
+  const currentApp = current?.clientId ? `app ${current.clientId}${current.tenant ? ` in tenant ${current.tenant}` : ''}` : '';
+  // A tenant given as a domain cannot be compared with the signed-in tenant's id: the app check below covers it.
+  const otherTenant = !!current?.clientId && !!current.tenant && GUID.test(current.tenant) && !options.dryRun && current.tenant.toLowerCase() !== session.tenantId.toLowerCase();
+  if (otherTenant && !options.replace) {
+    throw accountConflict({ account: accountName, configPath, current: currentApp, wanted: `tenant ${session.tenantId}`, appName });
+  }
   const found = await call<{ value: ApplicationInfo[] }>({
     method: 'GET',
     path: `/applications?$filter=displayName eq ${odataString(appName)}&$select=id,appId,displayName,isFallbackPublicClient,requiredResourceAccess,keyCredentials,passwordCredentials`,
@@ -321,6 +357,11 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
   });
   const candidates = found.value ?? [];
   let app = candidates.find((a) => existingClientId && a.appId.toLowerCase() === existingClientId.toLowerCase()) ?? candidates[0];
+  const otherApp = !!current?.clientId && app?.appId.toLowerCase() !== current.clientId.toLowerCase();
+  if (otherApp && !options.replace) {
+    const wanted = app ? `app "${appName}" (${app.appId})` : `a new app registration "${appName}"`;
+    throw accountConflict({ account: accountName, configPath, current: currentApp, wanted, appName });
+  }
   if (candidates.length > 1) notes.push(`${candidates.length} app registrations are named "${appName}"; using ${app!.appId}.`);
   let appCreated = false;
   let appUpdated = false;
@@ -382,7 +423,7 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
   }
 
   // 5. Admin consent (step "Grant admin consent").
-  const consent: SetupResult['consent'] = { granted: false, alreadyGranted: false, problem: null };
+  const consent: SetupResult['consent'] = { granted: false, alreadyGranted: false, problem: null, adminConsentUrl: null };
   const ectx = { clientId: app.appId, appOnly, mailbox: user, servicePrincipalId: sp.id, tenantId: session.tenantId };
   if (!resourceSp?.id) {
     consent.problem = explainFinding('consent-missing', ectx);
@@ -445,6 +486,12 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
       consent.problem = explainFinding('setup-forbidden-consent', ectx);
       step({ title: 'Admin consent', status: 'failed', detail: `${err.message}` });
     }
+  }
+
+  if (consent.problem && !options.dryRun) {
+    // The account is still written (the app is there), but nobody can use it until an administrator consents.
+    consent.adminConsentUrl = `${authorityHost}/${session.tenantId}/adminconsent?client_id=${app.appId}`;
+    consent.problem = { ...consent.problem, fix: [...consent.problem.fix, `Or send a Global Administrator this link to grant it: ${consent.adminConsentUrl}`] };
   }
 
   // 6. App-only: a client secret or a certificate (reuse what the config has for this app).
@@ -530,8 +577,16 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
   if (options.dryRun) {
     step({ title: 'Configuration', status: 'skipped', detail: `dry run: would write account "${accountName}" to ${configPath}` });
   } else {
-    const { created } = await upsertAccount(configPath, accountName, fields);
-    step({ title: 'Configuration', status: 'done', detail: `${created ? 'created' : 'updated'} ${configPath}, account "${accountName}"` });
+    // Repointed at another app: the old app's credentials and tokens must not stay with the account.
+    const repointed = otherApp || otherTenant;
+    const { created } = await upsertAccount(configPath, accountName, fields, repointed ? { remove: ['clientSecret', 'certificatePath', 'privateKeyPath'] } : {});
+    const unusable = consent.problem ? ' — written, but it will not work until an administrator grants consent' : '';
+    step({ title: 'Configuration', status: 'done', detail: `${created ? 'created' : repointed ? `repointed from ${currentApp}:` : 'updated'} ${configPath}, account "${accountName}"${unusable}` });
+    if (repointed) {
+      const store = new TokenStore({ home: stateDir(env), account: accountName, env });
+      const removed = await store.withLock(() => store.remove());
+      step({ title: 'Saved tokens', status: 'done', detail: removed ? `removed those of account "${accountName}" (they were for ${currentApp})` : `account "${accountName}" had none` });
+    }
   }
 
   // 8. What Graph cannot do: Exchange Online PowerShell, from the explanations of the errors it prevents.

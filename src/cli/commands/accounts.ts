@@ -3,7 +3,7 @@
 // last used (it dies after 90 idle days), and the last error.
 import { Command } from 'commander';
 import pc from 'picocolors';
-import { reportError, printJson, EXIT } from '../output.ts';
+import { reportError, printJson, EXIT, warnExposedSecrets } from '../output.ts';
 import { parseCommand } from '../parse.ts';
 import { loadAccounts, resolveAccount } from '../../config/load.ts';
 import { addAccountOptions, resolveOptionsFromFlags, type AccountFlagValues } from '../../config/flags.ts';
@@ -29,6 +29,7 @@ export async function run(argv: string[]): Promise<number> {
     const loaded = await loadAccounts(o.config ? { configPath: o.config } : {});
     let accounts: Account[] = loaded.accounts;
     if (o.account) accounts = [await resolveAccount(resolveOptionsFromFlags(o))];
+    await warnExposedSecrets(loaded.configPath, accounts);
     const states = await Promise.all(accounts.map((a) => createTokenProvider(a).state()));
     if (o.json) {
       printJson({ configPath: loaded.configPath, defaultAccount: loaded.defaultAccount, accounts: states.map((s) => statusToJson(s, s.account === loaded.defaultAccount)) });

@@ -4,7 +4,7 @@
 // accounts it proves a token can be had.
 import { Command, Option } from 'commander';
 import pc from 'picocolors';
-import { reportError, printJson, EXIT } from '../output.ts';
+import { reportError, printJson, EXIT, warnExposedSecrets } from '../output.ts';
 import { parseCommand } from '../parse.ts';
 import { authLogger } from '../auth-log.ts';
 import { renderDeviceCode, startWaiting } from '../device-code-view.ts';
@@ -63,6 +63,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const flagFlow = chosen[0] ?? (o.flow as Flow | undefined);
     const account = await resolveAccount(resolveOptionsFromFlags(o));
+    await warnExposedSecrets(o.config, [account]);
     const flow: Flow = flagFlow ?? account.flow;
     if (isAppOnly(account) && flagFlow && !['client-secret', 'client-certificate'].includes(flagFlow)) {
       throw new Smtp365Error('INPUT_INVALID', `Account "${account.name}" is app-only (${account.flow}): it has no user to sign in with --${flagFlow}`);
@@ -95,7 +96,7 @@ export async function run(argv: string[]): Promise<number> {
       openBrowser: async (url: string) => {
         out.write(`Sign in with your browser. If it does not open, visit:\n\n  ${pc.underline(pc.cyan(url))}\n\n`);
         if (o.open !== false) openInBrowser(url);
-        stopWaiting = startWaiting(new Date(Date.now() + 15 * 60_000), { indent: 2, stream: out, hint: 'waiting for the browser to return' });
+        stopWaiting = startWaiting(new Date(Date.now() + 15 * 60_000), { indent: 2, stream: out, browser: true, hint: 'Ctrl-C cancels' });
       },
     });
     stopWaiting?.();

@@ -17,7 +17,7 @@ import type { RejectedRecipient, SendResult } from '../../send/types.ts';
 import type { AccessToken, GetTokenOptions, TokenProvider } from '../../auth/types.ts';
 import { connectEarly, type EarlyConnection } from '../../send/early-connection.ts';
 import { headerProblem } from '../../send/header-check.ts';
-import { reportError, printJson, EXIT } from '../output.ts';
+import { reportError, printJson, EXIT, warnExposedSecrets } from '../output.ts';
 import { parseCommand } from '../parse.ts';
 
 interface SendFlags extends AccountFlagValues {
@@ -354,6 +354,7 @@ async function send(o: SendFlags, speculative: EarlyConnection | undefined): Pro
   }
 
   const account = await resolveAccount(resolveOptionsFromFlags(o));
+  await warnExposedSecrets(o.config, [account]);
   // Connect while nodemailer and the message load; the greeting waits in the
   // socket. Not when the message comes from stdin: that may take its time.
   const wantEarly = !rawMode && o.textFile !== '-' && o.htmlFile !== '-';

@@ -28,6 +28,7 @@ interface SetupFlags {
   user?: string;
   appName: string;
   config?: string;
+  replace?: boolean;
   dryRun?: boolean;
   doctor: boolean;
   json?: boolean;
@@ -60,6 +61,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--smtp-resource <url>', 'SMTP token resource (default: the cloud\'s)')
     .option('--ca-file <file>', 'extra CA certificates to trust (a TLS-inspecting proxy, the sandbox)')
     .option('--config <file>', 'configuration file to write (default: SMTP365_CONFIG or the usual place)')
+    .option('--replace', 'repoint an account already set up for another app or tenant (its saved tokens are removed)')
     .option('--dry-run', 'print the Graph requests setup would make, and change nothing')
     .option('--no-doctor', 'do not run smtp365 doctor at the end')
     .option('--json', 'print one JSON result')
@@ -95,6 +97,7 @@ export async function run(argv: string[]): Promise<number> {
       ...(f.caFile ? { caFile: f.caFile } : {}),
       ...(f.user ? { user: f.user } : {}),
       ...(f.config ? { configPath: f.config } : {}),
+      ...(f.replace ? { replace: true } : {}),
       onDeviceCode: (dc) => {
         const text = [
           'Sign in as an administrator of the tenant (Application Administrator, and Global Administrator to grant consent):',
@@ -112,7 +115,7 @@ export async function run(argv: string[]): Promise<number> {
               onProgress: (e: DoctorProgress) => {
                 if (f.json) return;
                 if (e.type === 'start' && e.number === 1) {
-                  say(`\n${pc.bold('Checking the new account')} (smtp365 doctor${accountFlag(f.account)}):`);
+                  say(`\n${pc.bold('Checking the new account')} (smtp365 doctor${accountFlag(f.account, f.config)}):`);
                   if (!f.appOnly) say(pc.dim('Until the user signs in (smtp365 login), "Signed in" fails and later checks are skipped: that is expected.'));
                   say('');
                 }
@@ -144,8 +147,10 @@ export async function run(argv: string[]): Promise<number> {
   }
 }
 
-function accountFlag(name: string): string {
-  return name === 'default' ? '' : ` --account ${name}`;
+/** The flags that make a follow-up command use the account just written: --account, and --config when setup wrote elsewhere. */
+function accountFlag(name: string, config: string | undefined): string {
+  const quoted = config && !/^[\w@%+=:,./~-]+$/.test(config) ? `'${config.replace(/'/g, "'\\''")}'` : config;
+  return `${name === 'default' ? '' : ` --account ${name}`}${quoted ? ` --config ${quoted}` : ''}`;
 }
 
 function printResult(r: SetupResult, f: SetupFlags): void {
@@ -159,7 +164,13 @@ function printResult(r: SetupResult, f: SetupFlags): void {
     out(`\n${pc.bold('Account it would write')} to ${r.configPath} as "${r.account}":`);
     for (const [k, v] of Object.entries(r.accountFields)) out(`  ${k}: ${String(v)}`);
   }
-  if (r.consent.problem) out('\n' + pc.red(formatExplanation(r.consent.problem)));
+  if (r.consent.problem) {
+    out('\n' + pc.red(formatExplanation(r.consent.problem)));
+    if (!r.dryRun) {
+      out(`\n${pc.yellow('!')} ${pc.bold(`Account "${r.account}" is written to ${r.configPath}, but it will not work until an administrator grants consent.`)}`);
+      if (r.consent.adminConsentUrl) out(`  Admin consent link (for a Global Administrator): ${pc.underline(pc.cyan(r.consent.adminConsentUrl))}`);
+    }
+  }
   out(`\n${pc.bold('Still to do in Exchange Online PowerShell')} ${pc.dim('(Graph cannot do these; run as an Exchange administrator)')}:`);
   for (const ps of r.powershell) out(`  ${pc.cyan(ps)}`);
   if (r.app.created || f.appOnly) out(pc.dim('  Changes in Exchange Online can take up to an hour to apply.'));
@@ -168,7 +179,7 @@ function printResult(r: SetupResult, f: SetupFlags): void {
 
 function printNext(r: SetupResult, f: SetupFlags): void {
   if (r.dryRun) return;
-  const a = accountFlag(r.account);
+  const a = accountFlag(r.account, f.config);
   const lines = ['', pc.bold('Next:')];
   if (!f.appOnly) lines.push(`  smtp365 login${a}                 ${pc.dim(`# sign in as ${r.user} (device code)`)}`);
   lines.push(`  smtp365 doctor${a} --send-test <you@example.com>  ${pc.dim('# a real message end to end')}`);

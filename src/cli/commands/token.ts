@@ -5,7 +5,7 @@
 // never an error document), with sysexits codes (75 = temporary, try again;
 // 77 = sign in again / fix the setup).
 import { Command } from 'commander';
-import { reportError, printJson, EXIT } from '../output.ts';
+import { reportError, printJson, EXIT, warnExposedSecrets } from '../output.ts';
 import { parseCommand } from '../parse.ts';
 import { resolveAccount } from '../../config/load.ts';
 import { authLogger } from '../auth-log.ts';
@@ -37,6 +37,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   try {
     const account = await resolveAccount(resolveOptionsFromFlags(o));
+    await warnExposedSecrets(o.config, [account]);
     const provider = createTokenProvider(account, { logger: authLogger(o.verbose) });
     const t = await provider.getAccessToken({ minValiditySeconds: min, forceRefresh: o.force === true });
     if (o.json) {

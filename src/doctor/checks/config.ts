@@ -4,7 +4,8 @@ import { isSmtp365Error } from '../../errors/error.ts';
 import { explainFinding } from '../../errors/explain.ts';
 import { loadTrust } from '../http.ts';
 import type { DoctorContext } from '../context.ts';
-import { failed, passed, type CheckDefinition } from '../types.ts';
+import { exposedSecretFiles } from '../../config/exposure.ts';
+import { failed, passed, warning, type CheckDefinition } from '../types.ts';
 
 export const configCheck: CheckDefinition<DoctorContext> = {
   id: 'config',
@@ -40,9 +41,13 @@ export const configCheck: CheckDefinition<DoctorContext> = {
         return failed(`caFile ${account.caFile}: cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`, explainFinding('config-invalid', ctx.explain));
       }
       const source = configPath ? configPath : 'the environment (SMTP365_*)';
-      return passed(
-        `account "${account.name}" from ${source}: ${account.flow} for ${account.user}, tenant ${account.tenant}, client ${account.clientId}, SMTP ${account.smtpHost}:${account.smtpPort}`,
-      );
+      const detail = `account "${account.name}" from ${source}: ${account.flow} for ${account.user}, tenant ${account.tenant}, client ${account.clientId}, SMTP ${account.smtpHost}:${account.smtpPort}`;
+      const exposed = await exposedSecretFiles(configPath, [account]);
+      if (exposed.length > 0) {
+        ctx.explain.exposed = exposed;
+        return warning(`${detail}; readable by other users: ${exposed.map((f) => `${f.file} (${f.mode})`).join(', ')}`, explainFinding('config-exposed', ctx.explain));
+      }
+      return passed(detail);
     } catch (err) {
       if (!isSmtp365Error(err)) throw err;
       const details = err.details as { file?: string } | undefined;
