@@ -85,6 +85,10 @@ test('token and accounts warn once on stderr about a readable secret, and keep s
   assert.equal((JSON.parse(accounts.stdout) as { accounts: unknown[] }).accounts.length, 1);
   assert.equal(accounts.stderr, warning);
 
+  // sendmail too (cron mails its stderr to the job's owner); here with nothing on stdin, so it then fails.
+  const sendmail = await cli(t, ['sendmail', '--config', config, 'megan@contoso.onmicrosoft.com'], env);
+  assert.ok(sendmail.stderr.startsWith(warning), sendmail.stderr);
+
   await fs.chmod(config, 0o600);
   const quiet = await cli(t, ['token', '--config', config], env);
   assert.equal(quiet.stderr, '');

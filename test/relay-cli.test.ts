@@ -4,9 +4,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { access } from 'node:fs/promises';
+import { access, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import YAML from 'yaml';
 import { withSandbox, sandboxRequest } from './helpers/sandbox.ts';
 import { client, childSetup, startRelayChild, tempDir, waitFor, MAIN, UNLIMITED } from './relay-helpers.ts';
 import { Queue } from '../src/relay/queue/queue.ts';
@@ -118,4 +119,20 @@ test('queue delete --all --state STATE [--older-than D]: bulk removal, with clea
   assert.equal(human.code, 0, human.err);
   assert.match(human.out, new RegExp(`${held.id}: hold → deleted`));
   assert.deepEqual(await q.counts(), { incoming: 0, active: 0, deferred: 0, hold: 0, failed: 1 });
+});
+
+test('the relay warns at start when the smtp365 config holding its account\'s secret can be read by others', { skip: process.platform === 'win32' }, async (t) => {
+  const sb = await withSandbox(t);
+  const { account, configFile, env } = await childSetup(t, sb);
+  // The account from smtp365's own config file (not the environment), left readable by everyone.
+  const accountFile = path.join(env.XDG_CONFIG_HOME!, 'smtp365', 'config.yaml');
+  await mkdir(path.dirname(accountFile), { recursive: true });
+  const body = { tenant: account.tenant, clientId: account.clientId, user: account.user, flow: 'client-secret', clientSecret: account.clientSecret, authority: account.authorityHost, smtpHost: account.smtpHost, smtpPort: account.smtpPort, caFile: account.caFile, cloud: 'custom', smtpResource: account.smtpResource };
+  await writeFile(accountFile, YAML.stringify({ accounts: { default: body } }), { mode: 0o644 });
+  const bare = Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('SMTP365_') || k === 'SMTP365_HOME'));
+  const child = await startRelayChild(configFile, bare);
+  t.after(() => child.proc.kill('SIGKILL'));
+  await waitFor('the warning', async () => child.stderr(), (e) => e.includes('chmod 600'), 10_000);
+  assert.match(child.stderr(), new RegExp(`${accountFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} holds accounts\\.default\\.clientSecret and other users can read it \\(mode 0644\\): chmod 600 `));
+  assert.ok(!child.stderr().includes(account.clientSecret!), 'the secret itself is never logged');
 });

@@ -1,8 +1,9 @@
 // Files holding a secret that other users on the machine can read: a config
 // file with a client secret, a password or a private key (or its path), and
 // the private key file an account points to. Reported as a warning with the
-// exact chmod (doctor check 1; once on stderr from accounts, login, token and
-// send): it works, but anyone who can log in here can send as the account.
+// exact chmod (doctor check 1; once on stderr from accounts, login, token,
+// send and sendmail; in the relay's log at start): it works, but anyone who
+// can log in here can send as the account.
 // Only the mode is looked at on the hot path; a file is read only when loose.
 import fsp from 'node:fs/promises';
 import type { Account } from './account.ts';

@@ -195,6 +195,7 @@ export class RelayDaemon {
       });
       for (const b of bound) log.info('listening', { address: `${b.host}:${b.port}`, tls: b.tls });
       for (const w of configWarnings(cfg)) log.warn(w);
+      if (!opts.accounts) await daemon.warnExposedSecrets();
       warnExpiry(tls, log);
       if (cfg.metrics) {
         const m = cfg.metrics;
@@ -275,6 +276,17 @@ export class RelayDaemon {
       problems.push(this.accountsFileError ? accountsFileProblem(this.accountsFileError) : noAccount(live.map(([n, a]) => `account "${n}": ${a.tokenError ?? 'not usable'}`).join('; '), source));
     }
     if (problems.length > 0) throw new Smtp365Error('CONFIG_INVALID', `The relay cannot do anything:\n- ${problems.join('\n- ')}`);
+  }
+
+  /** A config file or key file holding an account's secret that other users can read: said at start (it works, but anyone here can send as the account). */
+  async warnExposedSecrets(): Promise<void> {
+    try {
+      const [{ exposedSecretFiles, exposedWarning }, { configFileInUse }] = await Promise.all([import('../config/exposure.ts'), import('../config/paths.ts')]);
+      const accounts = [...this.accounts.values()].flatMap((a) => (a.setup ? [a.setup.account] : []));
+      for (const f of await exposedSecretFiles(configFileInUse(undefined), accounts)) this.log.warn(exposedWarning(f));
+    } catch {
+      // advice only
+    }
   }
 
   private referencedAccounts(): Set<string> {

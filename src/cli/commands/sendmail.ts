@@ -8,7 +8,7 @@
 // 75 temporary (cron does not retry: mail that must survive an outage goes
 // through the relay, which queues), 77 permission.
 import { Smtp365Error } from '../../errors/error.ts';
-import { reportError, printJson, EXIT } from '../output.ts';
+import { reportError, printJson, EXIT, warnExposedSecrets } from '../output.ts';
 
 export interface SendmailArgs {
   /** -t: recipients from To/Cc/Bcc (added to any on the command line, as Postfix does). */
@@ -258,6 +258,8 @@ async function sendmail(args: SendmailArgs): Promise<number> {
     throw new Smtp365Error('INPUT_INVALID', 'No recipients: give them as arguments, or use -t to read To:, Cc: and Bcc:', { details: { usage: true } });
   }
   const account = await resolveAccount(resolveOptionsFromFlags({ ...(args.account ? { account: args.account } : {}), ...(args.config ? { config: args.config } : {}) }));
+  // On stderr, which cron mails to the job's owner: the nudge reaches whoever can fix it.
+  await warnExposedSecrets(args.config, [account]);
   // -f root (cron), -f www-data (PHP): not an address, so the mailbox sends as itself.
   const sender = args.sender && args.sender.includes('@') && !addressProblem(args.sender) ? args.sender : account.user;
   const maxSize = send.maxSizeFromEnv();
