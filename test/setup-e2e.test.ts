@@ -271,7 +271,7 @@ test('re-running setup --app-only replaces a client secret that expired or expir
   assert.equal(third.secret?.reused, true);
 });
 
-test('re-running setup --app-only --certificate replaces a certificate that expires within 30 days on the app', async (t) => {
+test('re-running setup --app-only --certificate renews a certificate that expires within 30 days: the new one on the app beside the old until its end, new files, the old key kept', async (t) => {
   const sb = await withSandbox(t, { deviceCodeIntervalSeconds: 1 });
   const dir = await tempDir(t, 'smtp365-setup-');
   const configPath = path.join(dir, 'config.yaml');
@@ -290,11 +290,35 @@ test('re-running setup --app-only --certificate replaces a certificate that expi
   assert.match(steps.find((s) => s.startsWith('Certificate'))!, /renewed .*expires on .*within 30 days/);
   const view = (await admin('GET', `/apps/${first.app.appId}`)) as { certificates: Array<{ thumbprintSha1: string }> };
   assert.deepEqual(
-    view.certificates.map((c) => Buffer.from(c.thumbprintSha1, 'base64url').toString('hex').toUpperCase()),
-    [again.certificate!.thumbprint],
-    'the expiring certificate was replaced, not added to',
+    view.certificates.map((c) => Buffer.from(c.thumbprintSha1, 'base64url').toString('hex').toUpperCase()).sort(),
+    [again.certificate!.thumbprint, short.thumbprint].sort(),
+    'the new certificate is added; the expiring one stays valid for whoever still uses it',
   );
+  // New files: the key other machines (or this one, until the switch) still use is not overwritten.
+  assert.notEqual(again.certificate!.privateKeyPath, first.certificate!.privateKeyPath);
+  assert.equal(await fs.readFile(first.certificate!.privateKeyPath, 'utf8'), short.keyPem);
   const account = await resolveAccount({ configPath, name: 'cert', env: {} });
   const home = await tempDir(t, 'smtp365-setup-home-');
   assert.ok((await createTokenProvider(account, { home, env: { SMTP365_HOME: home, HOME: home } }).getAccessToken()).token, 'the new certificate signs in');
+});
+
+test('a certificate to renew on an app that has another certificate smtp365 cannot send along: the new one is made for a manual upload, the account keeps the old one meanwhile', async (t) => {
+  const sb = await withSandbox(t, { deviceCodeIntervalSeconds: 1 });
+  const dir = await tempDir(t, 'smtp365-setup-');
+  const configPath = path.join(dir, 'config.yaml');
+  const opts = { ...(await setupOptions(sb, configPath)), appOnly: true, certificate: true, user: 'alex@contoso.onmicrosoft.com', account: 'cert' };
+  const first = await runSetup(opts);
+  const short = await createSelfSignedCertificate('smtp365 cert', 10);
+  const foreign = await createSelfSignedCertificate('another server', 365);
+  await fs.writeFile(first.certificate!.certificatePath, short.certPem);
+  await fs.writeFile(first.certificate!.privateKeyPath, short.keyPem);
+  const admin = await adminClient(sb);
+  await admin('PATCH', `/apps/${first.app.appId}`, { certificates: [short.certPem, foreign.certPem] });
+  const again = await runSetup(opts);
+  assert.match(again.notes.join('\n'), /other certificate\(s\) smtp365 cannot send along.*Upload certificate/s);
+  const view = (await admin('GET', `/apps/${first.app.appId}`)) as { certificates: Array<{ thumbprintSha1: string }> };
+  assert.equal(view.certificates.length, 2, 'the app is left as it was');
+  const account = await resolveAccount({ configPath, name: 'cert', env: {} });
+  assert.equal(account.certificatePath, first.certificate!.certificatePath, 'still the certificate the app knows');
+  assert.equal(await fs.readFile(first.certificate!.privateKeyPath, 'utf8'), short.keyPem, 'its key is kept');
 });

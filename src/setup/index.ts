@@ -173,6 +173,11 @@ function certificateThumbprints(file: string): string[] {
   return [hex, Buffer.from(hex, 'hex').toString('base64')];
 }
 
+/** The certificate's DER, base64 (what Graph's keyCredentials take), or undefined when the file cannot be read. */
+function certificateDerBase64(file: string): string | undefined {
+  return readCertificate(file)?.raw.toString('base64');
+}
+
 /** Why the certificate in the config must be replaced: unreadable, or expired/expiring by its own date or the app's. */
 function certificateRenewalReason(app: ApplicationInfo, file: string): string | null {
   const cert = readCertificate(file);
@@ -506,30 +511,47 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
       step({ title: 'Certificate', status: 'reused', detail: `the one already in the configuration (${existingCert.certificatePath})` });
     } else {
       const dir = path.dirname(configPath);
-      const base = path.join(dir, `${accountName}-${app.appId.slice(0, 8)}`);
-      const paths = { certificatePath: `${base}.cert.pem`, privateKeyPath: `${base}.key.pem` };
       const gen = await createSelfSignedCertificate(`smtp365 ${accountName}`);
-      // Graph replaces keyCredentials as a whole and never returns the keys: the upload may only
-      // replace the certificate being renewed, never another one.
+      // Named by thumbprint: a renewal never overwrites the key still in use (here or on another machine).
+      const base = path.join(dir, `${accountName}-${app.appId.slice(0, 8)}-${gen.thumbprint.slice(0, 8).toLowerCase()}`);
+      const paths = { certificatePath: `${base}.cert.pem`, privateKeyPath: `${base}.key.pem` };
+      // Graph replaces keyCredentials as a whole and never returns the keys: only certificates whose
+      // files are here can be sent along. The one being renewed stays valid beside the new one until it
+      // expires (machines that still use it keep working); another certificate means a manual upload.
       const oldForms = renew && existingCert ? certificateThumbprints(existingCert.certificatePath) : [];
       const others = (app.keyCredentials ?? []).filter((k) => !(k.customKeyIdentifier && oldForms.includes(k.customKeyIdentifier)));
-      if (others.length > 0) {
-        notes.push(`The app already has ${others.length} other certificate(s); upload ${paths.certificatePath} in Azure portal › App registrations › ${app.displayName} › Certificates & secrets › Upload certificate.`);
-      } else {
+      const keepOld = renew && existingCert && oldForms.length > 0 && !/expired/.test(renew) ? certificateDerBase64(existingCert.certificatePath) : undefined;
+      const credential = (key: string, name: string) => ({ type: 'AsymmetricX509Cert', usage: 'Verify', key, displayName: name });
+      const uploaded = others.length === 0;
+      if (uploaded) {
         await call({
           method: 'PATCH',
           path: `/applications/${app.id}`,
-          body: { keyCredentials: [{ type: 'AsymmetricX509Cert', usage: 'Verify', key: options.dryRun ? '<base64 certificate>' : gen.derBase64, displayName: `CN=smtp365 ${accountName}` }] },
-          purpose: renew ? 'replace the expiring certificate on the app with the new one' : 'upload the certificate (public part) to the app',
+          body: {
+            keyCredentials: [
+              credential(options.dryRun ? '<base64 certificate>' : gen.derBase64, `CN=smtp365 ${accountName}`),
+              ...(keepOld ? [credential(keepOld, `CN=smtp365 ${accountName} (until it expires)`)] : []),
+            ],
+          },
+          purpose: renew ? `add the new certificate to the app${keepOld ? ' (the expiring one stays until its end)' : ''}` : 'upload the certificate (public part) to the app',
         });
+      } else {
+        notes.push(`The app already has ${others.length} other certificate(s) smtp365 cannot send along (Graph replaces them all at once): upload ${paths.certificatePath} in Azure portal › App registrations › ${app.displayName} › Certificates & secrets › Upload certificate, then set the account's certificatePath to it and privateKeyPath to ${paths.privateKeyPath}.`);
       }
       if (!options.dryRun) {
         await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 });
-        await fs.promises.writeFile(paths.privateKeyPath, gen.keyPem, { mode: 0o600 });
-        await fs.promises.writeFile(paths.certificatePath, gen.certPem, { mode: 0o600 });
+        await fs.promises.writeFile(paths.privateKeyPath, gen.keyPem, { mode: 0o600, flag: 'wx' });
+        await fs.promises.writeFile(paths.certificatePath, gen.certPem, { mode: 0o600, flag: 'wx' });
       }
-      certificate = { created: true, reused: false, thumbprint: gen.thumbprint, ...paths };
-      step({ title: 'Certificate', status: 'done', detail: `${renew ? `renewed (the one in the configuration: ${renew})` : 'created'} (thumbprint ${gen.thumbprint}, expires ${gen.notAfter.toISOString().slice(0, 10)}); private key ${paths.privateKeyPath} (0600)` });
+      if (!uploaded && existingCert && sameApp) {
+        // Not on the app yet: the account keeps the certificate it has until the upload is done.
+        certificate = { created: true, reused: true, thumbprint: gen.thumbprint, ...existingCert };
+        step({ title: 'Certificate', status: 'failed', detail: `a new one was made (${paths.certificatePath}) but must be uploaded by hand; the account still uses ${existingCert.certificatePath}${renew ? ` (${renew})` : ''}` });
+      } else {
+        certificate = { created: true, reused: false, thumbprint: gen.thumbprint, ...paths };
+        step({ title: 'Certificate', status: uploaded ? 'done' : 'failed', detail: `${renew ? `renewed (the one in the configuration: ${renew})` : 'created'} (thumbprint ${gen.thumbprint}, expires ${gen.notAfter.toISOString().slice(0, 10)}); private key ${paths.privateKeyPath} (0600)${uploaded ? '' : '; not on the app yet: upload it (see the notes)'}` });
+      }
+      if (renew && keepOld) notes.push(`The old certificate (${existingCert!.certificatePath}) stays valid on the app until it expires; its files are kept.`);
       notes.push(`The certificate expires on ${gen.notAfter.toISOString().slice(0, 10)}: run smtp365 setup --app-only --certificate again in the 30 days before, and it makes a new one.`);
     }
   } else if (appOnly) {
