@@ -3,7 +3,7 @@
 // writes the account; the user then signs in and doctor passes. Run twice, it
 // reuses the app. App-only: the printed PowerShell, applied through the admin
 // API, is exactly what makes sending work.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -220,6 +220,13 @@ test('setup --dry-run signs nobody in, calls nothing and writes nothing', async 
   const create = result.requests.find((r) => r.method === 'POST' && r.path === '/applications')!;
   assert.equal((create.body as { isFallbackPublicClient?: boolean }).isFallbackPublicClient, true);
   await assert.rejects(fs.access(configPath));
+
+  // An account already there: a dry run cannot tell which app a real run would find, so it says what it would check.
+  const existing = 'accounts:\n  default:\n    tenant: contoso.onmicrosoft.com\n    clientId: 5ea1c0de-7b1e-4c5a-9d2f-3e4a5b6c7d8e\n    user: printer@contoso.com\n';
+  await fs.writeFile(configPath, existing, { mode: 0o600 });
+  const again = await runSetup({ dryRun: true, configPath, user: 'printer@contoso.com', env: {}, onDeviceCode: () => assert.fail('no sign-in in a dry run') });
+  assert.match(again.notes.join('\n'), /a real run refuses to point it at another app unless --replace/);
+  assert.equal(await fs.readFile(configPath, 'utf8'), existing, 'nothing written');
 });
 
 test('setup signed in by a user who is no administrator: refused with what to do instead, nothing written', async (t) => {
@@ -271,17 +278,21 @@ test('re-running setup --app-only replaces a client secret that expired or expir
   assert.equal(third.secret?.reused, true);
 });
 
-test('re-running setup --app-only --certificate renews a certificate that expires within 30 days: the new one on the app beside the old until its end, new files, the old key kept', async (t) => {
+/** An app-only certificate account set up, then its certificate swapped for one expiring in 10 days (files only: the caller puts it on the app). */
+async function expiringCertificate(t: TestContext) {
   const sb = await withSandbox(t, { deviceCodeIntervalSeconds: 1 });
   const dir = await tempDir(t, 'smtp365-setup-');
   const configPath = path.join(dir, 'config.yaml');
   const opts = { ...(await setupOptions(sb, configPath)), appOnly: true, certificate: true, user: 'alex@contoso.onmicrosoft.com', account: 'cert' };
   const first = await runSetup(opts);
-  // Put a certificate that expires in 10 days in its place, on the app and in the configuration.
   const short = await createSelfSignedCertificate('smtp365 cert', 10);
   await fs.writeFile(first.certificate!.certificatePath, short.certPem);
   await fs.writeFile(first.certificate!.privateKeyPath, short.keyPem);
-  const admin = await adminClient(sb);
+  return { sb, configPath, opts, first, short, admin: await adminClient(sb) };
+}
+
+test('re-running setup --app-only --certificate renews a certificate that expires within 30 days: the new one on the app beside the old until its end, new files, the old key kept', async (t) => {
+  const { configPath, opts, first, short, admin } = await expiringCertificate(t);
   await admin('PATCH', `/apps/${first.app.appId}`, { certificates: [short.certPem] });
   const steps: string[] = [];
   const again = await runSetup({ ...opts, onStep: (s) => steps.push(`${s.title}: ${s.detail ?? ''}`) });
@@ -303,16 +314,8 @@ test('re-running setup --app-only --certificate renews a certificate that expire
 });
 
 test('a certificate to renew on an app that has another certificate smtp365 cannot send along: the new one is made for a manual upload, the account keeps the old one meanwhile', async (t) => {
-  const sb = await withSandbox(t, { deviceCodeIntervalSeconds: 1 });
-  const dir = await tempDir(t, 'smtp365-setup-');
-  const configPath = path.join(dir, 'config.yaml');
-  const opts = { ...(await setupOptions(sb, configPath)), appOnly: true, certificate: true, user: 'alex@contoso.onmicrosoft.com', account: 'cert' };
-  const first = await runSetup(opts);
-  const short = await createSelfSignedCertificate('smtp365 cert', 10);
+  const { configPath, opts, first, short, admin } = await expiringCertificate(t);
   const foreign = await createSelfSignedCertificate('another server', 365);
-  await fs.writeFile(first.certificate!.certificatePath, short.certPem);
-  await fs.writeFile(first.certificate!.privateKeyPath, short.keyPem);
-  const admin = await adminClient(sb);
   await admin('PATCH', `/apps/${first.app.appId}`, { certificates: [short.certPem, foreign.certPem] });
   const again = await runSetup(opts);
   assert.match(again.notes.join('\n'), /other certificate\(s\) smtp365 cannot send along.*Upload certificate/s);

@@ -363,7 +363,10 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
   const candidates = found.value ?? [];
   let app = candidates.find((a) => existingClientId && a.appId.toLowerCase() === existingClientId.toLowerCase()) ?? candidates[0];
   const otherApp = !!current?.clientId && app?.appId.toLowerCase() !== current.clientId.toLowerCase();
-  if (otherApp && !options.replace) {
+  // A dry run reads no app registrations: it cannot tell, so it says what a real run would check.
+  if (otherApp && !app && options.dryRun && !options.replace) {
+    notes.push(`Account "${accountName}" is set up for ${currentApp}: a real run refuses to point it at another app unless --replace (or use --account NEW_NAME).`);
+  } else if (otherApp && !options.replace) {
     const wanted = app ? `app "${appName}" (${app.appId})` : `a new app registration "${appName}"`;
     throw accountConflict({ account: accountName, configPath, current: currentApp, wanted, appName });
   }
