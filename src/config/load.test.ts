@@ -162,6 +162,10 @@ test('bad values name the source, the key and what is expected; secrets are not 
     await fs.writeFile(locked, 'pem');
     await fs.chmod(locked, 0o000);
     await rejectsWith(resolveAccount({ env: { ...env, SMTP365_CA_FILE: locked } }), 'CONFIG_INVALID', `cannot read ${locked}: permission denied`, 'needs read access');
+    // Listing a shared config does not fail on another account's file this user may not read.
+    const shared = path.join(dir, 'shared.yaml');
+    await fs.writeFile(shared, `accounts:\n  mine:\n    tenant: ${TENANT}\n    clientId: ${CLIENT}\n    user: a@b.com\n  root-only:\n    tenant: ${TENANT}\n    clientId: ${CLIENT}\n    user: c@b.com\n    caFile: ${locked}\n`);
+    assert.deepEqual((await loadAccounts({ configPath: shared, env: {} })).accounts.map((a) => a.name), ['mine', 'root-only']);
   }
   assert.doesNotMatch(e.message, /clientId is missing|user is missing/, 'a wrong value is not also "missing"');
 

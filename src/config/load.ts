@@ -371,8 +371,13 @@ function unreadable(file: string, err: NodeJS.ErrnoException): string {
   return `cannot read ${file}: ${err.code ?? ''} ${err.message}`.replace(/ +/g, ' ');
 }
 
-/** Validates the merged layers and fills in the cloud's defaults. */
-function buildAccount(name: string, raw: RawAccount): Account {
+/**
+ * Validates the merged layers and fills in the cloud's defaults. `inUse`: the
+ * account a command is about to use, whose files must also be readable by
+ * this user; listing a shared config must not fail on another account's
+ * root-only key.
+ */
+function buildAccount(name: string, raw: RawAccount, inUse = false): Account {
   const problems: string[] = [];
   const val: Partial<Record<FieldKey, unknown>> = {};
   const invalid = new Set<FieldKey>();
@@ -391,7 +396,7 @@ function buildAccount(name: string, raw: RawAccount): Account {
       v = path.resolve(layer.baseDir, expandHome(v));
       try {
         if (!fs.statSync(v as string).isFile()) problems.push(`${layer.source}: ${String(v)} is not a file; expected ${spec.expected}`);
-        else fs.accessSync(v as string, fs.constants.R_OK);
+        else if (inUse) fs.accessSync(v as string, fs.constants.R_OK);
       } catch (err) {
         problems.push(`${layer.source}: ${unreadable(String(v), err as NodeJS.ErrnoException)}; expected ${spec.expected}`);
       }
@@ -585,7 +590,7 @@ export async function resolveAccount(options: ResolveOptions = {}): Promise<Acco
       `No account named "${name}"${l.file ? ` in ${l.file.path}` : ''}; configured: ${known.join(', ') || 'none'}`,
     );
   }
-  return buildAccount(name, mergeLayers(fileRaw ?? {}, envRaw, flags));
+  return buildAccount(name, mergeLayers(fileRaw ?? {}, envRaw, flags), true);
 }
 
 /** Validates a config file's text without touching the environment (for smtp365 init / doctor). */
