@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { prepareSubmissionHeaders, parseHeaderBlock, findHeaderEnd, messageIdOf, stripBccFromMessage, withoutBccStream } from './raw.ts';
+import { prepareSubmissionHeaders, parseHeaderBlock, findHeaderEnd, messageIdOf, stripBccFromMessage, withoutBccStream, headersOf } from './raw.ts';
 import { spoolMessage, splitHeaderSection } from './spool.ts';
 
 test('header blocks are unfolded; several To lines all count', () => {
@@ -79,6 +79,11 @@ test('Bcc and Resent-Bcc fields leave the header section, folded lines and all; 
     ['Resent-Bcc: r@x\r\nTo: a@x\r\n\r\n', 'To: a@x\r\n\r\n'],
     ['To: a@x\r\nX-Bcc-Note: kept\r\n\r\nx', 'To: a@x\r\nX-Bcc-Note: kept\r\n\r\nx'],
     ['To: a@x\r\nSubject: no body, no blank line', 'To: a@x\r\nSubject: no body, no blank line'],
+    // LF fields, then a CRLF blank line: the body stays a body
+    ['From: a@x\nBcc: b@x\n\r\nbody\n', 'From: a@x\n\r\nbody\n'],
+    // header fields only, no blank line (RFC 5322 allows it): still removed
+    ['To: a@x\r\nBcc: b@x\r\n', 'To: a@x\r\n'],
+    ['To: a@x\r\nBcc: b@x', 'To: a@x'],
   ];
   for (const [input, expected] of cases) {
     assert.equal(stripBccFromMessage(Buffer.from(input)).toString(), expected, JSON.stringify(input));
@@ -102,4 +107,15 @@ test('a failing source ends the Bcc-stripping stream with its error', async () =
   src.push('To: a@x\r\n');
   src.destroy(new Error('EIO: read failed'));
   await assert.rejects(failed, /EIO/);
+});
+
+test('the bytes a Bcc removal takes are counted as bytes (the exact SIZE= of a raw file), also for non-UTF-8 names', async () => {
+  for (const msg of [
+    Buffer.concat([Buffer.from('To: a@x\r\nBcc: "J'), Buffer.from([0xf6]), Buffer.from('rg" <j@x>\r\n\r\nbody\r\n')]),
+    Buffer.from('To: a@x\r\nBcc: "Jörg" <j@x>,\r\n  k@x\r\n\r\nbody\r\n'),
+    Buffer.from('To: a@x\nBcc: b@x\n'),
+  ]) {
+    assert.equal((await headersOf(msg)).bccBytes, msg.length - stripBccFromMessage(msg).length);
+  }
+  assert.equal((await headersOf(Buffer.from('To: a@x\r\n\r\nBcc: only in the body\r\n'))).bccBytes, undefined);
 });

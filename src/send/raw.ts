@@ -172,12 +172,14 @@ export function withoutBcc(fields: string): string | undefined {
  * (at most the first 256 KB are looked at): the same buffer when there are none.
  */
 export function stripBccFromMessage(message: Buffer): Buffer {
-  const end = findHeaderEnd(message.subarray(0, 262_144));
+  // No blank line: a message of header fields only (RFC 5322 allows it), when it is small enough to be one.
+  const end = findHeaderEnd(message.subarray(0, 262_144)) ?? (message.length < 262_144 ? message.length : undefined);
   if (end === undefined) return message;
   const head = message.subarray(0, end).toString('latin1');
   // Most messages have none: no parsing for them (the relay delivers every message through here).
   if (!/(^|\n)(resent-)?bcc[ \t]*:/i.test(head)) return message;
-  const blank = head.endsWith('\r\n\r\n') || head === '\r\n' ? 2 : 1;
+  // The blank line that ends the header section, whatever the fields' own line ends ("\n\r\n" too).
+  const blank = end === message.length && findHeaderEnd(message) === undefined ? 0 : head.endsWith('\r\n') ? 2 : 1;
   const next = withoutBcc(head.slice(0, head.length - blank));
   if (next === undefined) return message;
   return Buffer.concat([Buffer.from(next + head.slice(head.length - blank), 'latin1'), message.subarray(end)]);
@@ -237,6 +239,7 @@ export async function headersOf(raw: string | Buffer | { path: string }): Promis
   const fields = parseHeaderBlock(head.subarray(0, end).toString('utf8'));
   const messageId = headerValue(fields, 'message-id');
   const from = headerAddresses(fields, 'from')[0];
-  const bccBytes = fields.filter(isBcc).reduce((n, f) => n + Buffer.byteLength(f.raw), 0);
+  // What stripBccFromMessage removes, measured the same way (bytes, not UTF-8 characters): the exact SIZE= to announce.
+  const bccBytes = fields.some(isBcc) ? head.length - stripBccFromMessage(head).length : 0;
   return { ...(messageId ? { messageId } : {}), ...(from ? { from } : {}), ...(bccBytes ? { bccBytes } : {}) };
 }
