@@ -177,14 +177,16 @@ export function progressLine(enabled: boolean): { onProgress?: (p: SendProgress)
 const temporary = (x: RejectedRecipient) => x.reply.code >= 400 && x.reply.code < 500;
 
 /**
- * 0 when every recipient was accepted; 67 (EX_NOUSER) when Microsoft refused
- * some of them for good, so a script learns of it although the others got the
- * message; 75 (EX_TEMPFAIL) when the only failures are deferrals (4xx) still
- * there after the retries: those recipients may succeed later.
+ * 0 when every recipient was accepted; 75 (EX_TEMPFAIL) when nobody got the
+ * message and every refusal is a deferral (4xx) still there after the
+ * retries: sending the whole message again is safe. Otherwise 67
+ * (EX_NOUSER): some recipients did not get it, and since others did, a
+ * caller that retries on 75 (an MTA's pipe, a script) must not send the
+ * whole message again.
  */
 export function resultExitCode(r: SendResult): number {
   if (r.rejected.length === 0) return EXIT.OK;
-  return r.rejected.every(temporary) ? EXIT.TEMPFAIL : EXIT.NOUSER;
+  return r.accepted.length === 0 && r.rejected.every(temporary) ? EXIT.TEMPFAIL : EXIT.NOUSER;
 }
 
 /** "Rejected x: 550 5.1.10 …" or "Deferred x (temporary: 451 4.4.3 …)". */
