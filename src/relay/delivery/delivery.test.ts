@@ -26,7 +26,7 @@ function acceptingMailer(sent: string[]): Mailer {
 }
 
 /** A queue in a temp dir and a Delivery over it that sends through acceptingMailer. */
-async function rig(t: { after: (fn: () => Promise<void>) => void }, accounts?: (sent: string[]) => (name: string) => AccountHandle | undefined) {
+async function rig(t: { after: (fn: () => Promise<void>) => void }, accounts?: (sent: string[]) => (name: string) => AccountHandle | undefined, overrides: Partial<DeliverySettings> = {}) {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'smtp365-delivery-'));
   const q = await Queue.open(dir);
   t.after(async () => {
@@ -34,7 +34,7 @@ async function rig(t: { after: (fn: () => Promise<void>) => void }, accounts?: (
     await rm(dir, { recursive: true, force: true });
   });
   const sent: string[] = [];
-  const d = new Delivery({ queue: q, log: silentLogger, settings, accounts: accounts?.(sent) ?? (() => ({ mailer: acceptingMailer(sent), mailbox: 'alex@contoso.com' })) });
+  const d = new Delivery({ queue: q, log: silentLogger, settings: { ...settings, ...overrides }, accounts: accounts?.(sent) ?? (() => ({ mailer: acceptingMailer(sent), mailbox: 'alex@contoso.com' })) });
   return { q, d, sent };
 }
 
@@ -115,6 +115,22 @@ test('an attempt that fails unexpectedly (a bug, not the disk) defers the messag
   assert.deepEqual(deferred, ['INTERNAL']);
   assert.deepEqual(sent, ['r@example.com']);
   assert.equal(await q.where(e.id), undefined);
+});
+
+test('an attempt that keeps failing unexpectedly is not retried forever: past the queue lifetime the message goes to failed/ with the error', async (t) => {
+  const { q, d } = await rig(t, () => () => {
+    throw new TypeError('a bug that fails every time');
+  }, { maxLifetime: 1 });
+  const e = await q.acceptBuffer(Buffer.from('Subject: x\r\n\r\nx\r\n'), { from: 'alex@contoso.com', recipients: ['r@example.com'], account: 'a', client: { address: '127.0.0.1', tls: false } });
+  await new Promise((r) => setTimeout(r, 5));
+  d.start();
+  d.offer(e.id, 'a', e);
+  for (let i = 0; i < 300 && (await q.where(e.id)) !== 'failed'; i++) await new Promise((r) => setTimeout(r, 5));
+  await d.stop();
+  assert.equal(await q.where(e.id), 'failed');
+  const failed = await q.read('failed', e.id);
+  assert.deepEqual(failed.recipients.map((r) => [r.status, r.code]), [['failed', 'INTERNAL']]);
+  assert.match(failed.failureReason ?? '', /lifetime exceeded.*a bug that fails every time/);
 });
 
 /** Refuses every recipient for good (550), as Microsoft does for an address that does not exist. */

@@ -455,10 +455,26 @@ export class Delivery extends EventEmitter<DeliveryEvents> {
           // with what this attempt learned (recipients Microsoft accepted stay delivered); the next
           // scan writes that, or finds the attempt got as far as writing its result after all.
           const message = (err as Error)?.message ?? String(err);
-          entry.lastError = { code: 'INTERNAL', message, transient: true, at: new Date().toISOString() };
-          entry.nextAttemptAt = new Date(Date.now() + this.settings.minBackoff).toISOString();
-          this.stranded.set(entry.id, { entry, op: 'deferred' });
-          this.log.error('a delivery attempt failed unexpectedly; the message is deferred and tried again', { id: entry.id, error: message });
+          const now = Date.now();
+          entry.lastError = { code: 'INTERNAL', message, transient: true, at: new Date(now).toISOString() };
+          // As any transient failure: backing off, and not beyond the queue lifetime (then failed/, with the
+          // error; no bounce, whose making may be what fails).
+          if (now - Date.parse(entry.lifetimeStart) >= this.settings.maxLifetime) {
+            for (const r of entry.recipients) {
+              if (r.status !== 'pending') continue;
+              r.status = 'failed';
+              r.at = entry.lastError.at;
+              r.code = 'INTERNAL';
+              r.reply ??= message;
+            }
+            entry.failedAt = entry.lastError.at;
+            entry.failureReason = `Queue lifetime exceeded; last error (internal): ${message}`;
+            this.stranded.set(entry.id, { entry, op: 'failed' });
+          } else {
+            entry.nextAttemptAt = new Date(now + nextDelay(Math.max(1, entry.attempts), this.settings.minBackoff, this.settings.maxBackoff)).toISOString();
+            this.stranded.set(entry.id, { entry, op: 'deferred' });
+          }
+          this.log.error(`a delivery attempt failed unexpectedly; the message is ${entry.failedAt ? 'past its queue lifetime: failed' : 'deferred and tried again'}`, { id: entry.id, error: message });
         }
       })
       .finally(() => {
