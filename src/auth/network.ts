@@ -108,7 +108,8 @@ export class HttpsNetworkClient implements INetworkModule {
                 error_description: `HTTP ${status} from ${u.host}${u.pathname}: the reply is not JSON`,
               };
             }
-            if (status === 429 || status >= 500 || (hdrs['retry-after'] !== undefined && (status < 200 || status >= 300))) {
+            // Only POSTs (token, device code) go through MSAL's throttling; its GETs (discovery) do not.
+            if (method === 'POST' && (status === 429 || status >= 500 || (hdrs['retry-after'] !== undefined && (status < 200 || status >= 300)))) {
               const seconds = Number.parseInt(hdrs['retry-after'] ?? '', 10);
               this.throttledUntil = Date.now() + Math.min(seconds > 0 ? seconds : 60, 3600) * 1000;
             }

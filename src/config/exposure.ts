@@ -16,8 +16,8 @@ export interface ExposedFile {
   mode: string;
 }
 
-/** Keys whose value in a config file is a secret, or says where a private key is. */
-const SECRET_KEYS = ['clientSecret', 'password', 'privateKey', 'privateKeyPath', 'certificatePath'] as const;
+/** Keys whose value in a config file is a secret (a key file's path is not: the file itself is checked). */
+const SECRET_KEYS = ['clientSecret', 'password', 'privateKey'] as const;
 
 /** The permission bits when group or others may read the file, else null (also on Windows, where modes mean nothing). */
 async function looseMode(file: string): Promise<string | null> {
@@ -37,10 +37,7 @@ async function configSecrets(file: string): Promise<string[]> {
     const found: string[] = [];
     for (const [name, body] of Object.entries(data?.accounts ?? {})) {
       const has = (key: string) => typeof body?.[key] === 'string' && (body[key] as string).trim() !== '';
-      for (const key of SECRET_KEYS) {
-        // With privateKeyPath beside it, certificatePath names only the public certificate.
-        if (has(key) && !(key === 'certificatePath' && has('privateKeyPath'))) found.push(`accounts.${name}.${key}`);
-      }
+      for (const key of SECRET_KEYS) if (has(key)) found.push(`accounts.${name}.${key}`);
     }
     return found;
   } catch {
