@@ -1,5 +1,5 @@
 // Files holding a secret that other users on the machine can read: a config
-// file with a client secret, a password or a private key (or its path), and
+// file with a client secret, a password or a private key, and
 // the private key file an account points to. Reported as a warning with the
 // exact chmod (doctor check 1; once on stderr from accounts, login, token,
 // send and sendmail; in the relay's log at start): it works, but anyone who
