@@ -183,3 +183,57 @@ test('a crash after the bounce was queued but before the message was recorded as
   assert.equal(b.bounceId, all[0]!.id);
   assert.equal((await q2.read('failed', e.id)).bounceId, all[0]!.id);
 });
+
+test('a crash after a delay notice was queued but before the message recorded it: the notice goes out once, even when it is delivered before the message is tried again', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'smtp365-delivery-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const sender = 'device@contoso.com';
+  const notices: string[] = [];
+  // Microsoft defers the device's message (451), slowly; it takes reports (to the sender) at once.
+  const mailer: Mailer = {
+    async send(m: OutgoingMessage): Promise<SendResult> {
+      const env = (m as { envelope: { from: string; to: string[] } }).envelope;
+      if (env.to.includes(sender)) {
+        notices.push(env.to.join());
+        return { messageId: '<n@y>', response: '250 2.0.0 OK', envelope: env, accepted: [...env.to], rejected: [], attempts: 1 };
+      }
+      await new Promise((r) => setTimeout(r, 100));
+      const reply = { code: 451, enhanced: '4.7.0', text: 'Temporary server error', command: 'RCPT' };
+      return { messageId: '<x@y>', response: '451', envelope: env, accepted: [], rejected: env.to.map((address) => ({ address, reply })), attempts: 1 };
+    },
+    async close() {},
+  };
+  const accounts = () => ({ mailer, mailbox: 'alex@contoso.com' });
+  const warnSettings = { ...settings, delayWarning: 1, minBackoff: 20, maxBackoff: 40 };
+  const q1 = await Queue.open(dir);
+  const e = await q1.acceptBuffer(Buffer.from('Subject: x\r\n\r\nx\r\n'), { from: sender, recipients: ['r@example.com'], account: 'a', client: { address: '127.0.0.1', tls: false } });
+  await new Promise((r) => setTimeout(r, 5));
+  // First run: the deferral that would record the notice never gets written (the process dies there).
+  const moveActive = q1.moveActive.bind(q1);
+  q1.moveActive = async (entry, to) => {
+    if (entry.id === e.id) throw Object.assign(new Error('killed'), { code: 'EIO' });
+    return moveActive(entry, to);
+  };
+  const d1 = new Delivery({ queue: q1, log: silentLogger, settings: { ...warnSettings, delayWarning: 1 }, accounts });
+  // The notice is queued but not delivered before the "crash": d1 never sends it.
+  d1.offer = () => undefined;
+  d1.start();
+  Delivery.prototype.offer.call(d1, e.id, 'a', e);
+  const reports = async (q: Queue) => (await q.list()).filter((x) => x.bounceOf === e.id);
+  for (let i = 0; i < 300 && (await reports(q1)).length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.equal((await reports(q1)).length, 1, 'the notice was queued');
+  await d1.stop();
+  await q1.close();
+
+  // The restart: the notice goes out at once; the message is tried again 100 ms later and deferred again.
+  const q2 = await Queue.open(dir);
+  t.after(() => q2.close());
+  await q2.recover();
+  const d2 = new Delivery({ queue: q2, log: silentLogger, settings: warnSettings, accounts });
+  d2.start();
+  for (let i = 0; i < 400 && (await q2.where(e.id)) !== 'deferred'; i++) await new Promise((r) => setTimeout(r, 5));
+  await new Promise((r) => setTimeout(r, 150));
+  await d2.stop();
+  assert.deepEqual(notices, [sender], 'one delay notice');
+  assert.ok((await q2.read('deferred', e.id)).delayWarnedAt);
+});

@@ -489,6 +489,21 @@ export class Queue {
       if (live.has(id)) await unlink(this.entryPath('failed', id)).catch(() => undefined);
       else live.add(id);
     }
+    // A delay notice queued just before the crash, its sending not yet recorded in the message: recorded now,
+    // before anything is delivered (the notice may go out before the message is next tried, and then it
+    // could no longer be told apart from one never queued).
+    for (const id of requeued) {
+      if (!live.has(id)) continue;
+      try {
+        const e = await this.read('incoming', id);
+        if (e.delayNoticeId && !e.delayWarnedAt && live.has(e.delayNoticeId)) {
+          e.delayWarnedAt = new Date().toISOString();
+          await atomicWrite(this.entryPath('incoming', id), JSON.stringify(e, null, 1), this.tmp);
+        }
+      } catch {
+        // unreadable: whole() already judged it; nothing to record
+      }
+    }
     let orphansRemoved = 0;
     for (const name of await readdir(path.join(this.dir, 'data'))) {
       const id = name.replace(/\.eml$/, '');
