@@ -139,6 +139,13 @@ test('70043 sign-in frequency and 50173 revoked sessions', async (t) => {
   await b.admin.advanceClock(60);
   await b.admin.patchUser(sb.info.users[0]!.upn, { revokeSessions: true });
   await assert.rejects(b.provider.getAccessToken({ forceRefresh: true }), expectError('AUTH_SIGNIN_EXPIRED', 50173, 'smtp365 login'));
+  // The access token issued before still works until it expires (Microsoft cannot take it back): it is used,
+  // and using it does not make the account look healthy again.
+  const still = await b.provider.getAccessToken();
+  assert.ok(still.expiresOn.getTime() > Date.now());
+  const st = await b.provider.state();
+  assert.equal(st.state, 'failed');
+  assert.equal(st.lastError?.aadsts, 50173);
 });
 
 test('53003 blocked by Conditional Access', async (t) => {

@@ -381,10 +381,15 @@ class MsalTokenProvider implements AccountTokenProvider {
       }
       const token = this.toToken(result);
       if (remainingMs(token) <= 0) throw new Smtp365Error('AUTH_FAILED', 'The identity service returned an access token that has already expired (is the clock right?)');
-      delete meta.lastError;
+      // An access token issued before the sign-in failed still works until it expires (Microsoft cannot
+      // take it back), so it is used; but only a new token from the service clears the failure: the
+      // account keeps saying it needs a sign-in before that token runs out.
+      const prior = this.loaded?.meta.lastError;
+      const keepFailure = result.fromCache && prior !== undefined && !prior.transient;
+      if (!keepFailure) delete meta.lastError;
       if (!result.fromCache) meta.refreshTokenLastUsed = new Date().toISOString();
       if (token.username) meta.signedInAs = token.username;
-      if (this.changedMsal || !result.fromCache || this.loaded?.meta.lastError) await this.persist(meta);
+      if (this.changedMsal || !result.fromCache || (prior !== undefined && !keepFailure)) await this.persist(meta);
       this.flight.set(token);
       this.log({
         type: result.fromCache ? 'token' : 'refresh',

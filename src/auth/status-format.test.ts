@@ -25,10 +25,11 @@ test('a last use at this very moment (or a hair ahead, another clock) reads "jus
   assert.match(err, /\(just now\), temporary\)/);
 });
 
-test('a failed account\'s cached access token is not presented as valid', () => {
+test('a failed account\'s cached access token is shown as what it is: still used until it expires, a sign-in needed before then', () => {
   const text = formatStatus({ ...base, state: 'failed', accessTokenExpiresOn: new Date(Date.now() + 3_000_000) }).join('\n');
   assert.doesNotMatch(text, /valid until/);
-  assert.match(text, /access token +from before the failure, not used/);
+  assert.match(text, /access token +from before the failure, still used until .*: sign in again before then/);
+  assert.match(formatStatus({ ...base, state: 'failed', accessTokenExpiresOn: new Date(Date.now() - 60_000) }).join('\n'), /access token +expired/);
 });
 
 test('the flow shown is the one the sign-in used', () => {

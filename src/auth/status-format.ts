@@ -39,8 +39,9 @@ export function formatStatus(s: AccountStatus, opts: { isDefault?: boolean; styl
     row('', st.dim(`sends as ${s.user} with ${s.signedInAs}'s rights (shared mailbox / delegate)`));
   }
   if (s.accessTokenExpiresOn && s.state === 'failed') {
-    // smtp365 does not use a cached token once the account has failed: do not present it as usable.
-    row('access token', st.dim(`from before the failure, not used (would expire ${when(s.accessTokenExpiresOn, now)})`));
+    // Issued before the failure, it still works until it expires (and is used): the sign-in is needed before then.
+    const valid = s.accessTokenExpiresOn.getTime() > now;
+    row('access token', valid ? `from before the failure, still used until ${when(s.accessTokenExpiresOn, now)}: sign in again before then` : st.dim(`expired ${when(s.accessTokenExpiresOn, now)}`));
   } else if (s.accessTokenExpiresOn) {
     const valid = s.accessTokenExpiresOn.getTime() > now;
     row('access token', `${valid ? 'valid until' : 'expired'} ${when(s.accessTokenExpiresOn, now)}${valid ? '' : st.dim(' · renewed on next use')}`);
