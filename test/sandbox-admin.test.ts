@@ -285,8 +285,13 @@ test('settings: where Microsoft is uncertain, changeable at run time and validat
   }
   assert.equal((await admin(sb, 'GET', '/settings')).json<{ smtp: { authFailureDelayMs: number } }>().smtp.authFailureDelayMs, 6000, 'a bad patch changes nothing');
   assert.equal((await admin(sb, 'DELETE', '/settings')).status, 405);
+  // The SMTP limits are put back by a reset too (a test's small limit must not reach the next test).
+  const limits = (await admin(sb, 'GET', '/smtp/limits')).json();
+  assert.equal((await admin(sb, 'PATCH', '/smtp/limits', { recipientsPerDay: 4, messagesPerMinute: { mode: 'delay' } })).status, 200);
   await admin(sb, 'POST', '/reset', {});
   assert.deepEqual((await admin(sb, 'GET', '/settings')).json(), view);
+  assert.deepEqual((await admin(sb, 'GET', '/smtp/limits')).json(), limits);
+  assert.ok((await admin(sb, 'GET', '')).json<{ routes: string[] }>().routes.some((r) => r.includes('/admin/smtp/limits')), 'GET {admin} lists the SMTP routes');
 
   // The CLI: the SMTP settings as flags, checked before anything starts.
   const cli = path.join(repoRoot, 'src', 'cli', 'main.ts');

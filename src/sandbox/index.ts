@@ -200,7 +200,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     throw e;
   }
   smtpRef.handle = smtp;
-  const settings = new SandboxSettings(identity.behaviour, smtp.behaviour);
+  const settings = new SandboxSettings(identity.behaviour, smtp.behaviour, smtp.limits);
   smtpRef.settings = settings;
 
   const tenant = directory.data.tenants[0];

@@ -190,6 +190,8 @@ const ROUTES = [
   'GET /admin/state',
   'POST /admin/reset {directory?, sessions?, faults?, messages?, settings?} (all when empty)',
   'GET|PATCH /admin/settings {identity?: {refreshTokenReuse?, slowDown?}, smtp?: {authFailureDelayMs?, sendAsDeniedStyle?, securityDefaultsBlockOAuth?}}',
+  'GET|PATCH /admin/smtp/limits {recipientsPerDay?, maxRecipientsPerMessage?, maxConcurrentConnectionsPerMailbox?, messagesPerMinute?: {limit?, mode?, reply?}}',
+  'GET /admin/smtp/events?type=&mailbox=&limit=',
   'GET|POST /admin/clock {advanceSeconds}',
   'GET /admin/device-codes',
   'POST /admin/device-codes/approve {userCode, upn?, mfa?}',

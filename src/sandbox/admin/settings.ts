@@ -3,13 +3,13 @@
 // runs:
 //   GET   /admin/settings → {"identity": {…}, "smtp": {…}}
 //   PATCH /admin/settings {"identity": {"refreshTokenReuse": false}, "smtp": {"authFailureDelayMs": 6000}} → the new settings
-// POST /admin/reset puts them back as the sandbox started.
+// POST /admin/reset puts them back as the sandbox started, and the SMTP limits too.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { describeIssues } from '../faults/injector.ts';
 import { HttpError, methodNotAllowed, readJson, sendError, sendJson } from '../faults/json-io.ts';
 import type { IdentityBehaviour } from '../identity/service.ts';
-import type { SmtpBehaviour } from '../smtp/context.ts';
+import type { SmtpBehaviour, SmtpLimits } from '../smtp/context.ts';
 
 export interface SettingsView {
   identity: IdentityBehaviour;
@@ -38,10 +38,15 @@ export type SettingsPatch = z.infer<typeof patchSchema>;
 export class SandboxSettings {
   readonly #live: SettingsView;
   readonly #initial: SettingsView;
+  readonly #limits: SmtpLimits | undefined;
+  readonly #initialLimits: SmtpLimits | undefined;
 
-  constructor(identity: IdentityBehaviour, smtp: SmtpBehaviour) {
+  /** `limits`: the SMTP limits (changed through /smtp/limits), put back by reset() too. */
+  constructor(identity: IdentityBehaviour, smtp: SmtpBehaviour, limits?: SmtpLimits) {
     this.#live = { identity, smtp };
     this.#initial = structuredClone(this.#live);
+    this.#limits = limits;
+    this.#initialLimits = limits ? structuredClone(limits) : undefined;
   }
 
   view(): SettingsView {
@@ -63,6 +68,11 @@ export class SandboxSettings {
   reset(): void {
     Object.assign(this.#live.identity, this.#initial.identity);
     Object.assign(this.#live.smtp, this.#initial.smtp);
+    if (this.#limits && this.#initialLimits) {
+      const { messagesPerMinute, ...rest } = structuredClone(this.#initialLimits);
+      Object.assign(this.#limits, rest);
+      Object.assign(this.#limits.messagesPerMinute, messagesPerMinute);
+    }
   }
 }
 
