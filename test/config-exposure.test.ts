@@ -73,7 +73,7 @@ test('token and accounts warn once on stderr about a readable secret, and keep s
   const config = path.join(dir, 'config.yaml');
   await fs.writeFile(config, appOnlyConfig(sb), { mode: 0o640 });
   const env = { HOME: dir, SMTP365_HOME: path.join(dir, 'state'), XDG_CONFIG_HOME: path.join(dir, 'xdg') };
-  const warning = `warning ${config} holds accounts.daemon.clientSecret and other users can read it (mode 0640): chmod 600 ${config}\n`;
+  const warning = `warning: ${config} holds accounts.daemon.clientSecret and other users can read it (mode 0640): chmod 600 ${config}\n`;
 
   const token = await cli(t, ['token', '--config', config], env);
   assert.equal(token.code, 0, token.stderr);

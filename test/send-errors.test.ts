@@ -239,6 +239,7 @@ test('the token endpoint down is a transient failure (exit 75 for the CLI), and 
   // budget, so it gives up at once instead of spending its attempts on replays of the old answer.
   assert.equal(e.details?.attempts, 1);
   assert.ok(e.retryAfterMs! > 55_000 && e.retryAfterMs! <= 60_000, String(e.retryAfterMs));
+  assert.match(e.explanation!.fix[0]!, /^Microsoft asked for a (59|60) s wait before the next try; the retry budget had \d+ ms left .*so this send stopped/);
   assert.equal(s.tokenCalls() - before, 1, 'not hammered');
   assert.equal(s.messages().length, 0);
 });

@@ -53,7 +53,9 @@ export function formatStatus(s: AccountStatus, opts: { isDefault?: boolean; styl
       const age = s.refreshTokenAgeDays ?? 0;
       const ageText = `last used ${when(s.refreshTokenLastUsed, now, true)}`;
       const colored = age >= 60 ? st.bad(ageText) : age >= 30 ? st.warn(ageText) : ageText;
-      row('refresh token', colored + (s.refreshTokenIdleExpiresOn ? st.dim(` · expires if unused ${s.refreshTokenIdleExpiresOn.toISOString().slice(0, 10)}`) : ''));
+      // Once refused (revoked, expired), it has no idle expiry left to show.
+      const idle = s.refreshTokenIdleExpiresOn && s.state !== 'failed' ? st.dim(` · expires if unused ${s.refreshTokenIdleExpiresOn.toISOString().slice(0, 10)}`) : '';
+      row('refresh token', colored + idle);
     } else if (s.state === 'empty') {
       row('refresh token', st.dim('none'));
     }

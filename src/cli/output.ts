@@ -56,7 +56,7 @@ export async function warnExposedSecrets(config: string | null | undefined, acco
   try {
     // config: --config (or the file the loader read), undefined for the usual place, null for none.
     for (const f of await exposedSecretFiles(config === null ? null : configFileInUse(config), accounts)) {
-      process.stderr.write(`${pc.yellow('warning')} ${exposedWarning(f)}\n`);
+      process.stderr.write(`${pc.yellow('warning:')} ${exposedWarning(f)}\n`);
     }
   } catch {
     /* advice only */

@@ -467,7 +467,7 @@ class MailerImpl implements Smtp365Mailer {
             return { ...done.first, accepted: done.accepted, rejected: [...done.rejected, ...job.envelope.to.map((address) => ({ address, reply }))], attempts: attempt };
           }
           this.counters.failed++;
-          throw withAttempts(err, attempt, err.transient && !job.restartable());
+          throw withAttempts(waitTooLong(err, budgetLeft, attempt < this.policy.maxAttempts), attempt, err.transient && !job.restartable());
         }
         this.log.warn?.(`Attempt ${attempt} failed (${err.code}); retrying in ${waitText(delay)}`, {
           code: err.code,
@@ -712,6 +712,21 @@ class MailerImpl implements Smtp365Mailer {
  */
 export function mayBeStaleToken(reply: SmtpReply): boolean {
   return reply.code === 535 && (reply.enhanced === undefined || reply.enhanced === '5.7.3');
+}
+
+/** A transient error given up on because the wait it asks for is longer than the retry budget has left: said so, first. */
+function waitTooLong(err: Smtp365Error, budgetLeftMs: number, attemptsLeft: boolean): Smtp365Error {
+  if (!err.transient || err.retryAfterMs === undefined || err.retryAfterMs <= budgetLeftMs || !attemptsLeft || !err.explanation) return err;
+  const line = `Microsoft asked for a ${waitText(err.retryAfterMs)} wait before the next try; the retry budget had ${waitText(Math.max(0, budgetLeftMs))} left (the CLI's --timeout, the library's retry.budgetMs), so this send stopped. Try again after the wait, or allow more time.`;
+  const e = withDetails(err, { gaveUp: 'the wait asked for is longer than the retry budget left' });
+  return new Smtp365Error(e.code, e.message, {
+    transient: true,
+    ...(e.smtp ? { smtp: e.smtp } : {}),
+    explanation: { ...err.explanation, fix: [line, ...err.explanation.fix] },
+    cause: e.cause,
+    ...(e.details ? { details: e.details } : {}),
+    retryAfterMs: err.retryAfterMs,
+  });
 }
 
 function withDetails(err: Smtp365Error, extra: Record<string, unknown>): Smtp365Error {

@@ -574,7 +574,7 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
       secretValue = r.secretText;
       secret = { created: true, reused: false, masked: options.dryRun ? r.secretText : maskSecret(r.secretText) };
       step({ title: 'Client secret', status: 'done', detail: `${renew ? `renewed (the one in the configuration: ${renew})` : 'created'}${r.endDateTime ? `, expires ${r.endDateTime.slice(0, 10)}` : ''}; stored only in the configuration file (0600)` });
-      if (renew) notes.push('The old client secret stays on the app until it expires (other machines may still use it); remove it in Azure portal › App registrations › your app › Certificates & secrets once nothing does.');
+      if (renew && !/expired/.test(renew)) notes.push('The old client secret stays on the app until it expires (other machines may still use it); remove it in Azure portal › App registrations › your app › Certificates & secrets once nothing does.');
       if (r.endDateTime) notes.push(`The client secret expires on ${r.endDateTime.slice(0, 10)}: run smtp365 setup --app-only again in the 30 days before, and it makes a new one.`);
     }
   }

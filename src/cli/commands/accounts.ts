@@ -48,7 +48,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(pc.dim(`\n${loaded.configPath ? `Config: ${loaded.configPath}` : 'Config: environment only (SMTP365_*)'}\n`));
     const needLogin = states.filter((s) => !s.appOnly && (s.state === 'empty' || s.state === 'failed'));
     for (const s of needLogin) {
-      process.stdout.write(`${pc.yellow('→')} sign in ${s.account}: ${pc.cyan(`smtp365 login${s.account === 'default' ? '' : ` --account ${s.account}`}`)}\n`);
+      process.stdout.write(`${pc.yellow('→')} sign in ${s.account}: ${pc.cyan(`smtp365 login${s.account === 'default' ? '' : ` --account ${s.account}`}${o.config ? ` --config ${o.config}` : ''}`)}\n`);
     }
     return EXIT.OK;
   } catch (err) {
