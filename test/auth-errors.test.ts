@@ -254,3 +254,20 @@ test('keep-alive: nothing to do right after a sign-in (no refresh); due after re
   assert.equal(due.type, 'refreshed');
   assert.equal(requests.filter((l) => /token 200$/.test(l)).length, before + 1);
 });
+
+test('password flow: a refresh token refused for good (revoked sessions) is replaced by signing in again with the configured password', async (t) => {
+  const sb = await withSandbox(t);
+  const h = await home(t);
+  const account = sandboxAccount(sb.info, { flow: 'password' });
+  const provider = createTokenProvider(account, { home: h });
+  const first = await provider.getAccessToken();
+  await adminFor(sb).patchUser(account.user, { revokeSessions: true });
+  const again = await provider.getAccessToken({ forceRefresh: true });
+  assert.notEqual(again.token, first.token);
+  const st = await provider.state();
+  assert.equal(st.state, 'active');
+  assert.equal(st.lastError, undefined);
+  // A wrong password is still a failure, explained as such (no loop of sign-ins).
+  await adminFor(sb).patchUser(account.user, { password: 'Changed-Pass-9' });
+  await assert.rejects(provider.getAccessToken({ forceRefresh: true }), (e: Smtp365Error) => e.explanation?.aadsts === 50126);
+});

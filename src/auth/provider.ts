@@ -441,10 +441,21 @@ class MsalTokenProvider implements AccountTokenProvider {
       }
       throw notSignedIn(a);
     }
-    return pub.acquireTokenSilent({ account: acct, scopes, forceRefresh });
+    try {
+      return await pub.acquireTokenSilent({ account: acct, scopes, forceRefresh });
+    } catch (err) {
+      // The password flow needs no person: a refresh token refused for good (revoked, expired, cut by
+      // Conditional Access) is replaced by signing in again with the configured password, as a person would.
+      if (a.flow !== 'password' || !a.password || !refusedForGood(err)) throw err;
+      this.log({ type: 'refresh-failed', level: 'warn', message: 'the saved sign-in was refused; signing in again with the configured password' });
+      return this.passwordSignIn(pub);
+    }
   }
 
   private async passwordSignIn(app: PublicClientApplication): Promise<AuthenticationResult> {
+    // A refused sign-in said so in network.lastError; this new attempt's own answer is what counts now.
+    const net = this.network;
+    if (net) net.lastError = undefined;
     const a = this.account;
     if (!a.password) throw new Smtp365Error('CONFIG_INVALID', `Account "${a.name}": the password flow needs a password (SMTP365_PASSWORD)`);
     const r = await app.acquireTokenByUsernamePassword({ scopes: smtpScopes(a), username: a.username ?? a.user, password: a.password });
@@ -646,4 +657,10 @@ class MsalTokenProvider implements AccountTokenProvider {
 /** The token provider of an account: MSAL flows, encrypted cache, single-flight refresh. */
 export function createTokenProvider(account: Account, options: TokenProviderOptions = {}): AccountTokenProvider {
   return new MsalTokenProvider(account, options);
+}
+
+/** A refresh the service refused for good (invalid_grant: revoked, expired, sign-in frequency), as MSAL reports it. */
+function refusedForGood(err: unknown): boolean {
+  const e = err as { errorCode?: string; errorMessage?: string; subError?: string };
+  return e?.errorCode === 'invalid_grant' || /AADSTS(70008|700082|50173|70043)\b/.test(e?.errorMessage ?? '');
 }
