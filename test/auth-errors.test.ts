@@ -255,7 +255,7 @@ test('keep-alive: nothing to do right after a sign-in (no refresh); due after re
   assert.equal(requests.filter((l) => /token 200$/.test(l)).length, before + 1);
 });
 
-test('password flow: a refresh token refused for good (revoked sessions) is replaced by signing in again with the configured password', async (t) => {
+test('password flow: a refresh token refused for good (revoked sessions) is replaced by signing in again with the configured password; a password refused once is not tried again by itself', async (t) => {
   const sb = await withSandbox(t);
   const h = await home(t);
   const account = sandboxAccount(sb.info, { flow: 'password' });
@@ -267,7 +267,18 @@ test('password flow: a refresh token refused for good (revoked sessions) is repl
   const st = await provider.state();
   assert.equal(st.state, 'active');
   assert.equal(st.lastError, undefined);
-  // A wrong password is still a failure, explained as such (no loop of sign-ins).
+  // A wrong password is still a failure, explained as such.
   await adminFor(sb).patchUser(account.user, { password: 'Changed-Pass-9' });
   await assert.rejects(provider.getAccessToken({ forceRefresh: true }), (e: Smtp365Error) => e.explanation?.aadsts === 50126);
+  // Not tried again by itself (each wrong try counts toward Entra's smart lockout): even once the configured
+  // password is right again at Microsoft, nothing tries it until a person does (login) or the configuration changes.
+  await adminFor(sb).patchUser(account.user, { password: account.password });
+  for (let i = 0; i < 3; i++) await assert.rejects(createTokenProvider(account, { home: h }).getAccessToken({ forceRefresh: true }), (e: Smtp365Error) => e.explanation?.aadsts === 50126);
+  assert.equal((await provider.signIn()).state, 'active', 'smtp365 login tries it');
+  await adminFor(sb).patchUser(account.user, { password: 'Changed-Pass-9' });
+  await assert.rejects(provider.getAccessToken({ forceRefresh: true }), (e: Smtp365Error) => e.explanation?.aadsts === 50126);
+  // The configuration now holds the new password: tried, and it works.
+  const fixed = createTokenProvider({ ...account, password: 'Changed-Pass-9' }, { home: h });
+  assert.ok((await fixed.getAccessToken({ forceRefresh: true })).token);
+  assert.equal((await fixed.state()).state, 'active');
 });

@@ -374,6 +374,7 @@ class MsalTokenProvider implements AccountTokenProvider {
       } catch (err) {
         const e = toAuthError(err, { account: this.account, operation: 'token refresh', serverError: network.lastError, networkFailure: network.lastFailure, throttledUntil: network.throttledUntil });
         meta.lastError = { code: e.code, message: e.message, transient: e.transient, at: new Date().toISOString(), ...(typeof e.explanation?.aadsts === 'number' ? { aadsts: e.explanation.aadsts } : {}) };
+        if (e.code === 'AUTH_BAD_CREDENTIALS' && this.account.flow === 'password' && this.account.password) meta.refusedPassword = passwordFingerprint(this.account);
         if (this.loaded || this.changedMsal) await this.persist(meta).catch(() => undefined);
         this.flight.set(undefined);
         this.log({ type: 'refresh-failed', level: e.transient ? 'warn' : 'error', message: e.message, error: e });
@@ -387,6 +388,7 @@ class MsalTokenProvider implements AccountTokenProvider {
       const prior = this.loaded?.meta.lastError;
       const keepFailure = result.fromCache && prior !== undefined && !prior.transient;
       if (!keepFailure) delete meta.lastError;
+      if (!result.fromCache) delete meta.refusedPassword;
       if (!result.fromCache) meta.refreshTokenLastUsed = new Date().toISOString();
       if (token.username) meta.signedInAs = token.username;
       if (this.changedMsal || !result.fromCache || (prior !== undefined && !keepFailure)) await this.persist(meta);
@@ -422,7 +424,7 @@ class MsalTokenProvider implements AccountTokenProvider {
     if (!acct) {
       if (a.flow === 'password') {
         // The password flow needs no person: sign in with the configured credentials.
-        return this.passwordSignIn(pub);
+        return this.passwordSignIn(pub, true);
       }
       if (this.loaded?.meta.lastError && !this.loaded.meta.lastError.transient) {
         // MSAL drops a refresh token the service refused; keep saying why.
@@ -448,16 +450,23 @@ class MsalTokenProvider implements AccountTokenProvider {
       // Conditional Access) is replaced by signing in again with the configured password, as a person would.
       if (a.flow !== 'password' || !a.password || !refusedForGood(err)) throw err;
       this.log({ type: 'refresh-failed', level: 'warn', message: 'the saved sign-in was refused; signing in again with the configured password' });
-      return this.passwordSignIn(pub);
+      return this.passwordSignIn(pub, true);
     }
   }
 
-  private async passwordSignIn(app: PublicClientApplication): Promise<AuthenticationResult> {
+  /** `automatic`: not asked for by a person (a refresh, a send): never with a password already refused. */
+  private async passwordSignIn(app: PublicClientApplication, automatic = false): Promise<AuthenticationResult> {
+    const a = this.account;
+    if (!a.password) throw new Smtp365Error('CONFIG_INVALID', `Account "${a.name}": the password flow needs a password (SMTP365_PASSWORD)`);
+    const le = this.loaded?.meta.lastError;
+    if (automatic && this.loaded?.meta.refusedPassword === passwordFingerprint(a) && le) {
+      // Not again with the password already refused (smart lockout): the stored refusal, until the configuration changes.
+      const explanation = explainIdentityError({ error_codes: [le.aadsts ?? 50126], error_description: le.message }, explainContext(a));
+      throw new Smtp365Error(explanation.code, le.message, { explanation, details: { account: a.name, since: le.at, notRetried: 'the configured password was refused; change it in the configuration (or run smtp365 login) to try again' } });
+    }
     // A refused sign-in said so in network.lastError; this new attempt's own answer is what counts now.
     const net = this.network;
     if (net) net.lastError = undefined;
-    const a = this.account;
-    if (!a.password) throw new Smtp365Error('CONFIG_INVALID', `Account "${a.name}": the password flow needs a password (SMTP365_PASSWORD)`);
     const r = await app.acquireTokenByUsernamePassword({ scopes: smtpScopes(a), username: a.username ?? a.user, password: a.password });
     if (!r) throw new Smtp365Error('AUTH_FAILED', 'The identity service returned no token');
     return r;
@@ -663,4 +672,9 @@ export function createTokenProvider(account: Account, options: TokenProviderOpti
 function refusedForGood(err: unknown): boolean {
   const e = err as { errorCode?: string; errorMessage?: string; subError?: string };
   return e?.errorCode === 'invalid_grant' || /AADSTS(70008|700082|50173|70043)\b/.test(e?.errorMessage ?? '');
+}
+
+/** Which configured password was refused, without keeping it (stored only inside the encrypted cache). */
+function passwordFingerprint(a: Account): string {
+  return crypto.createHash('sha256').update(`smtp365 refused password\0${a.name}\0${a.username ?? a.user}\0${a.password ?? ''}`).digest('hex').slice(0, 32);
 }

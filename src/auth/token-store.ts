@@ -24,6 +24,12 @@ export interface CacheMeta {
   /** Last time a token was obtained from the identity service (for delegated flows: the refresh token was used and rotated). */
   refreshTokenLastUsed?: string;
   lastError?: { code: string; message: string; transient: boolean; at: string; aadsts?: number };
+  /**
+   * Password flow: a fingerprint of the configured password the service refused
+   * (AADSTS50126). It is not tried again by itself until the configuration
+   * holds another one: every wrong try counts toward Entra's smart lockout.
+   */
+  refusedPassword?: string;
 }
 
 export interface CachePayload {
