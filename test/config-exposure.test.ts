@@ -93,3 +93,16 @@ test('token and accounts warn once on stderr about a readable secret, and keep s
   const quiet = await cli(t, ['token', '--config', config], env);
   assert.equal(quiet.stderr, '');
 });
+
+test('privateKey / certificate given as a path: the file is checked, the path itself is no secret; given inline with a key: the config holds a secret', { skip: process.platform === 'win32' }, async (t) => {
+  const dir = await tempDir(t, 'smtp365-exposure-');
+  const config = path.join(dir, 'config.yaml');
+  const cert = await createSelfSignedCertificate('smtp365 test');
+  const combined = path.join(dir, 'combined.pem');
+  await fs.writeFile(combined, cert.certPem + cert.keyPem, { mode: 0o644 });
+  const base = 'accounts:\n  daemon:\n    tenant: contoso.onmicrosoft.com\n    clientId: 5ea1c0de-7b1e-4c5a-9d2f-3e4a5b6c7d8e\n    user: a@contoso.com\n    flow: client-certificate\n';
+  await fs.writeFile(config, `${base}    certificate: combined.pem\n    privateKey: combined.pem\n`, { mode: 0o644 });
+  assert.deepEqual(await exposedSecretFiles(config, []), [{ file: combined, holds: 'a private key', mode: '0644' }], 'the key file named by a relative path; not the config');
+  await fs.writeFile(config, `${base}    privateKey: ${JSON.stringify(cert.keyPem)}\n`);
+  assert.deepEqual((await exposedSecretFiles(config, [])).map((f) => f.holds), ['accounts.daemon.privateKey']);
+});

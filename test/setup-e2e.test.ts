@@ -325,3 +325,17 @@ test('a certificate to renew on an app that has another certificate smtp365 cann
   assert.equal(account.certificatePath, first.certificate!.certificatePath, 'still the certificate the app knows');
   assert.equal(await fs.readFile(first.certificate!.privateKeyPath, 'utf8'), short.keyPem, 'its key is kept');
 });
+
+test('a later renewal is not blocked by a certificate left on the app that has expired meanwhile: it is dropped, the renewal goes through', async (t) => {
+  const { configPath, opts, first, short, admin } = await expiringCertificate(t);
+  const expired = await createSelfSignedCertificate('smtp365 cert', -0.5);
+  await admin('PATCH', `/apps/${first.app.appId}`, { certificates: [expired.certPem, short.certPem] });
+  const again = await runSetup(opts);
+  assert.doesNotMatch(again.notes.join('\n'), /Upload certificate/);
+  const view = (await admin('GET', `/apps/${first.app.appId}`)) as { certificates: Array<{ thumbprintSha1: string }> };
+  assert.deepEqual(
+    view.certificates.map((c) => Buffer.from(c.thumbprintSha1, 'base64url').toString('hex').toUpperCase()).sort(),
+    [again.certificate!.thumbprint, short.thumbprint].sort(),
+  );
+  assert.equal((await resolveAccount({ configPath, name: 'cert', env: {} })).certificatePath, again.certificate!.certificatePath);
+});

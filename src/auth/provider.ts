@@ -374,7 +374,9 @@ class MsalTokenProvider implements AccountTokenProvider {
       } catch (err) {
         const e = toAuthError(err, { account: this.account, operation: 'token refresh', serverError: network.lastError, networkFailure: network.lastFailure, throttledUntil: network.throttledUntil });
         meta.lastError = { code: e.code, message: e.message, transient: e.transient, at: new Date().toISOString(), ...(typeof e.explanation?.aadsts === 'number' ? { aadsts: e.explanation.aadsts } : {}) };
-        if (e.code === 'AUTH_BAD_CREDENTIALS' && this.account.flow === 'password' && this.account.password) meta.refusedPassword = passwordFingerprint(this.account);
+        // Any refusal for good of the password flow (wrong or expired password, locked or disabled account, …):
+        // no more automatic password tries until the configuration changes or a person runs smtp365 login.
+        if (!e.transient && this.account.flow === 'password' && this.account.password) meta.refusedPassword = passwordFingerprint(this.account);
         if (this.loaded || this.changedMsal) await this.persist(meta).catch(() => undefined);
         this.flight.set(undefined);
         this.log({ type: 'refresh-failed', level: e.transient ? 'warn' : 'error', message: e.message, error: e });
@@ -668,10 +670,14 @@ export function createTokenProvider(account: Account, options: TokenProviderOpti
   return new MsalTokenProvider(account, options);
 }
 
-/** A refresh the service refused for good (invalid_grant: revoked, expired, sign-in frequency), as MSAL reports it. */
+/**
+ * A refresh token that is dead (revoked, expired, cut by sign-in frequency), as MSAL reports it. Not every
+ * invalid_grant: consent removed, Conditional Access, MFA, a locked or disabled account say invalid_grant
+ * too, and a password sign-in cannot help there.
+ */
 function refusedForGood(err: unknown): boolean {
   const e = err as { errorCode?: string; errorMessage?: string; subError?: string };
-  return e?.errorCode === 'invalid_grant' || /AADSTS(70008|700082|50173|70043)\b/.test(e?.errorMessage ?? '');
+  return e?.subError === 'bad_token' || /AADSTS(70008|700082|50173|70043)\b/.test(e?.errorMessage ?? '');
 }
 
 /** Which configured password was refused, without keeping it (stored only inside the encrypted cache). */

@@ -1,11 +1,15 @@
 // Files holding a secret that other users on the machine can read: a config
-// file with a client secret, a password or a private key, and
-// the private key file an account points to. Reported as a warning with the
+// file with a client secret, a password or a private key, and the private
+// key files accounts point to (certificatePath, privateKeyPath, or a path
+// given as certificate/privateKey). Reported as a warning with the
 // exact chmod (doctor check 1; once on stderr from accounts, login, token,
 // send and sendmail; in the relay's log at start): it works, but anyone who
 // can log in here can send as the account.
-// Only the mode is looked at on the hot path; a file is read only when loose.
+// The config file (small, just parsed by the loader) is read for its key
+// paths; a key file is read only when its mode is loose.
 import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import type { Account } from './account.ts';
 
 export interface ExposedFile {
@@ -16,8 +20,9 @@ export interface ExposedFile {
   mode: string;
 }
 
-/** Keys whose value in a config file is a secret (a key file's path is not: the file itself is checked). */
-const SECRET_KEYS = ['clientSecret', 'password', 'privateKey'] as const;
+/** Keys whose value in a config file is a secret. `privateKey` and `certificate` take a PEM or a path: only a PEM with a key is a secret here; a path's file is checked itself. */
+const SECRET_KEYS = ['clientSecret', 'password'] as const;
+const PEM_OR_PATH_KEYS = ['privateKey', 'certificate'] as const;
 
 /** The permission bits when group or others may read the file, else null (also on Windows, where modes mean nothing). */
 async function looseMode(file: string): Promise<string | null> {
@@ -30,18 +35,29 @@ async function looseMode(file: string): Promise<string | null> {
   }
 }
 
-async function configSecrets(file: string): Promise<string[]> {
+/** The secrets a config file holds (by key), and the key files its PEM-or-path values name. */
+async function configSecrets(file: string): Promise<{ secrets: string[]; keyFiles: string[] }> {
   try {
     const { parse } = await import('yaml');
     const data = parse(await fsp.readFile(file, 'utf8')) as { accounts?: Record<string, Record<string, unknown> | null> } | null;
-    const found: string[] = [];
+    const secrets: string[] = [];
+    const keyFiles: string[] = [];
     for (const [name, body] of Object.entries(data?.accounts ?? {})) {
-      const has = (key: string) => typeof body?.[key] === 'string' && (body[key] as string).trim() !== '';
-      for (const key of SECRET_KEYS) if (has(key)) found.push(`accounts.${name}.${key}`);
+      const value = (key: string) => (typeof body?.[key] === 'string' ? (body[key] as string).trim() : '');
+      for (const key of SECRET_KEYS) if (value(key)) secrets.push(`accounts.${name}.${key}`);
+      for (const key of PEM_OR_PATH_KEYS) {
+        const v = value(key);
+        if (!v) continue;
+        if (v.includes('-----BEGIN')) {
+          if (v.includes('PRIVATE KEY')) secrets.push(`accounts.${name}.${key}`);
+        } else {
+          keyFiles.push(path.resolve(path.dirname(file), v.replace(/^~(?=$|\/)/, os.homedir())));
+        }
+      }
     }
-    return found;
+    return { secrets, keyFiles };
   } catch {
-    return []; // an unreadable or invalid file is reported by the config loader
+    return { secrets: [], keyFiles: [] }; // an unreadable or invalid file is reported by the config loader
   }
 }
 
@@ -49,11 +65,10 @@ async function configSecrets(file: string): Promise<string[]> {
 export async function exposedSecretFiles(configPath: string | null | undefined, accounts: Account[]): Promise<ExposedFile[]> {
   const out: ExposedFile[] = [];
   const configMode = configPath ? await looseMode(configPath) : null;
-  if (configPath && configMode) {
-    const keys = await configSecrets(configPath);
-    if (keys.length > 0) out.push({ file: configPath, holds: keys.join(', '), mode: configMode });
-  }
-  const keyFiles = new Set(accounts.flatMap((a) => [a.privateKeyPath, a.certificatePath]).filter((f): f is string => !!f && f !== configPath));
+  // Read only when it is loose (its secrets) or names key files by path (cheap: a small YAML file).
+  const inConfig = configPath ? await configSecrets(configPath) : { secrets: [], keyFiles: [] };
+  if (configPath && configMode && inConfig.secrets.length > 0) out.push({ file: configPath, holds: inConfig.secrets.join(', '), mode: configMode });
+  const keyFiles = new Set([...accounts.flatMap((a) => [a.privateKeyPath, a.certificatePath]), ...inConfig.keyFiles].filter((f): f is string => !!f && f !== configPath));
   for (const file of keyFiles) {
     const mode = await looseMode(file);
     // A certificate file without its key is public: only a file with a key is a secret.

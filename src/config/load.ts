@@ -345,13 +345,16 @@ const isDefining = (raw: RawAccount) => raw.tenant !== undefined || raw.clientId
 
 // ------------------------------------------------------------ building
 
-function readPemOrPath(v: Layered, spec: FieldSpec, label: string): string {
+/** A PEM given inline or as a path; undefined for a file this user may not read when the account is only listed (not used). */
+function readPemOrPath(v: Layered, spec: FieldSpec, label: string, inUse = true): string | undefined {
   const s = String(v.value);
   if (s.includes('-----BEGIN')) return s.replace(/\\n/g, '\n');
   const p = path.resolve(v.baseDir, expandHome(s));
   try {
     return fs.readFileSync(p, 'utf8');
   } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (!inUse && (code === 'EACCES' || code === 'EPERM')) return undefined;
     throw configError(`${v.source}: cannot read ${label} file ${p} (${(err as NodeJS.ErrnoException).code ?? 'error'}); expected ${spec.expected}`);
   }
 }
@@ -461,8 +464,8 @@ function buildAccount(name: string, raw: RawAccount, inUse = false): Account {
   let privateKey: string | undefined;
   if (problems.length === 0 && flow === 'client-certificate') {
     try {
-      if (raw.certificate && val.certificate !== undefined) certificate = readPemOrPath(raw.certificate, FIELDS.certificate, 'certificate');
-      if (raw.privateKey && val.privateKey !== undefined) privateKey = readPemOrPath(raw.privateKey, FIELDS.privateKey, 'private key');
+      if (raw.certificate && val.certificate !== undefined) certificate = readPemOrPath(raw.certificate, FIELDS.certificate, 'certificate', inUse);
+      if (raw.privateKey && val.privateKey !== undefined) privateKey = readPemOrPath(raw.privateKey, FIELDS.privateKey, 'private key', inUse);
     } catch (err) {
       problems.push((err as Error).message);
     }

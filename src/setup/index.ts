@@ -522,7 +522,8 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
       // files are here can be sent along. The one being renewed stays valid beside the new one until it
       // expires (machines that still use it keep working); another certificate means a manual upload.
       const oldForms = renew && existingCert ? certificateThumbprints(existingCert.certificatePath) : [];
-      const others = (app.keyCredentials ?? []).filter((k) => !(k.customKeyIdentifier && oldForms.includes(k.customKeyIdentifier)));
+      // Certificates already expired are left out (the PATCH drops them): they would otherwise block every later renewal.
+      const others = (app.keyCredentials ?? []).filter((k) => !(k.customKeyIdentifier && oldForms.includes(k.customKeyIdentifier)) && !(k.endDateTime && Date.parse(k.endDateTime) <= Date.now()));
       const keepOld = renew && existingCert && oldForms.length > 0 && !/expired/.test(renew) ? certificateDerBase64(existingCert.certificatePath) : undefined;
       const credential = (key: string, name: string) => ({ type: 'AsymmetricX509Cert', usage: 'Verify', key, displayName: name });
       const uploaded = others.length === 0;
@@ -554,7 +555,7 @@ export async function runSetup(options: SetupOptions = {}): Promise<SetupResult>
         certificate = { created: true, reused: false, thumbprint: gen.thumbprint, ...paths };
         step({ title: 'Certificate', status: uploaded ? 'done' : 'failed', detail: `${renew ? `renewed (the one in the configuration: ${renew})` : 'created'} (thumbprint ${gen.thumbprint}, expires ${gen.notAfter.toISOString().slice(0, 10)}); private key ${paths.privateKeyPath} (0600)${uploaded ? '' : '; not on the app yet: upload it (see the notes)'}` });
       }
-      if (renew && keepOld) notes.push(`The old certificate (${existingCert!.certificatePath}) stays valid on the app until it expires; its files are kept.`);
+      if (renew && keepOld && uploaded) notes.push(`The old certificate (${existingCert!.certificatePath}) stays valid on the app until it expires; its files are kept.`);
       notes.push(`The certificate expires on ${gen.notAfter.toISOString().slice(0, 10)}: run smtp365 setup --app-only --certificate again in the 30 days before, and it makes a new one.`);
     }
   } else if (appOnly) {
