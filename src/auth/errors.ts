@@ -74,14 +74,7 @@ export function toAuthError(err: unknown, ctx: MapContext): Smtp365Error {
   // transient failure says so, so retry loops wait it out rather than spend attempts on replays.
   const left = ctx.throttledUntil !== undefined ? ctx.throttledUntil - Date.now() : 0;
   if (!e.transient || e.retryAfterMs !== undefined || left <= 0) return e;
-  return new Smtp365Error(e.code, e.message, {
-    transient: true,
-    ...(e.smtp ? { smtp: e.smtp } : {}),
-    ...(e.explanation ? { explanation: e.explanation } : {}),
-    cause: e.cause ?? err,
-    details: { ...(e.details ?? {}), retryAfterMs: left },
-    retryAfterMs: left,
-  });
+  return e.with({ details: { retryAfterMs: left }, retryAfterMs: left });
 }
 
 function mapAuthError(err: unknown, ctx: MapContext): Smtp365Error {

@@ -45,6 +45,18 @@ export class Smtp365Error extends Error {
     this.retryAfterMs = options.retryAfterMs;
   }
 
+  /** The same error with some parts changed (details are merged); the cause stays the original's. */
+  with(changes: Pick<Smtp365ErrorOptions, 'explanation' | 'details' | 'retryAfterMs'>): Smtp365Error {
+    return new Smtp365Error(this.code, this.message, {
+      transient: this.transient,
+      ...(this.smtp ? { smtp: this.smtp } : {}),
+      ...((changes.explanation ?? this.explanation) ? { explanation: changes.explanation ?? this.explanation } : {}),
+      cause: this.cause ?? this,
+      ...(this.details || changes.details ? { details: { ...(this.details ?? {}), ...(changes.details ?? {}) } } : {}),
+      ...((changes.retryAfterMs ?? this.retryAfterMs) !== undefined ? { retryAfterMs: changes.retryAfterMs ?? this.retryAfterMs } : {}),
+    });
+  }
+
   toJSON(): Record<string, unknown> {
     return {
       code: this.code,

@@ -718,27 +718,11 @@ export function mayBeStaleToken(reply: SmtpReply): boolean {
 function waitTooLong(err: Smtp365Error, budgetLeftMs: number, attemptsLeft: boolean): Smtp365Error {
   if (!err.transient || err.retryAfterMs === undefined || err.retryAfterMs <= budgetLeftMs || !attemptsLeft || !err.explanation) return err;
   const line = `Microsoft asked for a ${waitText(err.retryAfterMs)} wait before the next try; the retry budget had ${waitText(Math.max(0, budgetLeftMs))} left (the CLI's --timeout, the library's retry.budgetMs), so this send stopped. Try again after the wait, or allow more time.`;
-  const e = withDetails(err, { gaveUp: 'the wait asked for is longer than the retry budget left' });
-  return new Smtp365Error(e.code, e.message, {
-    transient: true,
-    ...(e.smtp ? { smtp: e.smtp } : {}),
-    explanation: { ...err.explanation, fix: [line, ...err.explanation.fix] },
-    cause: e.cause,
-    ...(e.details ? { details: e.details } : {}),
-    retryAfterMs: err.retryAfterMs,
-  });
+  return err.with({ details: { gaveUp: 'the wait asked for is longer than the retry budget left' }, explanation: { ...err.explanation, fix: [line, ...err.explanation.fix] } });
 }
 
 function withDetails(err: Smtp365Error, extra: Record<string, unknown>): Smtp365Error {
-  const e = new Smtp365Error(err.code, err.message, {
-    transient: err.transient,
-    ...(err.smtp ? { smtp: err.smtp } : {}),
-    ...(err.explanation ? { explanation: err.explanation } : {}),
-    cause: (err as Error).cause ?? err,
-    details: { ...(err.details ?? {}), ...extra },
-    ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}),
-  });
-  return e;
+  return err.with({ details: extra });
 }
 
 function withAttempts(err: Smtp365Error, attempts: number, notRestartable: boolean): Smtp365Error {
